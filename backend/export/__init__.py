@@ -1,0 +1,1 @@
+"""Writers of result files: GLB, 3DGS PLY, PC2, contact sheets."""

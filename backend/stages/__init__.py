@@ -1,0 +1,1 @@
+"""Stages shared by pipelines: cameras, rendering, tracking, inpainting, fitting, baking."""
