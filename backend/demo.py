@@ -20,20 +20,27 @@ from ..protocol.messages import Progress
 from .example import example_asset
 
 
-def start_server(store: Path, gpus: str = "cpu", extra: list[str] | None = None, timeout: float = 60.0) -> tuple[subprocess.Popen, str]:
-    """Start `likeness3d serve` as a child process on a free loopback port; return it and its address."""
-    cmd = [sys.executable, "-m", "likeness3d.backend.cli", "serve", "--listen", "tcp://127.0.0.1:*", "--store", str(store), "--gpus", gpus]
-    proc = subprocess.Popen(cmd + (extra or []), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+def start_server(
+    store: Path, gpus: str = "cpu", extra: list[str] | None = None, timeout: float = 60.0, listen: str = "tcp://127.0.0.1:*"
+) -> tuple[subprocess.Popen, str]:
+    """Start `likeness3d serve` as a child process (its output in <store>/server.log); return it and its address."""
+    store = Path(store)
+    store.mkdir(parents=True, exist_ok=True)
+    log_path = store / "server.log"
+    cmd = [sys.executable, "-m", "likeness3d.backend.cli", "serve", "--listen", listen, "--store", str(store), "--gpus", gpus]
+    with open(log_path, "ab") as log:
+        start = log.tell()
+        proc = subprocess.Popen(cmd + (extra or []), stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line:
-            break
-        m = re.search(r"listening on (tcp://\S+)", line)
+    while time.monotonic() < deadline and proc.poll() is None:
+        with open(log_path, "rb") as fh:
+            fh.seek(start)
+            m = re.search(rb"listening on (tcp://\S+|ipc://\S+)", fh.read())
         if m:
-            return proc, m.group(1)
+            return proc, m.group(1).decode()
+        time.sleep(0.05)
     proc.kill()
-    raise RuntimeError(f"the backend did not start: {proc.stdout.read() if proc.stdout else ''}")
+    raise RuntimeError(f"the backend did not start; its log {log_path} says: {log_path.read_text()[-2000:]}")
 
 
 def _save_png(path: Path, rgba: np.ndarray) -> None:

@@ -20,6 +20,9 @@ class SelftestConfig:
     """Time spent in each step."""
     preview_size: int = 32
     """Side of the preview image sent with each step (0: none)."""
+    honour_cancel: bool = True
+    """False behaves like a stuck pipeline (no cancel checks, no progress after the first step), which exercises
+    the server's enforced cancel: the worker is ended after the grace period and replaced."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.steps <= 100_000:
@@ -37,7 +40,10 @@ def run(ctx, asset, config: SelftestConfig) -> None:
         deadline = time.monotonic() + config.step_seconds
         while time.monotonic() < deadline:  # sleep in slices so cancel is noticed within one slice
             time.sleep(min(0.01, max(0.0, deadline - time.monotonic())))
-            ctx.check_cancel()
+            if config.honour_cancel:
+                ctx.check_cancel()
+        if not config.honour_cancel and step > 1:
+            continue
         preview = None
         if s:
             ramp = np.linspace(0, 255, s, dtype=np.float32)
