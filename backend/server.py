@@ -72,6 +72,8 @@ class Server:
         self.router.bind(listen)
         self.address = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
         self._stop = threading.Event()
+        self._poller: zmq.Poller | None = None
+        self._polled_fds: set[int] = set()
         self._handlers = {
             "hello": self._on_hello,
             "submit": self._on_submit,
@@ -108,14 +110,14 @@ class Server:
         self.ctx.term()
 
     def _poll_once(self) -> None:
-        poller = zmq.Poller()
-        poller.register(self.router, zmq.POLLIN)
-        fds = {}
-        for w in self.workers:
-            if w.conn is not None and not w.conn.closed:
-                fds[w.conn.fileno()] = w
-                poller.register(w.conn.fileno(), zmq.POLLIN)
-        ready = dict(poller.poll(POLL_MS))
+        fds = {w.conn.fileno(): w for w in self.workers if w.conn is not None and not w.conn.closed}
+        if self._poller is None or set(fds) != self._polled_fds:  # rebuilt only when a worker changed
+            self._poller = zmq.Poller()
+            self._poller.register(self.router, zmq.POLLIN)
+            for fd in fds:
+                self._poller.register(fd, zmq.POLLIN)
+            self._polled_fds = set(fds)
+        ready = dict(self._poller.poll(POLL_MS))
         if self.router in ready:
             for _ in range(1000):  # drain, but let the workers speak between bursts
                 try:

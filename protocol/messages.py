@@ -7,6 +7,7 @@ request that started the job, or 0) and the type's own fields. Array fields trav
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
 from dataclasses import dataclass, field, fields
@@ -276,14 +277,18 @@ def _parse_checked(header: dict, arrays: dict, allowed: frozenset | None) -> Mes
     return _build(cls, header, arrays)
 
 
+@functools.lru_cache(maxsize=None)
+def _schema(cls: type[Message]) -> tuple[dict, frozenset, tuple]:
+    return typing.get_type_hints(cls), frozenset(f.name for f in fields(cls)), fields(cls)
+
+
 def _build(cls: type[Message], header: dict, arrays: dict[str, np.ndarray]) -> Message:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in fields(cls)}
+    hints, names, cls_fields = _schema(cls)
     unknown = sorted(set(header) - names - set(ENVELOPE), key=str)
     if unknown:
         raise BadMessage(f"{cls.TYPE}: unknown fields {unknown[:10]!r:.200}", field=str(unknown[0]))
     kwargs: dict[str, Any] = {}
-    for f in fields(cls):
+    for f in cls_fields:
         hint = hints[f.name]
         if hint is Asset or _is_optional(hint, Asset):
             if f.name not in header:
