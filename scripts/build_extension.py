@@ -240,21 +240,25 @@ def pattern_matches(pattern: str, rel_path: str, is_dir: bool) -> bool:
     """gitignore-style test of one pattern against a root-relative '/'-separated path.
 
     A leading '/' or a '/' inside the pattern anchors it at the root (matched segment by segment);
-    otherwise it matches the last path segment at any depth. A trailing '/' matches directories only.
+    otherwise it matches any single path segment. A trailing '/' matches directories only. A path
+    inside a matching directory matches too.
     """
     dir_only = pattern.endswith("/")
-    if dir_only and not is_dir:
-        return False
     body = pattern.rstrip("/")
     anchored = body.startswith("/") or "/" in body
-    body = body.lstrip("/")
+    pattern_segments = body.lstrip("/").split("/")
     segments = rel_path.split("/")
-    if not anchored:
-        return fnmatch.fnmatchcase(segments[-1], body)
-    pattern_segments = body.split("/")
-    return len(pattern_segments) == len(segments) and all(
-        fnmatch.fnmatchcase(s, p) for s, p in zip(segments, pattern_segments)
-    )
+    for k in range(1, len(segments) + 1):  # the path's prefixes: every one but the last is a directory
+        if dir_only and not (k < len(segments) or is_dir):
+            continue
+        if anchored:
+            if len(pattern_segments) == k and all(
+                fnmatch.fnmatchcase(s, p) for s, p in zip(segments, pattern_segments)
+            ):
+                return True
+        elif fnmatch.fnmatchcase(segments[k - 1], body):
+            return True
+    return False
 
 
 def excluded(patterns: list[str], rel_path: str, is_dir: bool) -> bool:
