@@ -38,8 +38,7 @@ def image_to_array(image: bpy.types.Image, field: str = "image") -> np.ndarray:
     out = np.ascontiguousarray(px, dtype=np.float32)
     if image.colorspace_settings.name in _LINEAR_SPACES:
         out[..., :3] = _linear_to_srgb(out[..., :3])
-    out[..., 3] = np.clip(out[..., 3], 0.0, 1.0)
-    return out
+    return np.clip(out, 0.0, 1.0, out=out)  # the wire wants float images in [0, 1]
 
 
 def array_to_image(name: str, rgba: np.ndarray, pack: bool = True) -> bpy.types.Image:
