@@ -14,6 +14,7 @@ import numpy as np
 
 from ..protocol.cameras import PinholeCamera, blender_to_cv, reframe_intrinsics
 from .images import image_to_array
+from .materials import uses_nodes
 
 SMART_UV_ANGLE = math.radians(66.0)  # Blender's default angle limit
 SMART_UV_MARGIN = 0.003  # a little room between islands, for texture bleeding when baking
@@ -144,7 +145,7 @@ def find_base_color_image(obj: bpy.types.Object) -> tuple[bpy.types.Image | None
     """
     for slot in obj.material_slots:
         material = slot.material
-        if material is None or not material.use_nodes or material.node_tree is None:
+        if not uses_nodes(material):
             continue
         tree = material.node_tree
         output = next((n for n in tree.nodes if n.bl_idname == "ShaderNodeOutputMaterial" and n.is_active_output),

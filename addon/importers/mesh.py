@@ -11,6 +11,7 @@ import numpy as np
 from mathutils import Matrix
 
 from ..images import array_to_image
+from ..materials import new_node_material
 
 
 class MeshImportError(ValueError):
@@ -53,8 +54,7 @@ def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarr
 
 def textured_material(name: str, image: bpy.types.Image) -> bpy.types.Material:
     """Principled BSDF whose base colour (and alpha) come from `image` through the UV map."""
-    material = bpy.data.materials.new(name)
-    material.use_nodes = True
+    material = new_node_material(name)
     nodes, links = material.node_tree.nodes, material.node_tree.links
     bsdf = next(n for n in nodes if n.bl_idname == "ShaderNodeBsdfPrincipled")
     tex = nodes.new("ShaderNodeTexImage")

@@ -156,8 +156,10 @@ def read_vertex_table(path: str | Path) -> tuple[np.ndarray, list[str]]:
         table = np.loadtxt(path, dtype=np.float64, skiprows=_header_lines(head), max_rows=count, ndmin=2)
         if table.shape != (count, len(names)):
             raise PlyError(f"{path}: expected {count} x {len(names)} vertex values, read {list(table.shape)}")
-        dtype = np.dtype([(n, "f8") for n in names])
-        return np.ascontiguousarray(table).view(dtype).reshape(count), names
+        typed = np.empty(count, dtype=np.dtype([(name, "=" + ty) for name, ty in props]))
+        for i, name in enumerate(names):  # the declared types, as the binary formats keep them
+            typed[name] = table[:, i]
+        return typed, names
     order = "<" if header.fmt == "binary_little_endian" else ">"
     dtype = np.dtype([(name, order + ty) for name, ty in props])
     size = path.stat().st_size - header.data_offset

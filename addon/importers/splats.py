@@ -14,6 +14,7 @@ from pathlib import Path
 import bpy
 import numpy as np
 
+from ..materials import new_node_material
 from .ply import Splats, read_splats
 
 NODE_GROUP = "Likeness3D Splats"
@@ -163,8 +164,7 @@ def splat_material() -> bpy.types.Material:
     material = bpy.data.materials.get(MATERIAL)
     if material is not None:
         return material
-    material = bpy.data.materials.new(MATERIAL)
-    material.use_nodes = True
+    material = new_node_material(MATERIAL)
     nodes, links = material.node_tree.nodes, material.node_tree.links
     nodes.clear()
     attr = nodes.new("ShaderNodeAttribute")
