@@ -91,6 +91,7 @@ def _accepted(key: str, future: Future) -> None:
     except Exception as exc:  # noqa: BLE001 - any failure to submit ends the job item, and is reported
         if item is not None:
             item.state, item.message = "FAILED", describe(exc)
+            item.error_code = exc.code if isinstance(exc, ProtocolError) else ""
         if key not in _self_reporting:
             report("ERROR", f"Likeness3D job not accepted: {describe(exc)}")
         return
@@ -175,7 +176,7 @@ def _on_error(ev: M.Error) -> None:
         return
     text = error_text(ev.code, ev.message, ev.field)
     item.state = "CANCELLED" if ev.code == "cancelled" else "FAILED"
-    item.message = text
+    item.message, item.error_code = text, ev.code
     if ev.job not in _self_reporting:
         report("WARNING" if ev.code == "cancelled" else "ERROR", f"Likeness3D job {ev.job}: {text}")
 

@@ -72,6 +72,7 @@ class LikenessJob(bpy.types.PropertyGroup):
     eta: FloatProperty(name="ETA", description="Seconds left, estimated from the pace so far; -1 unknown",
                        default=-1.0, unit="TIME_ABSOLUTE")
     message: StringProperty(name="Message", description="The backend's error, for a failed job")
+    error_code: StringProperty(name="Error Code", description="The typed error's wire code (invalid_asset, ...)")
     result_dir: StringProperty(name="Results", subtype="DIR_PATH")
     artifacts: StringProperty(name="Artifacts", description="Fetched artifact names, comma separated")
     imported: BoolProperty(name="Imported")

@@ -85,6 +85,7 @@ def photo(name: str, width: int, height: int, seed: int = 0) -> bpy.types.Image:
     px[..., 3] = ((xx - width / 2) ** 2 + (yy - height / 2) ** 2 < (min(width, height) / 3) ** 2).astype(np.float32)
     image = bpy.data.images.new(name, width, height, alpha=True)
     image.pixels.foreach_set(px[::-1].ravel())
+    image.pack()  # as a loaded photo would be: saved with the .blend
     return image
 
 

@@ -107,6 +107,14 @@ def test_refine_blocks_in_background_mode(connected):
     item = active_job()
     assert item.state == "DONE" and "1 of 1 references" in item.text
 
+    # Fetch again (blocking here too), then Disconnect
+    (Path(item.result_dir) / "inspect.json").unlink()
+    assert bpy.ops.likeness.job_fetch.poll()
+    assert bpy.ops.likeness.job_fetch() == {"FINISHED"}
+    assert (Path(active_job().result_dir) / "inspect.json").is_file()
+    assert bpy.ops.likeness.disconnect.poll() and bpy.ops.likeness.disconnect() == {"FINISHED"}
+    assert bpy.context.window_manager.likeness.state == "disconnected" and session.client() is None
+
 
 def test_job_results_import_through_the_job_list(connected, tmp_path):
     """Result import as a job delivers it: geometry artifacts in the job's folder, imported at the source."""
@@ -204,3 +212,49 @@ def test_a_lost_backend_is_a_state_not_a_traceback(tmp_path, capsys):
     finally:
         server.resume()
         server.stop()
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "headless_refine.py"
+BLENDER_CLI = Path(__file__).resolve().parent / "blender_cli.py"
+
+
+@pytest.mark.parametrize("how", ["api", "operator"])
+def test_headless_example_runs_a_job_and_saves_the_result(connected, tmp_path, how):
+    import subprocess
+    import sys
+
+    subject_scene(n_refs=2)
+    for ref in bpy.context.scene.likeness.references:
+        ref.image.use_fake_user = True
+    bpy.context.scene.likeness.references.clear()  # the script names them on its command line
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    out = tmp_path / "refined.blend"
+    args = [sys.executable, str(BLENDER_CLI), str(blend), str(EXAMPLE), "--", "--target", "Cube",
+            "--reference", "photo0:RefCam0", "--reference", "photo1:RefCam1", "--class-word", "box",
+            "--address", connected.address, "--out", str(out)] + (["--operator"] if how == "operator" else [])
+    run = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "2 of 2 references see the mesh" in run.stdout and f"saved {out}" in run.stdout
+
+    bpy.ops.wm.open_mainfile(filepath=str(out))
+    item = bpy.context.scene.likeness.jobs[-1]
+    assert item.state == "DONE" and item.pipeline == "inspect" and len(bpy.context.scene.likeness.references) == 2
+    assert (Path(item.result_dir) / "inspect.json").is_file()
+    assert Path(item.result_dir).is_relative_to(tmp_path)  # "//likeness3d_results": next to the .blend
+
+    failing = args[: args.index("--out")] + ["--pipeline", "nope", "--out", str(out)]
+    run = subprocess.run(failing, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 1 and "UnknownPipeline" in run.stderr and "'nope'" in run.stderr
+
+
+def test_python_api_returns_the_outcome_and_raises_typed_errors(connected):
+    from likeness3d.addon import api
+    from likeness3d.protocol.errors import UnknownPipeline
+
+    target = subject_scene(n_refs=1)
+    outcome = api.refine(target=target, pipeline="inspect", quality="DRAFT", config={"min_alpha": 0.25})
+    assert outcome.files[0].name == "inspect.json" and outcome.files[0].is_file()
+    assert outcome.summary.endswith("1 of 1 references see the mesh") and outcome.objects == []
+    with pytest.raises(UnknownPipeline, match="no pipeline 'nope'"):
+        api.refine(pipeline="nope")
