@@ -271,6 +271,8 @@ class Server:
             log.info("worker %d released: %s", w.index, msg[1])
 
     def _worker_died(self, w: Worker) -> None:
+        if w.process is not None:
+            w.process.join(1.0)  # its pipe closes a moment before it can be reaped
         code = w.process.exitcode if w.process is not None else None
         job = w.job
         w.kill()

@@ -270,11 +270,12 @@ class Client:
         poller.register(sock, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
         last_heard = time.monotonic()
+        backlog: list[list] = []  # frames zmq could not take yet (no connected peer): retried, never blocking
         heartbeat_id: int | None = None
         heartbeat_sent = 0.0
         try:
             while not self._closed.is_set():
-                ready = dict(poller.poll(int(self.heartbeat * 500)))
+                ready = dict(poller.poll(10 if backlog else int(self.heartbeat * 500)))
                 if self._wake_r in ready:
                     try:
                         while os.read(self._wake_r, 4096):
@@ -283,10 +284,15 @@ class Client:
                         pass
                 while True:
                     try:
-                        rid, frames, _ = self._outbox.get_nowait()
+                        backlog.append(self._outbox.get_nowait()[1])
                     except queue.Empty:
                         break
-                    sock.send_multipart(frames, copy=False)
+                while backlog:
+                    try:
+                        sock.send_multipart(backlog[0], zmq.NOBLOCK, copy=False)
+                    except zmq.Again:
+                        break
+                    backlog.pop(0)
                 if sock in ready:
                     for _ in range(1000):
                         try:
@@ -295,7 +301,7 @@ class Client:
                             break
                         last_heard = time.monotonic()
                         if self.state != "connected":
-                            self._set_state("connected", sock)
+                            self._set_state("connected", backlog)
                         rid, msg = self._parse(frames)
                         if msg is not None:
                             self._on_message(rid, msg)
@@ -305,13 +311,13 @@ class Client:
                 if now - last_heard > self.heartbeat and heartbeat_id is None:
                     heartbeat_id = next(self._ids)
                     self._pending[heartbeat_id] = (Future(), M.Ping())
-                    sock.send_multipart(M.Ping().to_frames(heartbeat_id))
+                    backlog.append(M.Ping().to_frames(heartbeat_id))
                     heartbeat_sent = now
                 if heartbeat_id is not None and now - heartbeat_sent > max(3 * self.heartbeat, 2.0):
                     self._pending.pop(heartbeat_id, None)
                     heartbeat_id = None
                     if self.state != "lost":
-                        self._set_state("lost", sock)
+                        self._set_state("lost", backlog)
         finally:
             sock.close(0)
             for fut, _ in list(self._pending.values()):
@@ -325,7 +331,7 @@ class Client:
             self.events.put(M.Error(code=exc.code, message=f"unreadable message from the backend: {exc.message}"))
             return 0, None
 
-    def _set_state(self, state: str, sock: zmq.Socket) -> None:
+    def _set_state(self, state: str, backlog: list) -> None:
         previous, self.state = self.state, state
         self.events.put(ConnectionState(state))
         if state == "connected" and previous == "lost":
@@ -335,7 +341,7 @@ class Client:
                     rid = next(self._ids)
                     self._pending[rid] = (Future(), M.Attach(job=job_id))
                     self._job_requests[rid] = job_id
-                    sock.send_multipart(M.Attach(job=job_id).to_frames(rid))
+                    backlog.append(M.Attach(job=job_id).to_frames(rid))
 
     def _on_message(self, rid: int, msg: M.Message) -> None:
         job_id = getattr(msg, "job", None)
