@@ -12,7 +12,8 @@ _MODULES = (preferences, properties, reports, operators, panels)
 
 @bpy.app.handlers.persistent
 def _on_load_post(*_args) -> None:
-    """A .blend was opened: follow its unfinished jobs again if a backend is connected."""
+    """A .blend was opened: show the live connection again, follow the file's unfinished jobs."""
+    session.show_server_info()
     jobs.reattach_all()
 
 

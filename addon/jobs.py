@@ -27,6 +27,7 @@ PREVIEW_IMAGE = "Likeness3D Preview"
 _self_reporting: set[str] = set()  # jobs whose blocking operator reports the outcome itself
 _aliases: dict[str, str] = {}  # an item's key before acceptance -> its job id
 _orphans: dict[str, list] = {}  # events that beat their job's acceptance to the main thread, by job id
+_in_flight: set[str] = set()  # keys of items submitted in this session and not yet accepted or refused
 
 
 # ---------------------------------------------------------------------------------------------
@@ -80,11 +81,13 @@ def submit(scene: bpy.types.Scene, asset: Asset, pipeline: str, config: dict) ->
     item.state, item.created, item.text = "SUBMITTING", time.time(), "sending the asset"
     props.job_index = len(props.jobs) - 1
     props.active_job = key
+    _in_flight.add(key)
     session.call(client.submit, pipeline, asset, config, on_done=lambda f: _accepted(key, f))
     return key
 
 
 def _accepted(key: str, future: Future) -> None:
+    _in_flight.discard(key)
     scene, item = find(key)
     try:
         handle = future.result()
@@ -131,7 +134,7 @@ def handle_event(event) -> None:
 
 
 def _awaiting_acceptance() -> bool:
-    return any(j.job_id.startswith("pending-") for s in bpy.data.scenes for j in s.likeness.jobs)
+    return bool(_in_flight)
 
 
 def _on_progress(ev: M.Progress) -> None:
@@ -265,6 +268,11 @@ def cancel(job_id: str) -> None:
 
 def reattach_all() -> int:
     """Follow again every unfinished job of the file (after connecting, or after opening the .blend)."""
+    for scene in bpy.data.scenes:
+        for item in scene.likeness.jobs:
+            if item.job_id.startswith("pending-") and item.job_id not in _in_flight and not item.finished:
+                item.state = "FAILED"
+                item.message = "the file was saved before the backend accepted this job; run Refine again"
     client = session.client()
     if client is None:
         return 0
@@ -309,6 +317,7 @@ def forget() -> None:
     _self_reporting.clear()
     _aliases.clear()
     _orphans.clear()
+    _in_flight.clear()
 
 
 session.set_event_handler(handle_event)

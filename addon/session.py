@@ -28,6 +28,7 @@ _worker: ThreadPoolExecutor | None = None
 _done: queue.SimpleQueue = queue.SimpleQueue()  # (callback, future) of finished worker calls
 _pending = 0  # worker calls not yet finished on the main thread
 _pipelines: list[str] = []
+_info = None  # the last ServerInfo, to refill the panel's state after a file load
 _event_handler: Callable[[Any], None] | None = None  # jobs.handle_event, set by jobs (no import cycle)
 MAX_EVENTS_PER_TICK = 200  # keep one tick short even when a job floods progress
 
@@ -86,16 +87,31 @@ def connect(context=None, address: str | None = None, on_ready: Callable[[], Non
         _set_state("error", f"cannot open {address}: {exc}")
         raise ConnectError(f"cannot open {address}: {exc}") from None
     _set_state("connecting", f"connecting to {address}")
-    call(_client.hello, "likeness3d-blender", on_done=lambda f: _hello_done(f, on_ready))
+    this = _client
+    call(this.hello, "likeness3d-blender", on_done=lambda f: _hello_done(this, f, on_ready))
 
 
-def _hello_done(future: Future, on_ready) -> None:
+def _hello_done(this: Client, future: Future, on_ready) -> None:
+    if this is not _client:
+        return  # a hello of a client closed since (reconnect): the new one reports for itself
     try:
         info = future.result()
     except ProtocolError as exc:
         _set_state("error", f"{type(exc).__name__}: {exc.message}")
-        report("ERROR", f"cannot reach the backend at {_client.address if _client else '?'}: {exc.message}")
+        report("ERROR", f"cannot reach the backend at {this.address}: {exc.message}")
         return
+    global _info
+    _info = info
+    show_server_info()
+    if on_ready is not None:
+        on_ready()
+
+
+def show_server_info() -> None:
+    """Fill the panel's connection state from the last hello (also after a file load replaced it)."""
+    if _client is None or _info is None:
+        return
+    info = _info
     _pipelines[:] = list(info.pipelines)
     rt = runtime()
     rt.version = info.server
@@ -103,9 +119,10 @@ def _hello_done(future: Future, on_ready) -> None:
     rt.pipelines = ", ".join(info.pipelines)
     found = info.models.get("found", []) if isinstance(info.models, dict) else list(info.models)
     rt.models = ", ".join(map(str, found)) or "none"
-    _set_state("connected", f"connected to {_client.address}")
-    if on_ready is not None:
-        on_ready()
+    if _client.state == "lost":
+        _set_state("lost", "the backend stopped answering; its jobs resume when it is back")
+    else:
+        _set_state("connected", f"connected to {_client.address}")
 
 
 def _set_state(state: str, message: str = "") -> None:
@@ -116,10 +133,11 @@ def _set_state(state: str, message: str = "") -> None:
 
 def close() -> None:
     """Forget the client (jobs keep running on the backend; reconnecting reattaches them)."""
-    global _client
+    global _client, _info
     if _client is not None:
         _client.close()
         _client = None
+    _info = None
     try:
         _set_state("disconnected", "")
     except AttributeError:  # during unregister the runtime property may be gone already

@@ -258,3 +258,18 @@ def test_python_api_returns_the_outcome_and_raises_typed_errors(connected):
     assert outcome.summary.endswith("1 of 1 references see the mesh") and outcome.objects == []
     with pytest.raises(UnknownPipeline, match="no pipeline 'nope'"):
         api.refine(pipeline="nope")
+
+
+def test_opening_a_file_while_connected_keeps_the_connection_and_fails_stale_submissions(connected, tmp_path):
+    subject_scene(n_refs=1)
+    props = bpy.context.scene.likeness
+    stale = props.jobs.add()  # a job saved while its asset was still on the way: never accepted
+    stale.job_id, stale.state = "pending-0badf00d", "SUBMITTING"
+    blend = tmp_path / "saved.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    bpy.ops.wm.open_mainfile(filepath=str(blend))
+    rt = bpy.context.window_manager.likeness
+    assert rt.state == "connected" and "inspect" in rt.pipelines
+    item = bpy.context.scene.likeness.jobs[0]
+    assert item.state == "FAILED" and "saved before the backend accepted" in item.message
+    assert bpy.ops.likeness.refine() == {"FINISHED"}  # the session still works
