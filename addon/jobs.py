@@ -139,8 +139,8 @@ def _awaiting_acceptance() -> bool:
 
 def _on_progress(ev: M.Progress) -> None:
     scene, item = find(ev.job)
-    if item is None:
-        return
+    if item is None or item.finished or item.state == "FETCHING":
+        return  # a replay after the job's end (a reattach) changes nothing
     item.state = "RUNNING"
     item.stage, item.step, item.total, item.text, item.elapsed = ev.stage, ev.step, ev.total, ev.text, ev.elapsed
     # pace so far, extrapolated: elapsed / step * steps left
@@ -167,7 +167,10 @@ def _on_result(ev: M.Result) -> None:
         return
     item.state, item.text = "FETCHING", f"fetching {len(ev.artifacts)} artifacts"
     item.step = item.total = max(item.total, 1)
-    fetch(ev.job)
+    try:
+        fetch(ev.job)
+    except ProtocolError as exc:  # disconnected meanwhile: the results wait on the backend
+        item.message = f"{describe(exc)}; the results stay on the backend: connect and press Fetch"
 
 
 def _on_error(ev: M.Error) -> None:
