@@ -253,7 +253,7 @@ def pattern_matches(pattern: str, rel_path: str, is_dir: bool) -> bool:
             continue
         if anchored:
             if len(pattern_segments) == k and all(
-                fnmatch.fnmatchcase(s, p) for s, p in zip(segments, pattern_segments)
+                fnmatch.fnmatchcase(s, p) for s, p in zip(segments[:k], pattern_segments, strict=True)
             ):
                 return True
         elif fnmatch.fnmatchcase(segments[k - 1], body):

@@ -3,7 +3,6 @@
 import bpy
 import numpy as np
 import pytest
-from mathutils import Matrix, Vector
 
 from likeness3d.addon.gather import GatherError, gather_camera, gather_mesh
 from likeness3d.addon.request import build_asset

@@ -5,6 +5,7 @@ its validator must accept our manifest and our zip, and its builder must pick th
 
 import copy
 import importlib.util
+import os
 import subprocess
 import sys
 import zipfile
@@ -154,3 +155,35 @@ def test_zip_matches_blenders_builder_and_validates(built_zip, tmp_path):
     assert sorted(zipfile.ZipFile(built_zip).namelist()) == sorted(theirs)
     out = subprocess.run([sys.executable, str(BLENDER_EXT), "validate", str(built_zip)], capture_output=True, text=True)
     assert out.returncode == 0 and "Success" in out.stdout, out.stdout + out.stderr
+
+
+INSTALL_SCRIPT = """
+import sys, bpy, addon_utils
+zip_path = sys.argv[-1]
+assert bpy.ops.extensions.package_install_files(filepath=zip_path, repo="user_default",
+                                                 enable_on_install=True) == {"FINISHED"}
+name = "bl_ext.user_default.likeness3d"
+assert name in bpy.context.preferences.addons, sorted(bpy.context.preferences.addons.keys())
+prefs = bpy.context.preferences.addons[name].preferences
+assert prefs is not None and prefs.address.startswith("tcp://"), prefs
+assert hasattr(bpy.types.Scene, "likeness") and "refine" in dir(bpy.ops.likeness)
+import importlib
+api = importlib.import_module(name + ".addon.api")
+print("EXTENSION OK", api.__name__)
+"""
+
+
+def test_zip_installs_and_enables_as_a_blender_extension(built_zip, tmp_path):
+    """Blender's own installer takes the zip: files in place, this platform's wheels installed, the add-on
+    registered as bl_ext.user_default.likeness3d with its preferences (a private user folder, not ~)."""
+    env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "user")}
+    script = tmp_path / "install.py"
+    script.write_text(INSTALL_SCRIPT)
+    out = subprocess.run([sys.executable, str(script), str(built_zip)], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0 and "EXTENSION OK bl_ext.user_default.likeness3d.addon.api" in out.stdout, (
+        out.stdout[-3000:] + out.stderr[-3000:])
+    installed = tmp_path / "user" / "extensions" / "user_default" / "likeness3d"
+    assert (installed / "addon" / "operators.py").is_file() and not (installed / "backend").exists()
+    site = next((tmp_path / "user" / "extensions" / ".local" / "lib").glob("python3.*/site-packages"))
+    assert (site / "zmq").is_dir() and (site / "msgpack").is_dir()
