@@ -51,3 +51,11 @@ def test_ping_echoes_arrays(server):
         a = np.random.default_rng(0).random((1000, 7)).astype(np.float32)
         np.testing.assert_array_equal(c.ping_echo(a), a)
         assert c.ping() < 5
+
+
+def test_release_reaches_the_workers(server, asset):
+    with Client(server.address, timeout=20) as c:
+        c.submit("inspect", asset).wait(30)
+        info = c.release()
+        assert info == {"released": [0], "after_current_job": []}
+        assert c.submit("inspect", asset).wait(30)  # the worker keeps serving after a release
