@@ -38,10 +38,14 @@ def ssim_map(a: Tensor, b: Tensor, window: int = 11, sigma: float = 1.5) -> Tens
 
 
 def weighted_mean(values: Tensor, weights: Tensor | None) -> Tensor:
-    """Mean of `values` [B, H, W] under per-pixel `weights` [B, H, W] (plain mean when None)."""
+    """mean(values * weights) over [B, H, W]: a weight scales its pixel's share, 1 everywhere = plain mean.
+
+    Not normalised by the weights' sum, so a view whose pixels all weigh 0.1 counts a tenth as much as one
+    at 1 even when it is alone in its batch.
+    """
     if weights is None:
         return values.mean()
-    return (values * weights).sum() / weights.sum().clamp_min(1e-12)
+    return (values * weights).mean()
 
 
 def psnr(a: Tensor, b: Tensor, mask: Tensor | None = None) -> float:
