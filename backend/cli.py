@@ -92,6 +92,35 @@ def cmd_cancel(args) -> int:
     return 0
 
 
+def _parse_set(items: list[str]) -> dict:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE (VALUE as JSON, e.g. fit_steps=500)")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def cmd_refine(args) -> int:
+    from .refine import refine
+
+    report = refine(
+        args.pipeline, Path(args.mesh), Path(args.refs), args.class_word, Path(args.out),
+        device=args.device, models=args.models, preset=args.preset,
+        eval_views=Path(args.eval_views) if args.eval_views else None, overrides=_parse_set(args.set),
+    )
+    print(f"likeness3d: {args.pipeline} finished; results in {Path(args.out).resolve()}")
+    if "inpainter" in report:
+        print(f"  inpainter: {report['inpainter']}")
+    for key, value in (report.get("metrics") or {}).items():
+        print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
+    return 0
+
+
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
@@ -139,6 +168,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("job")
     _add_connect(p)
     p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("refine", help="run a pipeline on local files, without a server")
+    p.add_argument("pipeline", help="pipeline name, e.g. tire")
+    p.add_argument("--mesh", required=True, help="the initial asset: .glb/.gltf/.obj (Y up) or .ply (Z up)")
+    p.add_argument("--refs", required=True, help="reference photos and cameras: nerfstudio transforms.json")
+    p.add_argument("--class", dest="class_word", required=True, help="the subject's class word (cat, sneaker)")
+    p.add_argument("--out", required=True, help="output folder")
+    p.add_argument("--models", help="diffusion models folder, or 'tiny' (default: $LIKENESS3D_MODELS; none: classical fallback)")
+    p.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda when present)")
+    p.add_argument("--preset", choices=("fast", "quality"), help="default: quality on CUDA, fast on the CPU")
+    p.add_argument("--eval-views", help="true views (transforms.json) to score the result against")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.set_defaults(func=cmd_refine)
 
     p = sub.add_parser("demo", help="run the main job on the bundled example subject (no GPU, no weights)")
     p.add_argument("--out", default="likeness3d_demo", help="output folder (default %(default)s)")

@@ -1,23 +1,14 @@
-"""`likeness3d demo`: the main job on the bundled example subject, through a real server process and client.
-
-Until the TIRE pipeline exists, the main job is `inspect` (validate the asset, report which references see
-the mesh, preview overlays); the demo says so in its output.
-"""
+"""`likeness3d demo`: the main job (TIRE) on the bundled example subject, and `start_server`, which runs a
+real backend process for the tests and benchmarks."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from ..protocol.client import Client
-from ..protocol.messages import Progress
-from .example import example_asset
 
 
 def start_server(
@@ -43,53 +34,43 @@ def start_server(
     raise RuntimeError(f"the backend did not start; its log {log_path} says: {log_path.read_text()[-2000:]}")
 
 
-def _save_png(path: Path, rgba: np.ndarray) -> None:
-    from PIL import Image
+def write_inputs(case, inputs: Path) -> dict[str, Path]:
+    """The demo case as a user would hand it over: a GLB, and transforms.json camera sets with images."""
+    from .export.glb import write_glb
+    from .inputs.transforms import write_transforms
 
-    Image.fromarray(rgba).save(path)
+    inputs.mkdir(parents=True, exist_ok=True)
+    paths = {"mesh": inputs / "mesh.glb", "refs": inputs / "references" / "transforms.json", "truth": inputs / "truth" / "transforms.json"}
+    write_glb(case.initial, path=paths["mesh"])
+    paths["refs"].parent.mkdir(exist_ok=True)
+    paths["truth"].parent.mkdir(exist_ok=True)
+    write_transforms(paths["refs"], list(case.references))
+    write_transforms(paths["truth"], list(case.eval_views))
+    return paths
 
 
 def run_demo(out: Path, device: str | None = None) -> int:
+    """TIRE on the bundled example subject, from the files it writes, scored against held-out true views."""
+    from .example import example_case
+    from .refine import default_device, refine
+
     out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    print("likeness3d demo: the main job on the bundled example subject (a painted pebble, 3 reference photos).")
-    print("  note: the TIRE refinement pipeline has not landed yet; this demo runs the `inspect` pipeline")
-    print("        (asset validation, which references see the mesh, overlay previews) through a real server.")
-    gpus = {"cpu": "cpu", "cuda": "auto", None: "auto"}[device]
-    asset = example_asset()
-    proc, address = start_server(out / "store", gpus)
-    try:
-        with Client(address, timeout=60) as client:
-            info = client.hello("likeness3d-demo")
-            print(f"  backend {info.server} at {address}; pipelines {info.pipelines}; GPUs {info.gpus or 'none'}")
-            job = client.submit("inspect", asset)
-            print(f"  job {job.id} accepted")
-            previews = []
-            for ev in job.events(timeout=120):
-                if isinstance(ev, Progress):
-                    print(f"  [{ev.stage} {ev.step}/{ev.total}] {ev.text}")
-                    if ev.preview is not None:
-                        previews.append(ev.preview)
-            result = job.wait()
-            paths = client.fetch_all(job.id, out)
-        for i, img in enumerate(previews):
-            path = out / f"preview_{asset.references[i].name}.png"
-            _save_png(path, img)
-            paths.append(path)
-        report = json.loads((out / "inspect.json").read_text())
-        m = report["mesh"]
-        print(f"  mesh: {m['vertices']} vertices, {m['faces']} faces, area {m['surface_area']:.3f} m^2, "
-              f"bounds {np.round(m['bounds_min'], 3).tolist()} .. {np.round(m['bounds_max'], 3).tolist()}")
-        for r in report["references"]:
-            print(f"  reference {r['name']}: sees mesh {r['sees_mesh']}, vertices on subject "
-                  f"{r.get('vertices_on_subject', 0):.3f}, bbox IoU {r.get('bbox_iou', 0):.3f}")
-        print(f"  results ({len(result.artifacts)} artifacts) in {out}:")
-        for p in paths:
-            print(f"    {p}")
-        return 0
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+    device = device or default_device()
+    print("likeness3d demo: TIRE (Track, Inpaint, Resplat) on the bundled example subject, a painted pebble whose")
+    print("  initial asset has a wrong (hue-shifted, blurred) hidden side; 3 reference photos show the truth.")
+    t0 = time.monotonic()
+    case = example_case()
+    paths = write_inputs(case, out / "inputs")
+    print(f"  inputs written to {out / 'inputs'} (mesh.glb, references/transforms.json, truth/transforms.json)")
+    print(f"  the same run from the command line:\n    likeness3d refine tire --mesh {paths['mesh']} --refs {paths['refs']} "
+          f"--class pebble --out {out} --eval-views {paths['truth']}")
+    report = refine("tire", paths["mesh"], paths["refs"], case.class_word, out, device=device, eval_views=paths["truth"])
+    m = report["metrics"]
+    print(f"  inpainter: {report['inpainter']}")
+    print(f"  held-out views ({len(case.eval_views)}), region: PSNR dB / SSIM      refined       initial")
+    for region in ("observed", "infilled"):
+        print(f"    {region:<42} {m[f'psnr_{region}']:6.2f} / {m[f'ssim_{region}']:.3f}   "
+              f"{m[f'psnr_{region}_initial']:6.2f} / {m[f'ssim_{region}_initial']:.3f}")
+    print(f"  results in {out}: mesh.glb (refined texture on the artist's UVs), splats.ply, texture.png, sheet.png, report.json")
+    print(f"  done in {time.monotonic() - t0:.0f} s on {device}")
+    return 0

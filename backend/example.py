@@ -4,6 +4,8 @@ true texture, reference photos rendered exactly (analytic ray casting, no render
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from ..protocol.assets import Asset, Camera, Mesh, Reference
@@ -106,3 +108,62 @@ def example_asset(image_size: int = 128, texture_size: int = 256) -> Asset:
         cam = orbit_camera(az, el, image_size)
         refs.append(Reference(name, render_truth(cam, tex), cam))
     return Asset(mesh, tuple(refs), class_word="pebble", name="example_pebble")
+
+
+# --- the demo case with a ground truth (needs the backend's torch stages) -------------------------------
+
+
+def damaged_texture(texture: np.ndarray, hue_shift_deg: float = 120.0, blur_sigma: float = 5.0,
+                    hidden_from_deg: float = 60.0, hidden_to_deg: float = 100.0) -> np.ndarray:
+    """What an image-to-3D model might produce: the side facing away from the photos (longitudes beyond
+    about 80 degrees from the front) hue-shifted and blurred, blended in smoothly."""
+    import cv2
+
+    h, w = texture.shape[:2]
+    lon = np.abs((np.arange(w) + 0.5) / w - 0.5) * 360.0  # degrees from the front meridian
+    t = np.clip((lon - hidden_from_deg) / (hidden_to_deg - hidden_from_deg), 0.0, 1.0)
+    weight = (t * t * (3 - 2 * t))[None, :, None]  # smoothstep
+    hsv = cv2.cvtColor(np.ascontiguousarray(texture[..., :3]), cv2.COLOR_RGB2HSV_FULL).astype(np.int32)
+    hsv[..., 0] = (hsv[..., 0] + int(round(hue_shift_deg / 360.0 * 256))) % 256
+    wrong = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2RGB_FULL)
+    wrong = cv2.GaussianBlur(wrong, (0, 0), blur_sigma, borderType=cv2.BORDER_WRAP if hasattr(cv2, "BORDER_WRAP") else cv2.BORDER_REFLECT)
+    rgb = texture[..., :3] * (1 - weight) + wrong * weight
+    out = texture.copy()
+    out[..., :3] = np.clip(rgb + 0.5, 0, 255).astype(np.uint8)
+    return out
+
+
+@dataclass(frozen=True)
+class ExampleCase:
+    """The demo's subject: the initial asset (hidden side wrong), the truth, photos and held-out views."""
+
+    initial: Mesh
+    truth: Mesh
+    references: tuple[Reference, ...]
+    eval_views: tuple[Reference, ...]
+    class_word: str = "pebble"
+
+
+def render_references(mesh: Mesh, cameras: list[Camera], names: list[str]) -> tuple[Reference, ...]:
+    """Antialiased renders of `mesh` (its texture, unlit) as RGBA uint8 references."""
+    from .stages.cameras import Cameras
+    from .stages.mesh_passes import Raycaster, mesh_rgba
+
+    caster = Raycaster(mesh)
+    refs = []
+    for name, cam in zip(names, cameras):
+        rgba = mesh_rgba(caster, Cameras.from_protocol([cam]), supersample=3)[0].numpy()
+        refs.append(Reference(name, (np.clip(rgba, 0, 1) * 255 + 0.5).astype(np.uint8), cam))
+    return tuple(refs)
+
+
+def example_case(image_size: int = 128, texture_size: int = 256) -> ExampleCase:
+    """Photos from the front half (azimuths -45, 0, 50); held-out views all around, between the orbit's."""
+    tex = true_texture(texture_size)
+    truth = ellipsoid_mesh(tex)
+    initial = Mesh(truth.vertices, truth.faces, truth.uvs, damaged_texture(tex))
+    ref_views = [("front", 0.0, 10.0), ("front_left", -45.0, 20.0), ("front_right", 50.0, 0.0)]
+    refs = render_references(truth, [orbit_camera(a, e, image_size) for _, a, e in ref_views], [n for n, _, _ in ref_views])
+    eval_az = [22.5 + 45.0 * i for i in range(8)]
+    evals = render_references(truth, [orbit_camera(a, 25.0, image_size) for a in eval_az], [f"eval_{int(a)}" for a in eval_az])
+    return ExampleCase(initial, truth, refs, evals)

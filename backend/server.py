@@ -20,7 +20,7 @@ from ..protocol.errors import BadMessage, Internal, ProtocolError
 from ..protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
 from .jobs import JobManager
 from .models import models_found
-from .pipelines import PIPELINES, get_pipeline
+from .pipelines import available, get_pipeline
 from .security import is_local_address, secure_server_socket
 from .store import FINAL_STATES, JobStore, media_type
 from .workers import Worker
@@ -152,7 +152,7 @@ class Server:
             version=M.PROTOCOL_VERSION,
             server=f"likeness3d {__version__}",
             gpus=[w.info.get("name", w.device) for w in self.workers if w.device != "cpu"],
-            pipelines=sorted(PIPELINES),
+            pipelines=available(),
             models=self.models,
             max_message_bytes=self.max_message_bytes,
             workers=[w.describe() for w in self.workers],

@@ -1,0 +1,58 @@
+"""Read a mesh file into the protocol's Mesh in the Blender world frame, as Blender's own importers do by
+default: glTF/GLB and OBJ are Y up and become Blender (x, -z, y); PLY is taken as Z up, unchanged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...protocol.assets import Mesh
+from ...protocol.errors import InvalidAsset
+
+
+def _y_up_to_blender(v: np.ndarray) -> np.ndarray:
+    return np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=1)
+
+
+def read_mesh(path: str | Path) -> Mesh:
+    """GLB/glTF, OBJ or PLY -> Mesh (per-corner UVs, base-colour texture when the file has them)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InvalidAsset(f"mesh file {path} does not exist", field="mesh")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in (".glb", ".gltf"):
+            from ..export.glb import read_glb
+
+            m = read_glb(path) if suffix == ".glb" else _read_trimesh(path, y_up=True)
+            return Mesh(np.asarray(m.vertices, np.float32), np.asarray(m.faces, np.int32),
+                        None if m.uvs is None else np.asarray(m.uvs, np.float32), m.texture)
+        if suffix in (".obj", ".ply"):
+            return _read_trimesh(path, y_up=suffix == ".obj")
+    except InvalidAsset:
+        raise
+    except Exception as exc:  # trimesh and PIL raise many types for broken files
+        raise InvalidAsset(f"cannot read mesh {path}: {type(exc).__name__}: {exc}", field="mesh") from None
+    raise InvalidAsset(f"mesh file {path} has suffix {suffix!r}; expected .glb, .gltf, .obj or .ply", field="mesh")
+
+
+def _read_trimesh(path: Path, y_up: bool) -> Mesh:
+    import trimesh
+
+    tm = trimesh.load(path, force="mesh", process=False)
+    if not isinstance(tm, trimesh.Trimesh) or len(tm.faces) == 0:
+        raise InvalidAsset(f"{path} holds no triangle mesh", field="mesh")
+    v = np.asarray(tm.vertices, np.float64)
+    f = np.asarray(tm.faces, np.int32)
+    if y_up:
+        v = _y_up_to_blender(v)
+    uv = getattr(tm.visual, "uv", None)
+    uvs = None if uv is None or len(uv) != len(v) else np.asarray(uv, np.float32)[f]
+    texture = None
+    image = getattr(getattr(tm.visual, "material", None), "image", None)
+    if image is None:
+        image = getattr(getattr(tm.visual, "material", None), "baseColorTexture", None)
+    if image is not None:
+        texture = np.asarray(image.convert("RGBA"), np.uint8)
+    return Mesh(v.astype(np.float32), f, uvs, texture)
