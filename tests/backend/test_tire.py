@@ -1,0 +1,69 @@
+"""TIRE through the server (what the add-on calls) and through `likeness3d refine`; its input checks."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from likeness3d.backend.demo import write_inputs
+from likeness3d.backend.example import example_case
+from likeness3d.backend.export.glb import read_glb
+from likeness3d.protocol.assets import Asset, Mesh
+from likeness3d.protocol.client import Client
+from likeness3d.protocol.errors import BadMessage, InvalidAsset
+from likeness3d.protocol.messages import Progress
+
+SMALL = {"resolution": 32, "azimuths": 4, "elevations_deg": [0.0], "gaussians": 300, "fit_steps": 6,
+         "fit_resolution": 24, "turntable_views": 2, "texture_size": 64}
+
+
+@pytest.fixture(scope="module")
+def case():
+    return example_case(image_size=48, texture_size=64)
+
+
+def test_tire_job_through_the_server(server, case):
+    asset = Asset(case.initial, case.references, "pebble", "pebble")
+    with Client(server.address, timeout=30) as c:
+        assert "tire" in c.hello().pipelines
+        job = c.submit("tire", asset, SMALL)
+        stages = []
+        for ev in job.events(timeout=300):
+            if isinstance(ev, Progress):
+                stages.append(ev.stage)
+        result = job.wait(5)
+        names = sorted(a.name for a in result.artifacts)
+        assert names == ["mesh.glb", "report.json", "sheet.png", "splats.ply", "texture.png"]
+        assert stages[0] == "render" and "inpaint" in stages and "resplat" in stages
+        glb = read_glb(c.fetch(job.id, "mesh.glb"))
+        np.testing.assert_allclose(glb.vertices[glb.faces], case.initial.vertices[case.initial.faces], atol=1e-5)
+        report = json.loads(c.fetch(job.id, "report.json"))
+        assert "classical OpenCV fallback" in report["inpainter"] and "metrics" not in report
+        with pytest.raises(BadMessage, match="resolution must be a multiple of 8"):
+            c.submit("tire", asset, dict(SMALL, resolution=30))
+        no_refs = Asset(case.initial, (), "pebble")
+        with pytest.raises(InvalidAsset, match="at least one reference"):
+            c.submit("tire", no_refs, SMALL).wait(60)
+        no_uvs = Asset(Mesh(case.initial.vertices, case.initial.faces), case.references, "pebble")
+        with pytest.raises(InvalidAsset, match="mesh.uvs is missing"):
+            c.submit("tire", no_uvs, SMALL).wait(60)
+
+
+def test_refine_cli_on_files(tmp_path, case):
+    paths = write_inputs(case, tmp_path / "in")
+    sets = [f"--set={k}={json.dumps(v)}" for k, v in SMALL.items()]
+    cmd = [sys.executable, "-m", "likeness3d.backend.cli", "refine", "tire", "--mesh", str(paths["mesh"]),
+           "--refs", str(paths["refs"]), "--class", "pebble", "--out", str(tmp_path / "out"),
+           "--eval-views", str(paths["truth"]), "--device", "cpu", *sets]
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "psnr_observed" in run.stdout and "inpainter: classical OpenCV fallback" in run.stdout
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert set(report["metrics"]) >= {"psnr_observed", "psnr_infilled", "psnr_infilled_initial",
+                                      "ssim_observed", "ssim_infilled", "ssim_infilled_initial"}
+    bad = subprocess.run(cmd[:6] + [str(tmp_path / "missing.json")] + cmd[7:], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "invalid_asset" in bad.stderr and "missing.json" in bad.stderr
+    bad = subprocess.run(cmd + ["--set", "nope=1"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "unknown key 'nope'" in bad.stderr
