@@ -20,6 +20,10 @@ ROLES = ("inpaint", "base")
 """`inpaint`: an SD inpainting model (9-channel UNet, e.g. SD 2 inpainting) for TIRE; `base`: a
 text-to-image SD model (4-channel UNet) for Customize-It-3D. Other role names are looked up the same way."""
 
+DEFAULT_REPOS = {"inpaint": "stabilityai/stable-diffusion-2-inpainting", "base": "stabilityai/stable-diffusion-2-1-base"}
+"""Hub repos looked for in an HF cache under the models folder when neither roles.json nor `<root>/<role>`
+names a model, so `--models ~/.cache/huggingface/hub` works as it is (nothing is downloaded)."""
+
 SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 ROLES_FILE = "roles.json"
 TINY = "tiny"
@@ -102,7 +106,8 @@ def resolve_role_folder(role: str, root: Path) -> Path:
 
     Looked up in order: `<root>/roles.json` (`{"inpaint": "sd2-inpainting"}`: a folder relative to root, an
     absolute folder, or a Hub repo id `org/name` found in the HF cache layout under root or root/hub), then
-    `<root>/<role>`. The folder must hold unet/, vae/, text_encoder/, tokenizer/ and scheduler/.
+    `<root>/<role>`, then the role's `DEFAULT_REPOS` entry in the HF cache layout. The folder must hold
+    unet/, vae/, text_encoder/, tokenizer/ and scheduler/.
     """
     root = Path(root)
     if not root.is_dir():
@@ -134,6 +139,11 @@ def resolve_role_folder(role: str, root: Path) -> Path:
     searched.append(str(candidate))
     if candidate.is_dir():
         return _check_layout(role, candidate)
+    if role in DEFAULT_REPOS:
+        snapshot, looked = _hf_cache_snapshot(DEFAULT_REPOS[role], root)
+        searched.extend(looked)
+        if snapshot is not None:
+            return _check_layout(role, snapshot)
     raise ModelMissing(
         f"model role {role!r} not found: searched {', '.join(searched)} "
         f"(put a diffusers-layout model there or name it in {roles_file})"

@@ -64,7 +64,8 @@ def test_loads_role_folder_in_diffusers_layout(models_root, no_network):
 
 def test_explicit_dtype(models_root):
     c = load_components("base", models_root, dtype=torch.bfloat16)
-    assert next(c.unet.parameters()).dtype == torch.bfloat16 and c.dtype == torch.bfloat16
+    assert c.dtype == torch.bfloat16
+    assert all(next(m.parameters()).dtype == torch.bfloat16 for m in (c.unet, c.vae, c.text_encoder))
     with pytest.raises(ValueError, match="dtype"):
         load_components("base", models_root, dtype=torch.int8)
 
@@ -87,6 +88,12 @@ def test_roles_json_names_a_repo_in_the_hf_cache(models_root, tmp_path, no_netwo
     (tmp_path / "roles.json").write_text(json.dumps({"inpaint": "stabilityai/stable-diffusion-2-inpainting"}))
     c = load_components("inpaint", tmp_path)
     assert c.source == str(repo / "snapshots" / "0123abcd") and c.unet.config.in_channels == 9
+
+
+def test_hf_cache_without_roles_json_finds_the_default_repo(models_root, tmp_path):
+    repo = tmp_path / "models--stabilityai--stable-diffusion-2-inpainting"
+    shutil.copytree(models_root / "inpaint", repo / "snapshots" / "abc")
+    assert load_components("inpaint", tmp_path).source == str(repo / "snapshots" / "abc")
 
 
 def test_missing_role_names_role_and_folder(tmp_path):
