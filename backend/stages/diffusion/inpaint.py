@@ -110,8 +110,8 @@ def inpaint_views(
     """Inpaint each view at `config.strength` from its initial image, with classifier-free guidance.
 
     View i uses noise seeded by `seed + i` alone, so a view's result does not depend on the batch it is in.
-    The output equals the input exactly where the mask is < 0.5 (composited at the end: the VAE round trip
-    would otherwise change kept pixels slightly). `progress(step, total, text)` after every denoising step;
+    The output equals the input exactly where the mask is < 0.5 (uint8 input as value / 255; composited at
+    the end, since the VAE round trip would otherwise change kept pixels slightly). `progress(step, total, text)` after every denoising step;
     `cancel()` before each (raise to stop).
     """
     imgs = as_image_batch(images, "images")  # [N, 3, H, W]
