@@ -100,10 +100,11 @@ def _to_u8(img) -> "np.ndarray":
 
 def make_inpainter(config: TireConfig, ctx, asset: Asset, device: str):
     """The diffusion inpainter with a subject LoRA when models are configured, else the labelled OpenCV one."""
-    from ..models import models_dir
+    import os
+
     from ..stages.inpaint_cv import OpenCVInpainter
 
-    models = config.models or (str(models_dir()) if models_dir() else "")
+    models = config.models or os.environ.get("LIKENESS3D_MODELS", "")
     if config.inpainter == "opencv" or (config.inpainter == "auto" and not models):
         return OpenCVInpainter()
     from ..stages.diffusion.subject import personalised_inpainter
