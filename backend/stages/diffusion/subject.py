@@ -61,9 +61,13 @@ class DiffusionInpainter:
 
 
 def personalised_inpainter(models: str, asset, config, ctx, device: str) -> DiffusionInpainter:
-    """Load the `inpaint` role, train the subject LoRA on the references (saved as an artifact in diffusers'
-    format), and return the inpainter. `config` is the pipeline's (lora_steps, resolution, strength, seed)."""
-    comps = load_components("inpaint", models or None, device=device)
+    """Load the `inpaint` role from `models` (a folder, "tiny", or "" for $LIKENESS3D_MODELS) and personalise it."""
+    return personalise(load_components("inpaint", models or None, device=device), asset, config, ctx)
+
+
+def personalise(comps, asset, config, ctx) -> DiffusionInpainter:
+    """Train the subject LoRA on the references (saved as an artifact in diffusers' format) and return the
+    inpainter. `config` is the pipeline's (lora_steps, resolution, strength, seed)."""
     lcfg = SubjectLoraConfig(steps=config.lora_steps)
     images, masks = square_references(asset.references, config.resolution)
     result = train_subject_lora(

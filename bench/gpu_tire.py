@@ -1,0 +1,119 @@
+"""TIRE on the GPU, in one run (issue 5's benchmark):
+
+A. The full pipeline with SD-2-sized inpainting models of random weights (the cost per step does not depend
+   on the weights): 512 px, 24 azimuths x 2 elevations = 48 target views, subject LoRA 400 steps, on the
+   demo subject. Seconds per stage, total, peak VRAM. Goals: <= 90 s total, <= 12 GB.
+B. The demo subject at 512 px with the classical (OpenCV) inpainter: metrics and time.
+
+    python bench/gpu_tire.py [--out DIR] [--lora-steps 400] [--skip-a] [--skip-b]
+
+The random-weight models are injected in place of the local-folder loader (`make_inpainter`): the rest of
+the pipeline is exactly what `likeness3d refine tire --preset quality` runs. gsplat compiles its CUDA code
+on first use (~70 s on a fresh machine): a warm-up fit runs first, outside every timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from likeness3d.backend.context import JobContext
+from likeness3d.backend.example import example_case
+from likeness3d.backend.pipelines import tire
+from likeness3d.protocol.assets import Asset
+
+
+def warm_up_gsplat(device: str) -> float:
+    from likeness3d.backend.stages.cameras import orbit
+    from likeness3d.backend.stages.gaussians import random_gaussians
+    from likeness3d.backend.stages.render import render
+
+    t0 = time.monotonic()
+    g = random_gaussians(1000).to(device)
+    g.means.requires_grad_(True)
+    out = render(g, orbit((0, 0, 0), 1.0, [0.0], [0.0], 64, 64).to(device))
+    out.rgb.sum().backward()
+    torch.cuda.synchronize()
+    return time.monotonic() - t0
+
+
+def quiet_context(out: Path, device: str, log: list) -> JobContext:
+    def on_progress(stage, step, total, text, elapsed, preview):
+        if step == total:
+            log.append(f"{elapsed:8.1f}s [{stage} {step}/{total}] {text}")
+            print(log[-1], flush=True)
+
+    return JobContext(out, out / ".work", device=device, on_progress=on_progress)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="bench_tire_out")
+    ap.add_argument("--lora-steps", type=int, default=400)
+    ap.add_argument("--skip-a", action="store_true")
+    ap.add_argument("--skip-b", action="store_true")
+    args = ap.parse_args()
+    device = "cuda"
+    out = Path(args.out)
+    print(f"device: {torch.cuda.get_device_name(0)}; gsplat warm-up (compile) {warm_up_gsplat(device):.1f} s", flush=True)
+    case = example_case(image_size=512, texture_size=1024)
+    asset = Asset(case.initial, case.references, case.class_word, "pebble")
+    rows = {}
+
+    if not args.skip_a:
+        from likeness3d.backend.stages.diffusion.models import components_from_modules
+        from likeness3d.backend.stages.diffusion.subject import personalise
+        from likeness3d.backend.stages.diffusion.tiny import SD2_SIZED_LABEL, build_modules
+
+        with torch.device(device):
+            parts = build_modules("inpaint", scale="sd2")
+        comps = components_from_modules(parts, role="inpaint", device=device, source="random sd2", label=SD2_SIZED_LABEL)
+        original = tire.make_inpainter
+        tire.make_inpainter = lambda config, ctx, asset, dev: personalise(comps, asset, config, ctx)
+        try:
+            torch.cuda.reset_peak_memory_stats()
+            log: list = []
+            cfg = tire.TireConfig(lora_steps=args.lora_steps)  # the quality preset: 512 px, 24 x 2 views
+            t0 = time.monotonic()
+            rep = tire.run(quiet_context(out / "a", device, log), asset, cfg)
+            wall = time.monotonic() - t0
+        finally:
+            tire.make_inpainter = original
+        rows["A"] = {"wall_s": round(wall, 1), "seconds": rep["seconds"], "peak_memory": rep["peak_memory"],
+                     "views": rep["views"], "inpainter": rep["inpainter"], "gaussians": rep["gaussians"]}
+        del comps, parts
+        torch.cuda.empty_cache()
+
+    if not args.skip_b:
+        torch.cuda.reset_peak_memory_stats()
+        log = []
+        cfg = tire.TireConfig(inpainter="opencv")
+        t0 = time.monotonic()
+        rep = tire.run(quiet_context(out / "b", device, log), asset, cfg, list(case.eval_views))
+        wall = time.monotonic() - t0
+        rows["B"] = {"wall_s": round(wall, 1), "seconds": rep["seconds"], "peak_memory": rep["peak_memory"],
+                     "metrics": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in rep["metrics"].items()},
+                     "gaussians": rep["gaussians"]}
+
+    print(json.dumps(rows, indent=1))
+    print(f"\n{'run':<48}{'total s':>9}{'peak VRAM GB':>14}")
+    for key, name in (("A", "A: SD-2-sized inpainting, LoRA, 48 views, 512 px"), ("B", "B: demo subject, OpenCV, 512 px")):
+        if key in rows:
+            r = rows[key]
+            vram = r["peak_memory"].get("cuda_peak_reserved_mb", 0) / 1024
+            print(f"{name:<48}{r['seconds']['total']:>9.1f}{vram:>14.2f}")
+    if "A" in rows:
+        print("A per stage (s): " + ", ".join(f"{k} {v}" for k, v in rows["A"]["seconds"].items()))
+    if "B" in rows:
+        m = rows["B"]["metrics"]
+        print(f"B metrics: PSNR observed {m['psnr_observed']} (initial {m['psnr_observed_initial']}), "
+              f"infilled {m['psnr_infilled']} (initial {m['psnr_infilled_initial']}); SSIM infilled {m['ssim_infilled']} "
+              f"(initial {m['ssim_infilled_initial']})")
+
+
+if __name__ == "__main__":
+    main()
