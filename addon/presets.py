@@ -16,6 +16,13 @@ QUALITY_ITEMS = [
 PRESETS: dict[str, dict[str, dict]] = {
     "inspect": {"DRAFT": {"overlay_points": 2000}, "STANDARD": {}, "HIGH": {"overlay_points": 200000}},
     "selftest": {"DRAFT": {"steps": 3}, "STANDARD": {}, "HIGH": {"steps": 30}},
+    # TIRE: DRAFT is the backend's `fast` preset (minutes on a CPU); STANDARD the authors' 24 x 2 views at 512 px
+    "tire": {
+        "DRAFT": {"resolution": 96, "azimuths": 12, "elevations_deg": [0.0, 30.0], "gaussians": 2500,
+                  "fit_resolution": 64, "fit_steps": 150, "lora_steps": 100, "turntable_views": 6},
+        "STANDARD": {},
+        "HIGH": {"fit_steps": 6000, "gaussians": 200000, "lora_steps": 800, "consistency_rounds": 2},
+    },
 }
 
 

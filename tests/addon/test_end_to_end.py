@@ -2,6 +2,7 @@
 (as Blender's timer would) and, in background mode, through the blocking operators."""
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -114,6 +115,43 @@ def test_refine_blocks_in_background_mode(connected):
     assert (Path(active_job().result_dir) / "inspect.json").is_file()
     assert bpy.ops.likeness.disconnect.poll() and bpy.ops.likeness.disconnect() == {"FINISHED"}
     assert bpy.context.window_manager.likeness.state == "disconnected" and session.client() is None
+
+
+TIRE_SMALL = {"resolution": 32, "azimuths": 4, "elevations_deg": [0.0], "gaussians": 300, "fit_steps": 6,
+              "fit_resolution": 24, "turntable_views": 2, "texture_size": 64}
+
+
+def test_tire_job_from_blender_objects_to_imported_results(connected):
+    """TIRE (the backend's own pipeline, torch and all) from Blender objects to imported mesh and splats,
+    with the timer driven by hand: no tick blocks."""
+    if "tire" not in session.pipelines():
+        if os.environ.get("LIKENESS3D_TEST_SERVER_PYTHON"):
+            pytest.fail("LIKENESS3D_TEST_SERVER_PYTHON is set but its backend does not offer tire")
+        pytest.skip("this backend's Python lacks torch; scripts/test.sh points LIKENESS3D_TEST_SERVER_PYTHON at .venv")
+    source = subject_scene(n_refs=2)
+    props = bpy.context.scene.likeness
+    props.pipeline, props.quality, props.config_json = "tire", "DRAFT", json.dumps(TIRE_SMALL)
+    assert bpy.ops.likeness.refine(mode="ASYNC") == {"FINISHED"}
+    ticks = []
+    assert pump(lambda: active_job().finished, 300, ticks.append)
+    item = active_job()
+    assert item.state == "DONE", item.message
+    assert max(ticks) < 0.5, f"a timer tick took {max(ticks):.3f} s"
+    assert {"mesh.glb", "splats.ply", "report.json", "sheet.png"} <= set(item.artifacts.split(","))
+    report = json.loads((Path(item.result_dir) / "report.json").read_text())
+    assert "classical OpenCV fallback" in report["inpainter"]
+    assert bpy.ops.likeness.job_import() == {"FINISHED"}
+    refined, splats = bpy.data.objects["Cube_refined"], bpy.data.objects["Cube_splats"]
+    assert len(refined.data.polygons) == 12 and refined.data.materials[0].node_tree
+    assert len(splats.data.vertices) == report["gaussians"]
+    # the refined mesh lands on the source: same world-space bounding box
+    def world_bounds(obj):
+        co = np.empty(len(obj.data.vertices) * 3, np.float32)
+        obj.data.vertices.foreach_get("co", co)
+        co = co.reshape(-1, 3) @ np.array(obj.matrix_world)[:3, :3].T + np.array(obj.matrix_world)[:3, 3]
+        return co.min(0), co.max(0)
+    for a, b in zip(world_bounds(refined), world_bounds(source)):
+        np.testing.assert_allclose(a, b, atol=1e-4)
 
 
 def test_job_results_import_through_the_job_list(connected, tmp_path):
