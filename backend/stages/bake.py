@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .cameras import Cameras
-from .mesh_passes import Raycaster, barycentric
+from .mesh_passes import MeshPasses, Raycaster, barycentric
 from .meshes import MeshLike, check_mesh, texture_float
 
 
@@ -133,11 +133,13 @@ def bake(
     config: BakeConfig = BakeConfig(),
     view_weights: Tensor | None = None,
     base_texture: np.ndarray | None = None,
+    passes: MeshPasses | None = None,
 ) -> BakeResult:
     """Project `images` [C, H, W, 3|4] (straight alpha, [0, 1]) seen by `cameras` onto `mesh`'s UVs.
 
     view_weights: [C] >= 0 (source views can count more), default ones. base_texture: [Ht, Wt, 3|4] kept
-    where no view sees (default: the mesh's texture when its size matches the bake's).
+    where no view sees (default: the mesh's texture when its size matches the bake's). passes: the mesh's
+    passes for `cameras` when the caller already has them (only mask and depth are read), else cast here.
     """
     # 1. Check inputs.
     check_mesh(mesh)
@@ -172,7 +174,10 @@ def bake(
     normals = torch.as_tensor(caster.face_normals[ids], dtype=torch.float32)
 
     # 3. Each view: project, depth test on the footprint, weight.
-    passes = caster.passes(cameras)
+    if passes is None:
+        passes = caster.passes(cameras)
+    elif tuple(passes.mask.shape) != (C, H, W):
+        raise ValueError(f"passes must be for the {C} cameras at {W} x {H}, got mask {tuple(passes.mask.shape)}")
     acc = torch.zeros(len(points), 3)
     wsum = torch.zeros(len(points))
     for c in range(C):

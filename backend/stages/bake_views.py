@@ -12,16 +12,18 @@ from torch import Tensor
 
 from .bake import BakeConfig, bake, dilate
 from .cameras import Cameras
+from .mesh_passes import MeshPasses
 from .meshes import MeshLike, TexturedMesh, texture_float
 
 
 def bake_views(
     mesh: MeshLike,
-    groups: list[tuple[Tensor, Cameras, float]],
+    groups: list[tuple[Tensor, Cameras, float, MeshPasses | None]],
     config: BakeConfig = BakeConfig(),
     base_texture: np.ndarray | None = None,
 ) -> tuple[Tensor, Tensor]:
-    """groups: (images [C, H, W, 3|4] in [0, 1], their cameras, weight of each view of the group).
+    """groups: (images [C, H, W, 3|4] in [0, 1], their cameras, weight of each view of the group, the mesh
+    passes of those cameras when already computed, else None).
     Returns ([Ht, Wt, 3] texture in [0, 1], [Ht, Wt] bool texels no view saw, inside the UV islands)."""
     if not groups:
         raise ValueError("bake_views needs at least one group of views")
@@ -32,8 +34,8 @@ def bake_views(
     bare = TexturedMesh(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32), np.asarray(mesh.uvs, np.float32))
     per_group = replace(config, dilate_px=0)
     acc, wsum, covered = None, None, None
-    for images, cameras, weight in groups:
-        r = bake(bare, images, cameras, per_group, view_weights=torch.full((len(cameras),), float(weight)))
+    for images, cameras, weight, passes in groups:
+        r = bake(bare, images, cameras, per_group, view_weights=torch.full((len(cameras),), float(weight)), passes=passes)
         acc = r.texture * r.weight[..., None] if acc is None else acc + r.texture * r.weight[..., None]
         wsum = r.weight.clone() if wsum is None else wsum + r.weight
         covered = r.covered

@@ -76,12 +76,14 @@ def personalise(comps, asset, config, ctx) -> DiffusionInpainter:
         cancel=ctx.check_cancel,
     )
     ctx.log(f"subject LoRA: {result.steps} steps in {result.seconds:.1f} s, last loss {result.losses[-1]:.4f}")
+    if comps.device.type == "cuda":
+        torch.cuda.empty_cache()  # the training's optimizer state and activations are gone: give their pool back
     path = save_lora(comps, ctx.work_dir / "lora", lcfg.adapter_name)
     ctx.add_artifact(path.name, path)
     pipe = build_inpainter(comps)  # the adapter trained in place stays active
     label = f"subject-LoRA Stable Diffusion inpainting ({comps.label or comps.source})"
-    if comps.degraded:
-        label += " [tiny random-weight models: a smoke test, the output is noise]"
+    if comps.degraded and "noise" not in label:
+        label += " [random weights: the output is noise]"
     return DiffusionInpainter(
         pipe, lcfg.prompt(asset.class_word), label, DiffusionInpaintConfig(strength=config.strength), seed=config.seed,
         progress=None, cancel=ctx.check_cancel,
