@@ -33,6 +33,9 @@ def cmd_serve(args) -> int:
     from .workers import resolve_devices
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    if args.models:
+        # the workers (spawned after this) find the models where every pipeline looks: $LIKENESS3D_MODELS
+        os.environ["LIKENESS3D_MODELS"] = args.models
     server = Server(
         args.listen,
         args.store,

@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -49,6 +50,36 @@ def test_tire_job_through_the_server(server, case):
         no_uvs = Asset(Mesh(case.initial.vertices, case.initial.faces), case.references, "pebble")
         with pytest.raises(InvalidAsset, match="mesh.uvs is missing"):
             c.submit("tire", no_uvs, SMALL).wait(60)
+
+
+def test_cancel_a_running_tire_job(server, case):
+    from likeness3d.protocol.errors import Cancelled
+
+    asset = Asset(case.initial, case.references, "pebble", "pebble")
+    with Client(server.address, timeout=30) as c:
+        job = c.submit("tire", asset, dict(SMALL, fit_steps=100_000))
+        for ev in job.events(timeout=300):
+            if isinstance(ev, Progress) and ev.stage == "resplat":
+                break
+        t0 = time.monotonic()
+        c.cancel(job.id)
+        with pytest.raises(Cancelled, match="cancelled by request"):
+            job.wait(10)
+        assert time.monotonic() - t0 < 2.0  # honoured by the fit's per-step check, not enforced by a kill
+        assert c.status()["workers"][0]["restarts"] == 0
+
+
+def test_models_given_to_serve_reach_the_workers(server_factory, case, tmp_path):
+    """`serve --models DIR` is where the workers' pipelines look; a folder without the role is model_missing."""
+    from likeness3d.protocol.errors import ModelMissing
+
+    (tmp_path / "models").mkdir()
+    srv = server_factory(extra=["--models", str(tmp_path / "models")])
+    asset = Asset(case.initial, case.references, "pebble", "pebble")
+    with Client(srv.address, timeout=30) as c:
+        assert c.hello().models["dir"] == str(tmp_path / "models")
+        with pytest.raises(ModelMissing, match="inpaint"):
+            c.submit("tire", asset, SMALL).wait(120)
 
 
 def test_refine_cli_on_files(tmp_path, case):
