@@ -24,6 +24,10 @@ from .metrics import ssim_map, weighted_mean
 from .render import pick_backend, render
 
 
+LOSS_WINDOW = 50
+"""Losses are read back from the device once per this many steps."""
+
+
 @dataclass(frozen=True)
 class FitConfig:
     """Gaussian fitting; learning rates and densification defaults are 3DGS's (gsplat simple_trainer)."""
@@ -145,21 +149,30 @@ def fit(
     background: tuple[float, float, float] = (1.0, 1.0, 1.0),
     progress: Callable[[int, int, float], None] | None = None,
     check_cancel: Callable[[], None] | None = None,
+    monitor: Callable[[int, Gaussians], None] | None = None,
+    monitor_every: int = 100,
 ) -> FitResult:
     """Optimise `gaussians` (on their device) so their renders match `images`.
 
     images: [C, H, W, 3] (already over `background`) or [C, H, W, 4] straight-alpha RGBA, in [0, 1].
     cameras: C cameras of the images' size. weights: [C, H, W] >= 0 per-pixel loss weights, or None.
+    Hooks, every step: check_cancel(), then progress(step, total, loss) after the update, where loss is
+    the mean over the last window of LOSS_WINDOW steps (reading the loss each step would stall the GPU).
+    monitor(step, gaussians) every `monitor_every` steps and at the end gets a detached snapshot (for
+    previews and evaluation).
     """
     device = gaussians.device
     backend = pick_backend(device)
     _check_inputs(images, cameras, weights)
     images = images.to(device=device, dtype=torch.float32)
     weights = None if weights is None else weights.to(device=device, dtype=torch.float32)
-    cameras = cameras.to(device)
     has_alpha = images.shape[-1] == 4
+    C = len(cameras)
+    # Everything a step needs is prepared on the device up front: no host-device copy inside the loop.
+    views = [cameras[i].to(device) for i in range(C)]
     gen = torch.Generator().manual_seed(config.seed)
-    fixed_bg = torch.as_tensor(background, dtype=torch.float32, device=device)
+    device_gen = torch.Generator(device=device).manual_seed(config.seed)
+    fixed_bg = torch.as_tensor(background, dtype=torch.float32).to(device)
 
     # 1. Parameters, one Adam each (the layout gsplat's strategies edit).
     params = to_params(gaussians)
@@ -168,56 +181,72 @@ def fit(
         scene_scale = float((params["means"] - center).norm(dim=-1).max().clamp_min(1e-6))
     lrs = {"means": config.lr_means * scene_scale, "scales": config.lr_scales, "quats": config.lr_quats,
            "opacities": config.lr_opacities, "sh0": config.lr_sh0, "shN": config.lr_shN}
-    optimizers = {k: torch.optim.Adam([{"params": [p], "lr": lrs[k], "name": k}], eps=1e-15)
+    fused = device.type == "cuda"
+    optimizers = {k: torch.optim.Adam([{"params": [p], "lr": lrs[k], "name": k}], eps=1e-15, fused=fused)
                   for k, p in params.items()}
     decay = 0.01 ** (1.0 / config.steps)
     strategy, state = _make_strategy(config, backend, scene_scale)
+    mcmc = backend == "gsplat" and config.strategy == "mcmc"
 
     # 2. The loop.
     losses: list[float] = []
-    order = torch.randperm(len(cameras), generator=gen)
-    cursor = 0
+    pending: list[Tensor] = []
+    shown = float("nan")
+    order, cursor = torch.randperm(C, generator=gen).tolist(), 0
     max_degree = gaussians.sh_degree
     for step in range(config.steps):
         if check_cancel is not None:
             check_cancel()
-        if cursor + config.batch_size > len(order):
-            order, cursor = torch.randperm(len(cameras), generator=gen), 0
-        idx = order[cursor:cursor + config.batch_size].to(device)
+        if cursor + config.batch_size > C:
+            order, cursor = torch.randperm(C, generator=gen).tolist(), 0
+        batch = order[cursor:cursor + config.batch_size]
         cursor += config.batch_size
-        target = images[idx]
-        bg = torch.rand(3, generator=gen).to(device) if has_alpha and config.random_background else fixed_bg
+        cams = views[batch[0]] if len(batch) == 1 else Cameras.cat([views[i] for i in batch])
+        target = images[batch[0]][None] if len(batch) == 1 else images[batch]
+        w = None if weights is None else (weights[batch[0]][None] if len(batch) == 1 else weights[batch])
+        if has_alpha and config.random_background:
+            bg = torch.rand(3, generator=device_gen, device=device)
+        else:
+            bg = fixed_bg
         if has_alpha:
             target_alpha = target[..., 3]
             target = target[..., :3] * target_alpha[..., None] + bg * (1 - target_alpha[..., None])
         degree = min(step // config.sh_degree_interval, max_degree)
 
-        out = render(from_params(params), cameras[idx], background=bg, sh_degree=degree)
+        out = render(from_params(params), cams, background=bg, sh_degree=degree)
         strategy.step_pre_backward(params, optimizers, state, step, out.meta)
-        w = None if weights is None else weights[idx]
         l1 = weighted_mean((out.rgb - target).abs().mean(-1), w)
         dssim = weighted_mean(1.0 - ssim_map(out.rgb, target), w)
         loss = (1 - config.ssim_weight) * l1 + config.ssim_weight * dssim
         if has_alpha and config.alpha_weight > 0:
             loss = loss + config.alpha_weight * weighted_mean((out.alpha - target_alpha).abs(), w)
-        if backend == "gsplat" and config.strategy == "mcmc":
+        if mcmc:
             loss = loss + config.mcmc_opacity_reg * torch.sigmoid(params["opacities"]).mean()
             loss = loss + config.mcmc_scale_reg * params["scales"].exp().mean()
         loss.backward()
-        losses.append(float(loss.detach()))
+        pending.append(loss.detach())
 
         for opt in optimizers.values():
             opt.step()
             opt.zero_grad(set_to_none=True)
-        if backend == "gsplat" and config.strategy == "mcmc":
+        if mcmc:
             lr = optimizers["means"].param_groups[0]["lr"]
             strategy.step_post_backward(params, optimizers, state, step, out.meta, lr=lr)
         else:
             strategy.step_post_backward(params, optimizers, state, step, out.meta, packed=False)
         for group in optimizers["means"].param_groups:
             group["lr"] *= decay
+
+        last = step + 1 == config.steps
+        if len(pending) == LOSS_WINDOW or last:  # one device sync per window
+            window = torch.stack(pending).tolist()
+            pending.clear()
+            losses.extend(window)
+            shown = sum(window) / len(window)
+            if not math.isfinite(shown):
+                raise FloatingPointError(f"fit: the loss became {shown} before step {step + 1}")
         if progress is not None:
-            progress(step + 1, config.steps, losses[-1])
-        if not math.isfinite(losses[-1]):
-            raise FloatingPointError(f"fit: the loss became {losses[-1]} at step {step}")
+            progress(step + 1, config.steps, shown)
+        if monitor is not None and ((step + 1) % monitor_every == 0 or last):
+            monitor(step + 1, from_params(params).detach())
     return FitResult(gaussians=from_params(params).detach(), losses=losses)

@@ -68,7 +68,7 @@ def render(
     degree = gaussians.sh_degree if sh_degree is None else sh_degree
     if not 0 <= degree <= gaussians.sh_degree:
         raise ValueError(f"sh_degree must be in [0, {gaussians.sh_degree}], got {sh_degree}")
-    cams = cameras.to(device)
+    cams = cameras if cameras.device == device else cameras.to(device)
     C = len(cams)
     bg = None
     if background is not None:

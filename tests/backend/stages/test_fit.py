@@ -64,6 +64,18 @@ def test_cancel_hook_stops_the_fit_at_once():
     assert len(calls) == 4 and progress == [1, 2, 3]
 
 
+def test_monitor_gets_detached_snapshots_and_losses_are_all_kept():
+    g = random_gaussians(50, extent=0.5, scale=0.05)
+    cams = orbit((0, 0, 0), 0.7, [0, 90], [0], 16, 16)
+    seen = []
+    result = fit(g, torch.rand(2, 16, 16, 4), cams, config=FitConfig(steps=7),
+                 monitor=lambda step, snap: seen.append((step, snap)), monitor_every=3)
+    assert [s for s, _ in seen] == [3, 6, 7]
+    assert all(not snap.means.requires_grad and len(snap) == 50 for _, snap in seen)
+    assert torch.equal(seen[-1][1].means, result.gaussians.means)
+    assert len(result.losses) == 7 and all(loss > 0 for loss in result.losses)
+
+
 def test_weights_steer_the_fit():
     # Two views disagree about the colours; the one with weight dominates the result.
     g = random_gaussians(300, extent=0.4, scale=0.06, seed=1)
