@@ -105,6 +105,49 @@ def from_params(p) -> Gaussians:
     return Gaussians(p["means"], p["quats"], p["scales"], p["opacities"], sh)
 
 
+def adam_step(optimizers: dict[str, torch.optim.Adam]) -> None:
+    """One Adam step of every parameter at its own learning rate, then clear the gradients.
+
+    The same update as calling each optimizer's step(), done with a handful of multi-tensor (foreach)
+    kernels for all parameters together: six Optimizer.step() calls cost more host time than the
+    rasterisation itself at 512 px. State lives where torch keeps it (optimizer.state[param]: step,
+    exp_avg, exp_avg_sq), so gsplat's strategies edit it as usual.
+    """
+    params, grads, m, v, sizes = [], [], [], [], []
+    for opt in optimizers.values():
+        group = opt.param_groups[0]
+        p = group["params"][0]
+        if p.grad is None:
+            continue
+        state = opt.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        beta1, beta2 = group["betas"]
+        t = float(state["step"])
+        params.append(p.data)
+        grads.append(p.grad)
+        m.append(state["exp_avg"])
+        v.append(state["exp_avg_sq"])
+        # step size and denominator scale of torch's Adam (bias-corrected moments)
+        sizes.append((group["lr"] / (1 - beta1**t), math.sqrt(1 - beta2**t), group["eps"], beta1, beta2))
+        p.grad = None
+    if not params:
+        return
+    beta1, beta2 = sizes[0][3], sizes[0][4]
+    if any(s[3] != beta1 or s[4] != beta2 for s in sizes):
+        raise ValueError("adam_step needs one (beta1, beta2) for all optimizers")
+    torch._foreach_lerp_(m, grads, 1 - beta1)
+    torch._foreach_mul_(v, beta2)
+    torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
+    denom = torch._foreach_sqrt(v)
+    torch._foreach_div_(denom, [s[1] for s in sizes])
+    torch._foreach_add_(denom, [s[2] for s in sizes])
+    torch._foreach_addcdiv_(params, m, denom, [-s[0] for s in sizes])
+
+
 def _check_inputs(images: Tensor, cameras: Cameras, weights: Tensor | None) -> None:
     C, H, W = len(cameras), cameras.height, cameras.width
     if images.ndim != 4 or images.shape[:3] != (C, H, W) or images.shape[3] not in (3, 4):
@@ -167,6 +210,9 @@ def fit(
     images = images.to(device=device, dtype=torch.float32)
     weights = None if weights is None else weights.to(device=device, dtype=torch.float32)
     has_alpha = images.shape[-1] == 4
+    if has_alpha:  # target = premultiplied + background x transparency, two kernels a step
+        premult = images[..., :3] * images[..., 3:]
+        transparency = 1.0 - images[..., 3:]
     C = len(cameras)
     # Everything a step needs is prepared on the device up front: no host-device copy inside the loop.
     views = [cameras[i].to(device) for i in range(C)]
@@ -181,8 +227,7 @@ def fit(
         scene_scale = float((params["means"] - center).norm(dim=-1).max().clamp_min(1e-6))
     lrs = {"means": config.lr_means * scene_scale, "scales": config.lr_scales, "quats": config.lr_quats,
            "opacities": config.lr_opacities, "sh0": config.lr_sh0, "shN": config.lr_shN}
-    fused = device.type == "cuda"
-    optimizers = {k: torch.optim.Adam([{"params": [p], "lr": lrs[k], "name": k}], eps=1e-15, fused=fused)
+    optimizers = {k: torch.optim.Adam([{"params": [p], "lr": lrs[k], "name": k}], eps=1e-15)
                   for k, p in params.items()}
     decay = 0.01 ** (1.0 / config.steps)
     strategy, state = _make_strategy(config, backend, scene_scale)
@@ -202,15 +247,17 @@ def fit(
         batch = order[cursor:cursor + config.batch_size]
         cursor += config.batch_size
         cams = views[batch[0]] if len(batch) == 1 else Cameras.cat([views[i] for i in batch])
-        target = images[batch[0]][None] if len(batch) == 1 else images[batch]
-        w = None if weights is None else (weights[batch[0]][None] if len(batch) == 1 else weights[batch])
+        pick = (lambda t: t[batch[0]][None]) if len(batch) == 1 else (lambda t: t[batch])
+        w = None if weights is None else pick(weights)
         if has_alpha and config.random_background:
             bg = torch.rand(3, generator=device_gen, device=device)
         else:
             bg = fixed_bg
         if has_alpha:
-            target_alpha = target[..., 3]
-            target = target[..., :3] * target_alpha[..., None] + bg * (1 - target_alpha[..., None])
+            target_alpha = pick(images)[..., 3]
+            target = pick(premult) + bg * pick(transparency)
+        else:
+            target = pick(images)
         degree = min(step // config.sh_degree_interval, max_degree)
 
         out = render(from_params(params), cams, background=bg, sh_degree=degree)
@@ -226,9 +273,7 @@ def fit(
         loss.backward()
         pending.append(loss.detach())
 
-        for opt in optimizers.values():
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+        adam_step(optimizers)
         if mcmc:
             lr = optimizers["means"].param_groups[0]["lr"]
             strategy.step_post_backward(params, optimizers, state, step, out.meta, lr=lr)
