@@ -260,7 +260,7 @@ def fit(
             target = pick(images)
         degree = min(step // config.sh_degree_interval, max_degree)
 
-        out = render(from_params(params), cams, background=bg, sh_degree=degree)
+        out = render(from_params(params), cams, background=bg, sh_degree=degree, with_depth=False)
         strategy.step_pre_backward(params, optimizers, state, step, out.meta)
         l1 = weighted_mean((out.rgb - target).abs().mean(-1), w)
         dssim = weighted_mean(1.0 - ssim_map(out.rgb, target), w)
