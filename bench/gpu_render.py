@@ -236,16 +236,23 @@ def bench_resplat(results: dict, pool: Pool, device: torch.device, size: int, co
     rgba = train_rgba.to(device)
     train_dev = train.to(device)
     steady = dict(refine_start=10**9, sh_degree_interval=1)  # no densification, SH degree 3 throughout
-    marks: dict[int, float] = {}
+    rates = {}
+    for compiled in (False, True) if device.type == "cuda" else (False,):
+        marks: dict[int, float] = {}
 
-    def progress(step: int, total: int, loss: float) -> None:
-        if step in (50, 50 + ratio_steps):
-            sync(device)
-            marks[step] = time.perf_counter()
+        def progress(step: int, total: int, loss: float) -> None:
+            if step in (1, 50, 50 + ratio_steps):
+                sync(device)
+                marks[step] = time.perf_counter()
 
-    fit(g, rgba, train_dev, config=FitConfig(steps=50 + ratio_steps, **steady), progress=progress,
-        check_cancel=lambda: None)
-    fit_its = ratio_steps / (marks[50 + ratio_steps] - marks[50])
+        t = time.perf_counter()
+        fit(g, rgba, train_dev, config=FitConfig(steps=50 + ratio_steps, compile_loss=compiled, **steady),
+            progress=progress, check_cancel=lambda: None)
+        rates[compiled] = {"its": ratio_steps / (marks[50 + ratio_steps] - marks[50]),
+                           "first_step_s": marks[1] - t}
+        log(f"fit loop (compile_loss={compiled}): {rates[compiled]['its']:.1f} it/s, "
+            f"setup + first step {rates[compiled]['first_step_s']:.2f} s")
+    fit_its = rates[False]["its"]
 
     raster = rasterizer(device)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in to_params(g).items()}
@@ -272,6 +279,11 @@ def bench_resplat(results: dict, pool: Pool, device: torch.device, size: int, co
     hooks = dict(progress=lambda s, n, loss: None, check_cancel=lambda: None)
     results["loop_rate"] = {"gaussians": len(g), "steps": ratio_steps, "fit_its": fit_its, "bare_its": bare_its,
                             "ratio": fit_its / bare_its}
+    if True in rates:
+        results["loop_rate"].update({"fit_compiled_its": rates[True]["its"],
+                                     "ratio_compiled": rates[True]["its"] / bare_its,
+                                     "compiled_first_step_s": rates[True]["first_step_s"],
+                                     "eager_first_step_s": rates[False]["first_step_s"]})
     if profile_dir is not None:
         from torch.profiler import ProfilerActivity, profile
 
@@ -310,6 +322,9 @@ def summary(results: dict) -> None:
         lr = results["loop_rate"]
         log(f"fit loop vs bare fwd+bwd ({lr['gaussians']:,} Gaussians)   {lr['fit_its']:.1f} vs "
             f"{lr['bare_its']:.1f} it/s = {lr['ratio']:.3f} (goal >= 0.9)")
+        if "ratio_compiled" in lr:
+            log(f"  with compile_loss=True   {lr['fit_compiled_its']:.1f} it/s = {lr['ratio_compiled']:.3f} "
+                f"(setup + first step {lr['compiled_first_step_s']:.1f} s, eager {lr['eager_first_step_s']:.1f} s)")
 
 
 def main() -> None:
