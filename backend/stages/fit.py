@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .cameras import Cameras
-from .densify import SimpleStrategy
+from .densify import SimpleStrategy, gsplat_default_strategy
 from .gaussians import Gaussians
 from .metrics import ssim_map, weighted_mean
 from .render import pick_backend, render
@@ -181,13 +181,13 @@ def _check_inputs(images: Tensor, cameras: Cameras, weights: Tensor | None) -> N
 
 def _make_strategy(config: FitConfig, backend: str, scene_scale: float):
     if backend == "gsplat":
-        from gsplat.strategy import DefaultStrategy, MCMCStrategy
+        from gsplat.strategy import MCMCStrategy
 
         if config.strategy == "mcmc":
             strategy = MCMCStrategy(cap_max=config.cap_max, refine_start_iter=config.refine_start,
                                     refine_stop_iter=config.refine_stop, refine_every=config.refine_every)
             return strategy, strategy.initialize_state()
-        strategy = DefaultStrategy(
+        strategy = gsplat_default_strategy(
             prune_opa=config.prune_opa, grow_grad2d=config.grow_grad2d, grow_scale3d=config.grow_scale3d,
             prune_scale3d=config.prune_scale3d, refine_start_iter=config.refine_start,
             refine_stop_iter=config.refine_stop, reset_every=config.reset_every, refine_every=config.refine_every,

@@ -184,3 +184,23 @@ def test_fit_rejects_bad_input():
         FitConfig(strategy="adc")
     with pytest.raises(ValueError, match="steps"):
         FitConfig(steps=0)
+
+
+def test_sync_free_bookkeeping_equals_gsplats():
+    strategy_mod = pytest.importorskip("gsplat.strategy")  # pure torch bookkeeping: no CUDA build involved
+    from likeness3d.backend.stages.densify import gsplat_default_strategy
+
+    gen = torch.Generator().manual_seed(0)
+    params = to_params(random_gaussians(30))
+    ours, theirs = gsplat_default_strategy(), strategy_mod.DefaultStrategy()
+    s_ours, s_theirs = ours.initialize_state(), theirs.initialize_state()
+    for _ in range(3):
+        means2d = torch.zeros(2, 30, 2, requires_grad=True)
+        (means2d * torch.randn(2, 30, 2, generator=gen)).sum().backward()
+        radii = (torch.rand(2, 30, 2, generator=gen) > 0.3).int() * 4
+        info = {"means2d": means2d, "radii": radii, "width": 64, "height": 48, "n_cameras": 2,
+                "gaussian_ids": None}
+        ours._update_state(params, s_ours, info)
+        theirs._update_state(params, s_theirs, info)
+    assert torch.allclose(s_ours["grad2d"], s_theirs["grad2d"], atol=1e-6)
+    assert torch.equal(s_ours["count"], s_theirs["count"])
