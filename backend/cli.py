@@ -1,0 +1,163 @@
+"""`likeness3d`: serve, keys, status, list, fetch, cancel, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+from ..protocol.client import DEFAULT_ADDRESS, Client
+from ..protocol.errors import ProtocolError
+
+
+def _add_connect(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--connect", default=os.environ.get("LIKENESS3D_BACKEND", DEFAULT_ADDRESS),
+                   help="backend address (default: $LIKENESS3D_BACKEND or %(default)s)")
+    p.add_argument("--server-key", help="the server's public key file (.key) for CurveZMQ")
+    p.add_argument("--client-key", help="this client's secret key file (.key_secret) for CurveZMQ")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for a reply (default %(default)s)")
+
+
+def _client(args) -> Client:
+    return Client(args.connect, timeout=args.timeout, server_public_key=args.server_key, client_secret_key=args.client_key)
+
+
+def cmd_serve(args) -> int:
+    import logging
+
+    from .models import models_dir
+    from .server import Server
+    from .workers import resolve_devices
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    server = Server(
+        args.listen,
+        args.store,
+        resolve_devices(args.gpus),
+        max_message_bytes=int(args.max_message_mb * (1 << 20)),
+        server_secret_key=args.server_key,
+        clients_dir=args.clients_dir,
+        insecure=args.insecure,
+        models_dir=models_dir(args.models),
+    )
+    signal.signal(signal.SIGTERM, lambda *_: server.stop())
+    signal.signal(signal.SIGINT, lambda *_: server.stop())
+    devices = ", ".join(w.device for w in server.workers)
+    print(f"likeness3d: listening on {server.address} (store {server.store.root}; workers: {devices})", flush=True)
+    server.serve_forever()
+    return 0
+
+
+def cmd_keys(args) -> int:
+    from .security import make_keys
+
+    public, secret = make_keys(args.out, args.name)
+    print(f"public key (give to the other side): {public}\nsecret key (keep private):          {secret}")
+    return 0
+
+
+def cmd_status(args) -> int:
+    with _client(args) as c:
+        print(json.dumps(c.status(args.job), indent=1))
+    return 0
+
+
+def cmd_list(args) -> int:
+    with _client(args) as c:
+        jobs = c.list()
+    if args.json:
+        print(json.dumps(jobs, indent=1))
+        return 0
+    print(f"{'job':<26} {'pipeline':<10} {'state':<10} detail")
+    for j in jobs:
+        detail = j.get("error", {}).get("message", "") or ", ".join(j.get("artifacts", [])) or (j.get("progress") or {}).get("text", "")
+        print(f"{j['job']:<26} {j['pipeline']:<10} {j['state']:<10} {detail}")
+    return 0
+
+
+def cmd_fetch(args) -> int:
+    with _client(args) as c:
+        for path in c.fetch_all(args.job, args.out):
+            print(path)
+    return 0
+
+
+def cmd_cancel(args) -> int:
+    with _client(args) as c:
+        info = c.cancel(args.job)
+    print(f"cancel requested for {args.job} (was {info['state']})")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(Path(args.out), device=args.device)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="likeness3d", description="Likeness3D backend and command-line client.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the backend: a ZeroMQ front, a job store and supervised workers")
+    p.add_argument("--listen", default="tcp://127.0.0.1:5555", help="bind address (default %(default)s)")
+    p.add_argument("--store", default=os.environ.get("LIKENESS3D_STORE", str(Path.home() / ".likeness3d" / "store")),
+                   help="job store folder (default: $LIKENESS3D_STORE or %(default)s)")
+    p.add_argument("--gpus", default="auto", help="'auto' (every GPU, else the CPU), 'cpu', or indices like '0,1'")
+    p.add_argument("--models", help="folder of local models (default: $LIKENESS3D_MODELS)")
+    p.add_argument("--max-message-mb", type=float, default=1024.0, help="largest accepted message (default %(default)s MiB)")
+    p.add_argument("--server-key", help="this server's secret key file (.key_secret): enables CurveZMQ")
+    p.add_argument("--clients-dir", help="folder of allowed client public keys (.key)")
+    p.add_argument("--insecure", action="store_true", help="allow a non-local --listen without CurveZMQ")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("keys", help="make a CurveZMQ key pair (NAME.key public, NAME.key_secret private)")
+    p.add_argument("--out", required=True, help="folder to write the keys to")
+    p.add_argument("--name", default="client", help="key name (default %(default)s)")
+    p.set_defaults(func=cmd_keys)
+
+    p = sub.add_parser("status", help="the server's status, or one job's")
+    p.add_argument("job", nargs="?")
+    _add_connect(p)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("list", help="every job in the server's store")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_connect(p)
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("fetch", help="download a finished job's artifacts")
+    p.add_argument("job")
+    p.add_argument("--out", required=True, help="folder to write the artifacts to")
+    _add_connect(p)
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("cancel", help="cancel a queued or running job")
+    p.add_argument("job")
+    _add_connect(p)
+    p.set_defaults(func=cmd_cancel)
+
+    p = sub.add_parser("demo", help="run the main job on the bundled example subject (no GPU, no weights)")
+    p.add_argument("--out", default="likeness3d_demo", help="output folder (default %(default)s)")
+    p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when present, else cpu")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ProtocolError as exc:
+        print(f"likeness3d: error [{exc.code}]: {exc.message}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"likeness3d: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""`inspect`: validate an asset and report its statistics (bounds, area, counts, UVs, texture, and for each
+reference whether and where its camera sees the mesh) as `inspect.json`, with a preview per reference that
+overlays the projected mesh on the photo so a misaligned camera shows at once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+
+from ...protocol.assets import Asset, Mesh, Reference
+
+DESCRIPTION = "validate an asset and report its statistics and which references see the mesh (inspect.json)"
+
+
+@dataclass(frozen=True)
+class InspectConfig:
+    overlay_points: int = 20000
+    """Vertices drawn on each reference's preview (a random subset when the mesh has more)."""
+    min_alpha: float = 0.5
+    """Alpha above which a reference pixel counts as the subject."""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.overlay_points <= 10_000_000:
+            raise ValueError(f"overlay_points must be in [0, 1e7], got {self.overlay_points}")
+        if not 0.0 <= self.min_alpha <= 1.0:
+            raise ValueError(f"min_alpha must be in [0, 1], got {self.min_alpha}")
+
+
+def mesh_stats(mesh: Mesh) -> dict:
+    v = mesh.vertices.astype(np.float64)
+    f = mesh.faces
+    a, b, c = v[f[:, 0]], v[f[:, 1]], v[f[:, 2]]
+    areas = 0.5 * np.linalg.norm(np.cross(b - a, c - a), axis=1)
+    edges = np.sort(np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]]), axis=1)
+    _, counts = np.unique(edges, axis=0, return_counts=True)
+    lo, hi = v.min(0), v.max(0)
+    stats = {
+        "vertices": int(len(v)),
+        "faces": int(len(f)),
+        "bounds_min": lo.tolist(),
+        "bounds_max": hi.tolist(),
+        "size": (hi - lo).tolist(),
+        "center": ((lo + hi) / 2).tolist(),
+        "surface_area": float(areas.sum()),
+        "degenerate_faces": int((areas <= 1e-12 * max(1.0, float(np.max(hi - lo)) ** 2)).sum()),
+        "boundary_edges": int((counts == 1).sum()),
+        "non_manifold_edges": int((counts > 2).sum()),
+        "unused_vertices": int(len(v) - len(np.unique(f))),
+        "has_uvs": mesh.uvs is not None,
+        "has_texture": mesh.texture is not None,
+    }
+    if mesh.uvs is not None:
+        uv = mesh.uvs.reshape(-1, 2)
+        stats["uv_min"] = uv.min(0).tolist()
+        stats["uv_max"] = uv.max(0).tolist()
+        stats["uv_outside_unit_square"] = float(np.mean(np.any((uv < 0) | (uv > 1), axis=1)))
+    if mesh.texture is not None:
+        h, w = mesh.texture.shape[:2]
+        stats["texture"] = {"width": int(w), "height": int(h), "dtype": str(mesh.texture.dtype)}
+    return stats
+
+
+def reference_stats(ref: Reference, mesh: Mesh, min_alpha: float) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Statistics of one reference, plus the projected vertices ([N, 2] pixels) and a mask of those in view."""
+    cam = ref.camera
+    uv, z = cam.project(mesh.vertices.astype(np.float64))
+    in_front = z > 1e-6
+    inside = in_front & (uv[:, 0] >= -0.5) & (uv[:, 0] <= cam.width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= cam.height - 0.5)
+    alpha = ref.image[..., 3].astype(np.float32) / (255.0 if ref.image.dtype == np.uint8 else 1.0)
+    subject = alpha > min_alpha
+    centre = np.asarray(mesh.bounds.mean(0), np.float64)
+    cam_pos = cam.c2w[:3, 3]
+    stats = {
+        "name": ref.name,
+        "width": cam.width,
+        "height": cam.height,
+        "camera_position": cam_pos.tolist(),
+        "distance_to_center": float(np.linalg.norm(cam_pos - centre)),
+        "fx": float(cam.K[0, 0]),
+        "fy": float(cam.K[1, 1]),
+        "vertices_in_front": float(in_front.mean()),
+        "vertices_in_image": float(inside.mean()),
+        "sees_mesh": bool(inside.any()),
+        "subject_fraction": float(subject.mean()),
+    }
+    if inside.any():
+        p = uv[inside]
+        box = [float(p[:, 0].min()), float(p[:, 1].min()), float(p[:, 0].max()), float(p[:, 1].max())]
+        stats["mesh_bbox_px"] = box
+        if subject.any():
+            rows, cols = np.nonzero(subject)
+            sbox = [float(cols.min()), float(rows.min()), float(cols.max()), float(rows.max())]
+            stats["subject_bbox_px"] = sbox
+            stats["bbox_iou"] = _iou(box, sbox)
+            # of the projected vertices, the share that falls on the subject: low means misaligned
+            px = np.clip(np.round(p).astype(np.int64), 0, [cam.width - 1, cam.height - 1])
+            stats["vertices_on_subject"] = float(subject[px[:, 1], px[:, 0]].mean())
+    return stats, uv, inside
+
+
+def _iou(a: list[float], b: list[float]) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def overlay(ref: Reference, uv: np.ndarray, inside: np.ndarray, max_points: int, seed: int = 0) -> np.ndarray:
+    """[H, W, 4] uint8: the reference composited on grey with the projected vertices in magenta."""
+    img = ref.image.astype(np.float32) / (255.0 if ref.image.dtype == np.uint8 else 1.0)
+    rgb = img[..., :3] * img[..., 3:] + 0.25 * (1.0 - img[..., 3:])
+    idx = np.flatnonzero(inside)
+    if len(idx) > max_points:
+        idx = np.random.default_rng(seed).choice(idx, max_points, replace=False)
+    px = np.clip(np.round(uv[idx]).astype(np.int64), 0, [ref.camera.width - 1, ref.camera.height - 1])
+    rgb[px[:, 1], px[:, 0]] = (1.0, 0.0, 1.0)
+    out = np.concatenate([rgb, np.ones_like(rgb[..., :1])], axis=2)
+    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def run(ctx, asset: Asset, config: InspectConfig) -> None:
+    # 1. The mesh
+    total = 1 + len(asset.references)
+    report = {"name": asset.name, "class_word": asset.class_word, "mesh": mesh_stats(asset.mesh), "references": []}
+    ctx.progress("inspect", 1, total, f"mesh: {report['mesh']['vertices']} vertices, {report['mesh']['faces']} faces")
+    # 2. Each reference: where its camera sees the mesh, with an overlay preview
+    for i, ref in enumerate(asset.references):
+        stats, uv, inside = reference_stats(ref, asset.mesh, config.min_alpha)
+        report["references"].append(stats)
+        preview = overlay(ref, uv, inside, config.overlay_points)
+        ctx.progress("inspect", 2 + i, total, f"reference {ref.name}: sees mesh {stats['sees_mesh']}", preview)
+    report["references_seeing_mesh"] = [r["name"] for r in report["references"] if r["sees_mesh"]]
+    # 3. The artifact
+    ctx.add_artifact("inspect.json", json.dumps(report, indent=1).encode())

@@ -1,0 +1,242 @@
+"""Worker processes: one per GPU (or one on the CPU), each running one job at a time.
+
+The server talks to a worker over a multiprocessing pipe. Server -> worker: ("run", job_id, pipeline,
+config), ("cancel", job_id), ("release",), ("stop",). Worker -> server: ("ready", info), ("progress",
+job_id, stage, step, total, text, elapsed, preview), ("done", job_id), ("failed", job_id, code, message),
+("released", info). A worker that dies is noticed by the server through its pipe and its process sentinel.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..protocol.errors import Cancelled, ProtocolError
+
+_SPAWN = mp.get_context("spawn")  # never fork a process that holds zmq sockets or a CUDA context
+
+
+def worker_main(conn, device: str, store_root: str) -> None:
+    """Entry point of a worker process."""
+    if device.startswith("cuda:"):
+        # each worker sees exactly its own GPU, which it then calls cuda:0
+        os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
+        device = "cuda:0"
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+    from .store import JobStore
+
+    store = JobStore(store_root)
+    conn.send(("ready", {"pid": os.getpid(), "device": device, "name": _device_name(device)}))
+    pending_release = False
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return  # the server is gone
+        kind = msg[0]
+        if kind == "stop":
+            return
+        if kind == "release":
+            conn.send(("released", _release()))
+        elif kind == "run":
+            pending_release = _run_job(conn, store, device, *msg[1:])
+            if pending_release:
+                conn.send(("released", _release()))
+        # a "cancel" for a job that already ended is ignored
+
+
+def _run_job(conn, store, device: str, job_id: str, pipeline: str, config: dict) -> bool:
+    """Run one job; report done/failed. Returns whether a release arrived while it ran."""
+    from .context import JobContext
+    from .pipelines import get_pipeline
+
+    state = {"cancel": False, "release": False}
+
+    def cancel_requested() -> bool:
+        while conn.poll(0):
+            msg = conn.recv()
+            if msg[0] == "cancel" and msg[1] == job_id:
+                state["cancel"] = True
+            elif msg[0] == "release":
+                state["release"] = True
+            elif msg[0] == "stop":
+                state["cancel"] = True
+        return state["cancel"]
+
+    def on_progress(stage, step, total, text, elapsed, preview) -> None:
+        conn.send(("progress", job_id, stage, step, total, text, elapsed, preview))
+
+    job_dir = store.job_dir(job_id)
+    try:
+        spec = get_pipeline(pipeline)
+        cfg = spec.build_config(config)
+        asset = store.load_asset(job_id)
+        ctx = JobContext(
+            job_dir / "artifacts",
+            job_dir / "work",
+            device=device,
+            on_progress=on_progress,
+            cancel_requested=cancel_requested,
+            log_fn=lambda text: store.log(job_id, text),
+        )
+        store.log(job_id, f"running {pipeline} on {device}")
+        spec.run(ctx, asset, cfg)
+        conn.send(("done", job_id))
+    except Cancelled as exc:
+        conn.send(("failed", job_id, exc.code, exc.message))
+    except ProtocolError as exc:
+        store.log(job_id, f"{exc.code}: {exc.message}")
+        conn.send(("failed", job_id, exc.code, exc.message))
+    except Exception as exc:  # the one catch-all of a worker: the job fails, the worker lives on
+        store.log(job_id, traceback.format_exc())
+        code = "out_of_memory" if _is_oom(exc) else "internal"
+        conn.send(("failed", job_id, code, f"{type(exc).__name__}: {exc}"))
+    return state["release"]
+
+
+def _is_oom(exc: BaseException) -> bool:
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(exc, getattr(torch.cuda, "OutOfMemoryError", ())):
+        return True
+    return isinstance(exc, MemoryError)
+
+
+def _release() -> dict[str, Any]:
+    """Drop cached models and give GPU memory back to the driver."""
+    import gc
+
+    freed: dict[str, Any] = {"pid": os.getpid()}
+    from . import model_cache
+
+    freed["models_dropped"] = model_cache.clear()
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        before = torch.cuda.memory_reserved()
+        torch.cuda.empty_cache()
+        freed["cuda_bytes_freed"] = int(before - torch.cuda.memory_reserved())
+    return freed
+
+
+def _device_name(device: str) -> str:
+    if device == "cpu":
+        return "cpu"
+    try:
+        import torch
+
+        return torch.cuda.get_device_name(0)
+    except Exception as exc:  # reported, not fatal: the job will fail with the real error
+        return f"unavailable ({type(exc).__name__}: {exc})"
+
+
+@dataclass
+class Worker:
+    """The server's handle on one worker process."""
+
+    index: int
+    device: str
+    store_root: str
+    process: Any = None
+    conn: Any = None
+    job: str | None = None
+    info: dict = field(default_factory=dict)
+    ready: bool = False
+    cancel_deadline: float | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+
+    def start(self) -> None:
+        parent, child = _SPAWN.Pipe(duplex=True)
+        self.process = _SPAWN.Process(
+            target=worker_main, args=(child, self.device, self.store_root), name=f"likeness3d-worker-{self.index}", daemon=True
+        )
+        self.process.start()
+        child.close()
+        self.conn = parent
+        self.job, self.ready, self.cancel_deadline, self.info = None, False, None, {}
+        self.started_at = time.monotonic()
+
+    @property
+    def idle(self) -> bool:
+        return self.ready and self.job is None
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.is_alive()
+
+    def send(self, *msg: Any) -> bool:
+        try:
+            self.conn.send(msg)
+            return True
+        except (OSError, EOFError, BrokenPipeError):
+            return False
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.is_alive():
+            self.process.kill()
+            self.process.join(5)
+        if self.conn is not None:
+            self.conn.close()
+
+    def stop(self, timeout: float = 3.0) -> None:
+        if self.process is None:
+            return
+        self.send("stop")
+        self.process.join(timeout)
+        self.kill()
+
+    def describe(self) -> dict:
+        return {
+            "index": self.index,
+            "device": self.device,
+            "pid": self.process.pid if self.process else None,
+            "state": "busy" if self.job else ("idle" if self.ready else "starting"),
+            "job": self.job,
+            "name": self.info.get("name", ""),
+            "restarts": self.restarts,
+        }
+
+
+def resolve_devices(gpus: str) -> list[str]:
+    """`--gpus` -> worker devices: "cpu", "auto" (every visible NVIDIA GPU, else the CPU) or "0,1"."""
+    gpus = gpus.strip()
+    if gpus == "cpu":
+        return ["cpu"]
+    if gpus == "auto":
+        n = _count_gpus()
+        return [f"cuda:{i}" for i in range(n)] or ["cpu"]
+    try:
+        ids = [int(x) for x in gpus.split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(f"--gpus must be 'auto', 'cpu' or a list like '0,1'; got {gpus!r}") from None
+    if not ids or any(i < 0 for i in ids) or len(set(ids)) != len(ids):
+        raise ValueError(f"--gpus must list distinct non-negative GPU indices; got {gpus!r}")
+    return [f"cuda:{i}" for i in ids]
+
+
+def _count_gpus() -> int:
+    """Count GPUs without importing torch in the server front (nvidia-smi, honouring CUDA_VISIBLE_DEVICES)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return len([x for x in visible.split(",") if x.strip() and x.strip() != "-1"])
+    import shutil
+    import subprocess
+
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return 0
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return 0
+    return sum(1 for line in out.splitlines() if line.startswith("GPU "))
+
+
+def store_path(store_root: Path | str) -> str:
+    return str(Path(store_root).resolve())

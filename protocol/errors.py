@@ -1,0 +1,123 @@
+"""The error hierarchy: one exception class per wire error code, re-raised by the client as the same class."""
+
+from __future__ import annotations
+
+
+class ProtocolError(Exception):
+    """Base of every Likeness3D error that can cross the wire.
+
+    `code` is the wire name; `field` names the offending message field when there is one.
+    """
+
+    code: str = "internal"
+
+    def __init__(self, message: str, *, field: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+    def __reduce__(self):  # picklable across worker processes, keyword arguments included
+        return (_rebuild, (self.code, self.message, self.field))
+
+
+class BadMessage(ProtocolError):
+    """The message could not be parsed or violates the schema."""
+
+    code = "bad_message"
+
+
+class VersionMismatch(ProtocolError):
+    """Client and server speak different protocol versions."""
+
+    code = "version_mismatch"
+
+
+class TooLarge(ProtocolError):
+    """The message exceeds the configured maximum size."""
+
+    code = "too_large"
+
+
+class InvalidAsset(ProtocolError):
+    """Mesh, texture, reference or camera data is inconsistent (NaN vertex, index out of range, ...)."""
+
+    code = "invalid_asset"
+
+
+class UnknownPipeline(ProtocolError):
+    """No pipeline of that name is registered."""
+
+    code = "unknown_pipeline"
+
+
+class UnknownJob(ProtocolError):
+    """No job (or artifact) of that id exists in the job store."""
+
+    code = "unknown_job"
+
+
+class ModelMissing(ProtocolError):
+    """A model role has no local folder; nothing is ever downloaded."""
+
+    code = "model_missing"
+
+
+class Cancelled(ProtocolError):
+    """The job was cancelled."""
+
+    code = "cancelled"
+
+
+class OutOfMemory(ProtocolError):
+    """The device ran out of memory."""
+
+    code = "out_of_memory"
+
+
+class WorkerCrashed(ProtocolError):
+    """The worker process running the job died; the server replaced it."""
+
+    code = "worker_crashed"
+
+
+class Internal(ProtocolError):
+    """An unexpected error on the server; the message carries the exception text."""
+
+    code = "internal"
+
+
+class Timeout(ProtocolError):
+    """Client side: no answer from the backend within the timeout."""
+
+    code = "timeout"
+
+
+ERRORS: dict[str, type[ProtocolError]] = {
+    cls.code: cls
+    for cls in (
+        BadMessage,
+        VersionMismatch,
+        TooLarge,
+        InvalidAsset,
+        UnknownPipeline,
+        UnknownJob,
+        ModelMissing,
+        Cancelled,
+        OutOfMemory,
+        WorkerCrashed,
+        Internal,
+        Timeout,
+    )
+}
+
+
+def error_from_code(code: str, message: str, field: str | None = None) -> ProtocolError:
+    """The exception for a wire error code; an unknown code becomes Internal (keeping the text)."""
+    cls = ERRORS.get(code)
+    if cls is None:
+        return Internal(f"[{code}] {message}", field=field)
+    return cls(message, field=field)
+
+
+def _rebuild(code: str, message: str, field: str | None) -> ProtocolError:
+    return error_from_code(code, message, field)

@@ -1,0 +1,53 @@
+"""The console script's client subcommands against a real server, and `keys`."""
+
+import json
+import os
+import subprocess
+import sys
+
+from likeness3d.protocol.client import Client
+
+CLI = [sys.executable, "-m", "likeness3d.backend.cli"]
+
+
+def cli(*args, env=None, check=True):
+    out = subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=120, env=env)
+    if check:
+        assert out.returncode == 0, out.stderr
+    return out
+
+
+def test_status_list_fetch_cancel(server, asset, tmp_path):
+    with Client(server.address, timeout=20) as c:
+        done = c.submit("inspect", asset)
+        done.wait(30)
+        slow = c.submit("selftest", asset, {"steps": 400, "step_seconds": 0.05})
+    status = json.loads(cli("status", "--connect", server.address).stdout)
+    assert status["workers"][0]["device"] == "cpu"
+    # the address may also come from the environment
+    env = dict(os.environ, LIKENESS3D_BACKEND=server.address)
+    job_status = json.loads(cli("status", done.id, env=env).stdout)
+    assert job_status["state"] == "done" and job_status["artifacts"] == ["inspect.json"]
+    listing = cli("list", "--connect", server.address).stdout
+    assert done.id in listing and slow.id in listing
+    fetched = cli("fetch", done.id, "--out", str(tmp_path / "f"), "--connect", server.address).stdout
+    assert (tmp_path / "f" / "inspect.json").is_file() and "inspect.json" in fetched
+    assert "cancel requested" in cli("cancel", slow.id, "--connect", server.address).stdout
+    with Client(server.address, timeout=20) as c:
+        assert c.status(slow.id)["state"] in ("running", "cancelled")
+    bad = cli("fetch", "20990101-000000-deadbeef", "--out", str(tmp_path), "--connect", server.address, check=False)
+    assert bad.returncode == 2 and "unknown_job" in bad.stderr
+
+
+def test_unreachable_backend_is_a_clear_error():
+    out = cli("status", "--connect", "tcp://127.0.0.1:9", "--timeout", "1", check=False)
+    assert out.returncode == 2 and "[timeout]" in out.stderr and "tcp://127.0.0.1:9" in out.stderr
+
+
+def test_keys(tmp_path):
+    out = cli("keys", "--out", str(tmp_path), "--name", "studio").stdout
+    assert (tmp_path / "studio.key").is_file() and (tmp_path / "studio.key_secret").is_file()
+    assert oct((tmp_path / "studio.key_secret").stat().st_mode & 0o777) == "0o600"
+    assert "secret key" in out
+    bad = cli("keys", "--out", str(tmp_path), "--name", "../x", check=False)
+    assert bad.returncode == 2 and "key name" in bad.stderr

@@ -1,0 +1,53 @@
+"""CurveZMQ: only a client holding an allowed key talks to a keyed server; non-local listening needs keys."""
+
+import subprocess
+import sys
+
+import pytest
+
+from likeness3d.backend.security import is_local_address, make_keys
+from likeness3d.protocol.client import Client
+from likeness3d.protocol.errors import Timeout
+
+
+@pytest.fixture
+def keys(tmp_path):
+    server_pub, server_sec = make_keys(tmp_path / "server", "server")
+    good_pub, good_sec = make_keys(tmp_path / "clients", "artist")
+    _, bad_sec = make_keys(tmp_path / "strangers", "stranger")
+    return {"server_pub": server_pub, "server_sec": server_sec, "clients": tmp_path / "clients", "good": good_sec, "bad": bad_sec}
+
+
+def test_keyed_server_admits_only_allowed_keys(server_factory, keys):
+    server = server_factory(extra=["--server-key", str(keys["server_sec"]), "--clients-dir", str(keys["clients"])])
+    with Client(server.address, timeout=10, server_public_key=keys["server_pub"], client_secret_key=keys["good"]) as c:
+        assert "inspect" in c.hello().pipelines
+    with Client(server.address, timeout=2, server_public_key=keys["server_pub"], client_secret_key=keys["bad"]) as c:
+        with pytest.raises(Timeout):
+            c.hello()
+    with Client(server.address, timeout=2) as c:  # plain text to a CURVE server: no conversation
+        with pytest.raises(Timeout):
+            c.hello()
+
+
+def test_non_local_listen_requires_keys_or_insecure(tmp_path, keys):
+    cmd = [sys.executable, "-m", "likeness3d.backend.cli", "serve", "--listen", "tcp://0.0.0.0:0", "--store", str(tmp_path / "s"), "--gpus", "cpu"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "refusing to listen on tcp://0.0.0.0:0 without CurveZMQ" in out.stderr
+    out = subprocess.run(cmd + ["--server-key", str(keys["server_sec"])], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "needs both --server-key" in out.stderr
+
+
+def test_loopback_rule():
+    assert is_local_address("tcp://127.0.0.1:5555") and is_local_address("tcp://localhost:1")
+    assert is_local_address("tcp://[::1]:5") and is_local_address("ipc:///tmp/x")
+    assert not is_local_address("tcp://0.0.0.0:5555") and not is_local_address("tcp://*:5555")
+    assert not is_local_address("tcp://192.168.1.4:5555")
+    with pytest.raises(ValueError, match="not of the form"):
+        is_local_address("http://x")
+
+
+def test_client_key_pair_must_be_complete(keys):
+    with pytest.raises(ValueError, match="needs both"):
+        Client("tcp://127.0.0.1:1", server_public_key=keys["server_pub"])

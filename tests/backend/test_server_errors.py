@@ -1,0 +1,138 @@
+"""Bad input gets a typed error reply naming the field; the server never dies of a message."""
+
+import random
+import time
+
+import msgpack
+import numpy as np
+import pytest
+import zmq
+
+from likeness3d.protocol import PROTOCOL_VERSION
+from likeness3d.protocol import messages as M
+from likeness3d.protocol.client import Client
+from likeness3d.protocol.errors import ERRORS, BadMessage, InvalidAsset, TooLarge, UnknownJob, UnknownPipeline
+
+from fuzz_frames import malformed
+
+
+class Raw:
+    """A bare DEALER socket, to send what our client never would."""
+
+    def __init__(self, address):
+        self.ctx = zmq.Context()
+        self.sock = self.ctx.socket(zmq.DEALER)
+        self.sock.setsockopt(zmq.LINGER, 0)
+        self.sock.connect(address)
+
+    def ask(self, frames, timeout=10.0):
+        self.sock.send_multipart(frames)
+        return self.recv(timeout)
+
+    def recv(self, timeout=10.0):
+        if not self.sock.poll(int(timeout * 1000)):
+            raise AssertionError("no reply")
+        return M.parse(self.sock.recv_multipart())
+
+    def close(self):
+        self.sock.close(0)
+        self.ctx.term()
+
+
+@pytest.fixture
+def raw(server):
+    r = Raw(server.address)
+    yield r
+    r.close()
+
+
+def test_version_mismatch(raw):
+    rid, reply = raw.ask([msgpack.packb({"v": PROTOCOL_VERSION + 1, "type": "hello", "id": 9})])
+    assert isinstance(reply, M.Error) and reply.code == "version_mismatch" and rid == 9
+    assert f"version {PROTOCOL_VERSION + 1}" in reply.message
+
+
+def test_request_errors_are_typed_on_the_client(server, asset):
+    with Client(server.address, timeout=20) as c:
+        with pytest.raises(UnknownPipeline, match="no pipeline 'nope'"):
+            c.submit("nope", asset)
+        with pytest.raises(BadMessage, match="config: unknown key 'zzz'") as e:
+            c.submit("inspect", asset, {"zzz": 1})
+        assert e.value.field == "config.zzz"
+        with pytest.raises(BadMessage, match="config.overlay_points must be int"):
+            c.submit("inspect", asset, {"overlay_points": "many"})
+        with pytest.raises(UnknownJob):
+            c.status("20990101-000000-deadbeef")
+        with pytest.raises(UnknownJob, match="no job"):
+            c.fetch("../../etc", "passwd")
+        job = c.submit("inspect", asset)
+        job.wait(20)
+        with pytest.raises(UnknownJob, match="artifact name '../spec.json' is not valid"):
+            c.fetch(job.id, "../spec.json")
+        with pytest.raises(UnknownJob, match="has no artifact 'spec.json'"):
+            c.fetch(job.id, "spec.json")
+
+
+def test_invalid_asset_reply_names_the_field(raw, asset):
+    frames = M.Submit(pipeline="inspect", asset=asset).to_frames(5)
+    header = msgpack.unpackb(frames[0])
+    faces = np.array([[0, 1, 9], [0, 1, 2], [0, 2, 3], [1, 2, 3]], np.int32)
+    i = next(d["frame"] for d in header["arrays"] if d["name"] == "mesh.faces")
+    frames[i] = faces.tobytes()
+    rid, reply = raw.ask(frames)
+    assert rid == 5 and reply.code == InvalidAsset.code and reply.field == "mesh.faces"
+    assert "references vertex 9 but the mesh has 4 vertices" in reply.message
+
+
+def test_too_large(server_factory, tmp_path):
+    server = server_factory(extra=["--max-message-mb", "1"])
+    big = Raw(server.address)
+    try:
+        # several frames, each under the limit, together over it: a typed reply
+        h = {"v": PROTOCOL_VERSION, "type": "ping", "id": 3,
+             "arrays": [{"name": "data", "dtype": "|u1", "shape": [700_000], "frame": 1}]}
+        rid, reply = big.ask([msgpack.packb(h), bytes(700_000), bytes(700_000)])
+        assert reply.code == TooLarge.code and rid == 0 and "limit is 1048576" in reply.message
+        # one frame over the limit: libzmq drops that connection; the server carries on
+        big.sock.send_multipart([msgpack.packb(h), bytes(2_000_000)])
+        time.sleep(0.3)
+    finally:
+        big.close()
+    from likeness3d.backend.example import example_asset
+
+    with Client(server.address, timeout=20) as c:
+        with pytest.raises(TooLarge, match="accepts at most 1048576"):
+            c.submit("inspect", example_asset(image_size=256, texture_size=512))
+        assert c.ping() < 5
+
+
+def test_fuzz_10k_malformed_messages(server, raw):
+    rng = random.Random(1234)
+    n, batch, codes, answered = 10_000, 200, {}, 0
+    for start in range(0, n, batch):
+        for _ in range(batch):
+            raw.sock.send_multipart(malformed(rng))
+        replies = 0
+        while replies < batch:
+            assert raw.sock.poll(20_000), f"no reply after {answered} answers"
+            _, reply = M.parse(raw.sock.recv_multipart())
+            if isinstance(reply, (M.Progress, M.Result)) or getattr(reply, "seq", None) is not None:
+                continue  # events of a fuzzed submit that happened to be valid
+            replies += 1
+            answered += 1
+            if isinstance(reply, M.Error):
+                assert reply.code in ERRORS, reply
+                codes[reply.code] = codes.get(reply.code, 0) + 1
+    assert answered == n
+    assert codes.get("bad_message", 0) > n // 2
+    assert "internal" not in codes, codes  # no malformed message reaches an unexpected exception
+    assert server.alive()
+    raw.sock.send_multipart(M.Ping().to_frames(77))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        rid, reply = raw.recv()
+        if rid == 77:
+            assert isinstance(reply, M.Pong)
+            break
+    else:
+        raise AssertionError("no pong after the fuzzing")
