@@ -2,10 +2,11 @@
 
 Loss per view, with per-pixel weights w (source views weigh more, masked pixels less):
 (1 - lambda) * L1 + lambda * (1 - SSIM), lambda = 0.2 as 3DGS, each a w-weighted mean, plus an alpha L1
-when the targets carry alpha. Densification and pruning: gsplat's DefaultStrategy or MCMCStrategy on
-CUDA, `densify.SimpleStrategy` (the same 3DGS rules) on the CPU. The hooks run every step: `progress(step,
+when the targets carry alpha. Densification and pruning: gsplat's DefaultStrategy (its per-step
+bookkeeping made sync-free, `densify.gsplat_default_strategy`) or MCMCStrategy on CUDA,
+`densify.SimpleStrategy` (the same 3DGS rules) on the CPU. The hooks run every step: `progress(step,
 total, loss)`, and `check_cancel()`, which stops the fit by raising (JobContext.check_cancel raises
-Cancelled).
+Cancelled). Parameters are updated by `adam_step` (torch's Adam maths, all groups at once).
 """
 
 from __future__ import annotations
