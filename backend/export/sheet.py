@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 LABEL_WIDTH = 64
-"""Pixels left of each row for its label."""
+"""Pixels left of each row for its label (more when a label is longer)."""
 
 
 def to_uint8_rgb(images, background: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndarray:
@@ -44,13 +44,15 @@ def grid_sheet(
         raise ValueError(f"every image must have one size, got {sorted(sizes)}")
     h, w = sizes.pop()
     cols = max(len(r) for r in rows)
-    sheet = Image.new("RGB", (LABEL_WIDTH + cols * (w + gap), len(rows) * (h + gap)), background)
+    measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    label_w = max([LABEL_WIDTH] + [int(measure.textlength(str(t))) + 8 for t in labels])
+    sheet = Image.new("RGB", (label_w + cols * (w + gap), len(rows) * (h + gap)), background)
     draw = ImageDraw.Draw(sheet)
     for i, (row, label) in enumerate(zip(rows, labels)):
         y = i * (h + gap)
         draw.text((4, y + h // 2 - 6), str(label), fill=(0, 0, 0))
         for j, img in enumerate(row):
-            sheet.paste(Image.fromarray(img, mode="RGB"), (LABEL_WIDTH + j * (w + gap), y))
+            sheet.paste(Image.fromarray(img, mode="RGB"), (label_w + j * (w + gap), y))
     buf = io.BytesIO()
     sheet.save(buf, format="PNG")
     data = buf.getvalue()

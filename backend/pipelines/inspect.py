@@ -1,6 +1,7 @@
 """`inspect`: validate an asset and report its statistics (bounds, area, counts, UVs, texture, and for each
 reference whether and where its camera sees the mesh) as `inspect.json`, with a preview per reference that
-overlays the projected mesh on the photo so a misaligned camera shows at once."""
+overlays the projected mesh on the photo, and `reference_NN.png`: the photo | the mesh rendered from its
+camera | the two blended, so a misaligned camera shows at once."""
 
 from __future__ import annotations
 
@@ -20,8 +21,12 @@ class InspectConfig:
     """Vertices drawn on each reference's preview (a random subset when the mesh has more)."""
     min_alpha: float = 0.5
     """Alpha above which a reference pixel counts as the subject."""
+    render_max_side: int = 256
+    """Renders of the mesh from each reference camera are at most this many pixels on a side (0: none)."""
 
     def __post_init__(self) -> None:
+        if self.render_max_side != 0 and not 8 <= self.render_max_side <= 4096:
+            raise ValueError(f"render_max_side must be 0 or in [8, 4096], got {self.render_max_side}")
         if not 0 <= self.overlay_points <= 10_000_000:
             raise ValueError(f"overlay_points must be in [0, 1e7], got {self.overlay_points}")
         if not 0.0 <= self.min_alpha <= 1.0:
@@ -121,17 +126,41 @@ def overlay(ref: Reference, uv: np.ndarray, inside: np.ndarray, max_points: int,
     return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
 
 
+def comparison_png(ref: Reference, caster, config: InspectConfig) -> tuple[bytes, float]:
+    """PNG of one row, the photo | the mesh rendered from its camera | both blended, and their silhouette IoU."""
+    from ..export.sheet import grid_sheet
+    from ..stages.alignment import reference_view
+
+    view = reference_view(caster, ref.image, ref.camera, config.render_max_side, min_alpha=config.min_alpha)
+    grey = np.float32(0.25)
+    over = [v[..., :3] * v[..., 3:] + grey * (1 - v[..., 3:]) for v in (view.reference, view.render)]
+    row = np.stack([over[0], over[1], 0.5 * (over[0] + over[1])])
+    return grid_sheet([row], [ref.name]), view.silhouette_iou
+
+
 def run(ctx, asset: Asset, config: InspectConfig) -> None:
     # 1. The mesh
     total = 1 + len(asset.references)
     report = {"name": asset.name, "class_word": asset.class_word, "mesh": mesh_stats(asset.mesh), "references": []}
     ctx.progress("inspect", 1, total, f"mesh: {report['mesh']['vertices']} vertices, {report['mesh']['faces']} faces")
-    # 2. Each reference: where its camera sees the mesh, with an overlay preview
+    caster = None
+    if asset.references and config.render_max_side:
+        from ..stages.mesh_passes import Raycaster
+
+        caster = Raycaster(asset.mesh)
+    # 2. Each reference: where its camera sees the mesh, with an overlay preview, and the mesh rendered
+    #    from its camera beside it
     for i, ref in enumerate(asset.references):
         stats, uv, inside = reference_stats(ref, asset.mesh, config.min_alpha)
+        if caster is not None:
+            png, iou = comparison_png(ref, caster, config)
+            stats["render"] = f"reference_{i:02d}.png"
+            stats["silhouette_iou"] = iou
+            ctx.add_artifact(stats["render"], png)
         report["references"].append(stats)
         preview = overlay(ref, uv, inside, config.overlay_points)
         ctx.progress("inspect", 2 + i, total, f"reference {ref.name}: sees mesh {stats['sees_mesh']}", preview)
     report["references_seeing_mesh"] = [r["name"] for r in report["references"] if r["sees_mesh"]]
+    report["renders"] = [r["render"] for r in report["references"] if "render" in r]
     # 3. The artifact
     ctx.add_artifact("inspect.json", json.dumps(report, indent=1).encode())

@@ -141,3 +141,34 @@ class SimpleStrategy:
             prune[torch.argmax(params["opacities"])] = False
         if prune.any():
             _edit(params, optimizers, lambda k, p: p[~prune], lambda k, s: s[~prune])
+
+
+def gsplat_default_strategy(**kwargs):
+    """gsplat's DefaultStrategy (CUDA path), with its per-step bookkeeping made free of device syncs.
+
+    gsplat accumulates the screen-space gradients with torch.where(visible) + index_add, and torch.where
+    makes the host wait for the whole backward pass every step. For the non-packed layout the same sums
+    are a masked reduction over cameras, which needs no sync; growing, splitting, pruning and resets
+    are gsplat's own code. Imported lazily: gsplat is for the CUDA path only.
+    """
+    from gsplat.strategy import DefaultStrategy
+
+    class SyncFreeDefaultStrategy(DefaultStrategy):
+        def _update_state(self, params, state, info, packed: bool = False) -> None:
+            if packed or self.refine_scale2d_stop_iter > 0:
+                return super()._update_state(params, state, info, packed=packed)
+            source = info[self.key_for_gradient]
+            grads = (source.absgrad if self.absgrad else source.grad).clone()  # [C, N, 2]
+            grads[..., 0] *= info["width"] / 2.0 * info["n_cameras"]
+            grads[..., 1] *= info["height"] / 2.0 * info["n_cameras"]
+            n = len(params["means"])
+            if state["grad2d"] is None:
+                state["grad2d"] = torch.zeros(n, device=grads.device)
+            if state["count"] is None:
+                state["count"] = torch.zeros(n, device=grads.device)
+            seen = (info["radii"] > 0.0).all(dim=-1)  # [C, N]
+            norms = torch.where(seen, grads.norm(dim=-1), torch.zeros((), device=grads.device))
+            state["grad2d"] += norms.sum(dim=0)
+            state["count"] += seen.sum(dim=0)
+
+    return SyncFreeDefaultStrategy(**kwargs)

@@ -2,10 +2,11 @@
 
 Loss per view, with per-pixel weights w (source views weigh more, masked pixels less):
 (1 - lambda) * L1 + lambda * (1 - SSIM), lambda = 0.2 as 3DGS, each a w-weighted mean, plus an alpha L1
-when the targets carry alpha. Densification and pruning: gsplat's DefaultStrategy or MCMCStrategy on
-CUDA, `densify.SimpleStrategy` (the same 3DGS rules) on the CPU. The hooks run every step: `progress(step,
+when the targets carry alpha. Densification and pruning: gsplat's DefaultStrategy (its per-step
+bookkeeping made sync-free, `densify.gsplat_default_strategy`) or MCMCStrategy on CUDA,
+`densify.SimpleStrategy` (the same 3DGS rules) on the CPU. The hooks run every step: `progress(step,
 total, loss)`, and `check_cancel()`, which stops the fit by raising (JobContext.check_cancel raises
-Cancelled).
+Cancelled). Parameters are updated by `adam_step` (torch's Adam maths, all groups at once).
 """
 
 from __future__ import annotations
@@ -18,10 +19,14 @@ import torch
 from torch import Tensor
 
 from .cameras import Cameras
-from .densify import SimpleStrategy
+from .densify import SimpleStrategy, gsplat_default_strategy
 from .gaussians import Gaussians
 from .metrics import ssim_map, weighted_mean
 from .render import pick_backend, render
+
+
+LOSS_WINDOW = 50
+"""Losses are read back from the device once per this many steps."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +67,9 @@ class FitConfig:
     prune_scale3d: float = 0.1
     cap_max: int = 1_000_000
     """Most Gaussians the set may grow to (MCMC's budget; also bounds the CPU strategy)."""
+    compile_loss: bool = False
+    """CUDA only: fuse the loss (L1, SSIM, alpha) with torch.compile. At 512 px the loop is bound by host
+    time per launched op, and the loss is most of the ops; the price is a compile per image size."""
     mcmc_opacity_reg: float = 0.01
     mcmc_scale_reg: float = 0.01
     seed: int = 0
@@ -101,6 +109,67 @@ def from_params(p) -> Gaussians:
     return Gaussians(p["means"], p["quats"], p["scales"], p["opacities"], sh)
 
 
+def photometric_loss(
+    rgb: Tensor,  # [B, H, W, 3] render
+    target: Tensor,  # [B, H, W, 3]
+    alpha: Tensor | None,  # [B, H, W] rendered alpha, or None
+    target_alpha: Tensor | None,  # [B, H, W]
+    weights: Tensor | None,  # [B, H, W]
+    ssim_weight: float,
+    alpha_weight: float,
+) -> Tensor:
+    """(1 - lambda) L1 + lambda (1 - SSIM) (+ alpha_weight x alpha L1), each a per-pixel weighted mean."""
+    l1 = weighted_mean((rgb - target).abs().mean(-1), weights)
+    dssim = weighted_mean(1.0 - ssim_map(rgb, target), weights)
+    loss = (1 - ssim_weight) * l1 + ssim_weight * dssim
+    if alpha is not None:
+        loss = loss + alpha_weight * weighted_mean((alpha - target_alpha).abs(), weights)
+    return loss
+
+
+def adam_step(optimizers: dict[str, torch.optim.Adam]) -> None:
+    """One Adam step of every parameter at its own learning rate, then clear the gradients.
+
+    The same update as calling each optimizer's step(), done with a handful of multi-tensor (foreach)
+    kernels for all parameters together: six Optimizer.step() calls cost more host time than the
+    rasterisation itself at 512 px. State lives where torch keeps it (optimizer.state[param]: step,
+    exp_avg, exp_avg_sq), so gsplat's strategies edit it as usual.
+    """
+    params, grads, m, v, sizes = [], [], [], [], []
+    for opt in optimizers.values():
+        group = opt.param_groups[0]
+        p = group["params"][0]
+        if p.grad is None:
+            continue
+        state = opt.state[p]
+        if not state:
+            state["step"] = torch.tensor(0.0)
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["step"] += 1
+        beta1, beta2 = group["betas"]
+        t = float(state["step"])
+        params.append(p.data)
+        grads.append(p.grad)
+        m.append(state["exp_avg"])
+        v.append(state["exp_avg_sq"])
+        # step size and denominator scale of torch's Adam (bias-corrected moments)
+        sizes.append((group["lr"] / (1 - beta1**t), math.sqrt(1 - beta2**t), group["eps"], beta1, beta2))
+        p.grad = None
+    if not params:
+        return
+    beta1, beta2 = sizes[0][3], sizes[0][4]
+    if any(s[3] != beta1 or s[4] != beta2 for s in sizes):
+        raise ValueError("adam_step needs one (beta1, beta2) for all optimizers")
+    torch._foreach_lerp_(m, grads, 1 - beta1)
+    torch._foreach_mul_(v, beta2)
+    torch._foreach_addcmul_(v, grads, grads, 1 - beta2)
+    denom = torch._foreach_sqrt(v)
+    torch._foreach_div_(denom, [s[1] for s in sizes])
+    torch._foreach_add_(denom, [s[2] for s in sizes])
+    torch._foreach_addcdiv_(params, m, denom, [-s[0] for s in sizes])
+
+
 def _check_inputs(images: Tensor, cameras: Cameras, weights: Tensor | None) -> None:
     C, H, W = len(cameras), cameras.height, cameras.width
     if images.ndim != 4 or images.shape[:3] != (C, H, W) or images.shape[3] not in (3, 4):
@@ -113,13 +182,13 @@ def _check_inputs(images: Tensor, cameras: Cameras, weights: Tensor | None) -> N
 
 def _make_strategy(config: FitConfig, backend: str, scene_scale: float):
     if backend == "gsplat":
-        from gsplat.strategy import DefaultStrategy, MCMCStrategy
+        from gsplat.strategy import MCMCStrategy
 
         if config.strategy == "mcmc":
             strategy = MCMCStrategy(cap_max=config.cap_max, refine_start_iter=config.refine_start,
                                     refine_stop_iter=config.refine_stop, refine_every=config.refine_every)
             return strategy, strategy.initialize_state()
-        strategy = DefaultStrategy(
+        strategy = gsplat_default_strategy(
             prune_opa=config.prune_opa, grow_grad2d=config.grow_grad2d, grow_scale3d=config.grow_scale3d,
             prune_scale3d=config.prune_scale3d, refine_start_iter=config.refine_start,
             refine_stop_iter=config.refine_stop, reset_every=config.reset_every, refine_every=config.refine_every,
@@ -145,21 +214,33 @@ def fit(
     background: tuple[float, float, float] = (1.0, 1.0, 1.0),
     progress: Callable[[int, int, float], None] | None = None,
     check_cancel: Callable[[], None] | None = None,
+    monitor: Callable[[int, Gaussians], None] | None = None,
+    monitor_every: int = 100,
 ) -> FitResult:
     """Optimise `gaussians` (on their device) so their renders match `images`.
 
     images: [C, H, W, 3] (already over `background`) or [C, H, W, 4] straight-alpha RGBA, in [0, 1].
     cameras: C cameras of the images' size. weights: [C, H, W] >= 0 per-pixel loss weights, or None.
+    Hooks, every step: check_cancel(), then progress(step, total, loss) after the update, where loss is
+    the mean over the last window of LOSS_WINDOW steps (reading the loss each step would stall the GPU).
+    monitor(step, gaussians) every `monitor_every` steps and at the end gets a detached snapshot (for
+    previews and evaluation).
     """
     device = gaussians.device
     backend = pick_backend(device)
     _check_inputs(images, cameras, weights)
     images = images.to(device=device, dtype=torch.float32)
     weights = None if weights is None else weights.to(device=device, dtype=torch.float32)
-    cameras = cameras.to(device)
     has_alpha = images.shape[-1] == 4
+    if has_alpha:  # target = premultiplied + background x transparency, two kernels a step
+        premult = images[..., :3] * images[..., 3:]
+        transparency = 1.0 - images[..., 3:]
+    C = len(cameras)
+    # Everything a step needs is prepared on the device up front: no host-device copy inside the loop.
+    views = [cameras[i].to(device) for i in range(C)]
     gen = torch.Generator().manual_seed(config.seed)
-    fixed_bg = torch.as_tensor(background, dtype=torch.float32, device=device)
+    device_gen = torch.Generator(device=device).manual_seed(config.seed)
+    fixed_bg = torch.as_tensor(background, dtype=torch.float32).to(device)
 
     # 1. Parameters, one Adam each (the layout gsplat's strategies edit).
     params = to_params(gaussians)
@@ -172,52 +253,67 @@ def fit(
                   for k, p in params.items()}
     decay = 0.01 ** (1.0 / config.steps)
     strategy, state = _make_strategy(config, backend, scene_scale)
+    mcmc = backend == "gsplat" and config.strategy == "mcmc"
+    loss_fn = photometric_loss
+    if config.compile_loss and device.type == "cuda":
+        loss_fn = torch.compile(photometric_loss, dynamic=False)
 
     # 2. The loop.
     losses: list[float] = []
-    order = torch.randperm(len(cameras), generator=gen)
-    cursor = 0
+    pending: list[Tensor] = []
+    shown = float("nan")
+    order, cursor = torch.randperm(C, generator=gen).tolist(), 0
     max_degree = gaussians.sh_degree
     for step in range(config.steps):
         if check_cancel is not None:
             check_cancel()
-        if cursor + config.batch_size > len(order):
-            order, cursor = torch.randperm(len(cameras), generator=gen), 0
-        idx = order[cursor:cursor + config.batch_size].to(device)
+        if cursor + config.batch_size > C:
+            order, cursor = torch.randperm(C, generator=gen).tolist(), 0
+        batch = order[cursor:cursor + config.batch_size]
         cursor += config.batch_size
-        target = images[idx]
-        bg = torch.rand(3, generator=gen).to(device) if has_alpha and config.random_background else fixed_bg
+        cams = views[batch[0]] if len(batch) == 1 else Cameras.cat([views[i] for i in batch])
+        pick = (lambda t: t[batch[0]][None]) if len(batch) == 1 else (lambda t: t[batch])
+        w = None if weights is None else pick(weights)
+        if has_alpha and config.random_background:
+            bg = torch.rand(3, generator=device_gen, device=device)
+        else:
+            bg = fixed_bg
         if has_alpha:
-            target_alpha = target[..., 3]
-            target = target[..., :3] * target_alpha[..., None] + bg * (1 - target_alpha[..., None])
+            target_alpha = pick(images)[..., 3]
+            target = pick(premult) + bg * pick(transparency)
+        else:
+            target = pick(images)
         degree = min(step // config.sh_degree_interval, max_degree)
 
-        out = render(from_params(params), cameras[idx], background=bg, sh_degree=degree)
+        out = render(from_params(params), cams, background=bg, sh_degree=degree, with_depth=False)
         strategy.step_pre_backward(params, optimizers, state, step, out.meta)
-        w = None if weights is None else weights[idx]
-        l1 = weighted_mean((out.rgb - target).abs().mean(-1), w)
-        dssim = weighted_mean(1.0 - ssim_map(out.rgb, target), w)
-        loss = (1 - config.ssim_weight) * l1 + config.ssim_weight * dssim
-        if has_alpha and config.alpha_weight > 0:
-            loss = loss + config.alpha_weight * weighted_mean((out.alpha - target_alpha).abs(), w)
-        if backend == "gsplat" and config.strategy == "mcmc":
+        alpha_pair = (out.alpha, target_alpha) if has_alpha and config.alpha_weight > 0 else (None, None)
+        loss = loss_fn(out.rgb, target, *alpha_pair, w, config.ssim_weight, config.alpha_weight)
+        if mcmc:
             loss = loss + config.mcmc_opacity_reg * torch.sigmoid(params["opacities"]).mean()
             loss = loss + config.mcmc_scale_reg * params["scales"].exp().mean()
         loss.backward()
-        losses.append(float(loss.detach()))
+        pending.append(loss.detach())
 
-        for opt in optimizers.values():
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-        if backend == "gsplat" and config.strategy == "mcmc":
+        adam_step(optimizers)
+        if mcmc:
             lr = optimizers["means"].param_groups[0]["lr"]
             strategy.step_post_backward(params, optimizers, state, step, out.meta, lr=lr)
         else:
             strategy.step_post_backward(params, optimizers, state, step, out.meta, packed=False)
         for group in optimizers["means"].param_groups:
             group["lr"] *= decay
+
+        last = step + 1 == config.steps
+        if len(pending) == LOSS_WINDOW or last:  # one device sync per window
+            window = torch.stack(pending).tolist()
+            pending.clear()
+            losses.extend(window)
+            shown = sum(window) / len(window)
+            if not math.isfinite(shown):
+                raise FloatingPointError(f"fit: the loss became {shown} before step {step + 1}")
         if progress is not None:
-            progress(step + 1, config.steps, losses[-1])
-        if not math.isfinite(losses[-1]):
-            raise FloatingPointError(f"fit: the loss became {losses[-1]} at step {step}")
+            progress(step + 1, config.steps, shown)
+        if monitor is not None and ((step + 1) % monitor_every == 0 or last):
+            monitor(step + 1, from_params(params).detach())
     return FitResult(gaussians=from_params(params).detach(), losses=losses)

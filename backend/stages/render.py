@@ -25,8 +25,8 @@ class RenderOutput:
     """[C, H, W, 3] colour, composited over `background` (premultiplied by alpha when there is none)."""
     alpha: Tensor
     """[C, H, W] accumulated opacity."""
-    depth: Tensor
-    """[C, H, W] expected camera z-depth, sum(w z) / sum(w) (0 where alpha is 0)."""
+    depth: Tensor | None
+    """[C, H, W] expected camera z-depth, sum(w z) / sum(w) (0 where alpha is 0); None if not asked for."""
     meta: dict = field(default_factory=dict)
     """The rasteriser's intermediate results (means2d [C, N, 2], radii [C, N, 2], ...) for densification."""
 
@@ -57,18 +57,20 @@ def render(
     backend: str = "auto",
     near_plane: float = 0.01,
     absgrad: bool = False,
+    with_depth: bool = True,
 ) -> RenderOutput:
     """Render `gaussians` into every camera of `cameras` (on the Gaussians' device).
 
     background: [3], [C, 3] or None. sh_degree: bands used (default: all the Gaussians carry).
-    backend: "auto" (gsplat on CUDA, reference elsewhere), "gsplat", "reference".
+    backend: "auto" (gsplat on CUDA, reference elsewhere), "gsplat", "reference". with_depth=False skips
+    the depth channel (a fit does not need it; it saves a sixth of the rasteriser's backward pass).
     """
     device = gaussians.device
     chosen = pick_backend(device, backend)
     degree = gaussians.sh_degree if sh_degree is None else sh_degree
     if not 0 <= degree <= gaussians.sh_degree:
         raise ValueError(f"sh_degree must be in [0, {gaussians.sh_degree}], got {sh_degree}")
-    cams = cameras.to(device)
+    cams = cameras if cameras.device == device else cameras.to(device)
     C = len(cams)
     bg = None
     if background is not None:
@@ -90,7 +92,7 @@ def render(
         near_plane=near_plane,
         sh_degree=degree,
         backgrounds=bg,
-        render_mode="RGB+ED",
+        render_mode="RGB+ED" if with_depth else "RGB",
     )
     if chosen == "gsplat":
         from gsplat.rendering import rasterization
@@ -98,4 +100,5 @@ def render(
         colors, alphas, meta = rasterization(**args, packed=False, absgrad=absgrad)
     else:
         colors, alphas, meta = render_ref.rasterization(**args)
-    return RenderOutput(rgb=colors[..., :3], alpha=alphas[..., 0], depth=colors[..., 3], meta=meta)
+    depth = colors[..., 3] if with_depth else None
+    return RenderOutput(rgb=colors[..., :3], alpha=alphas[..., 0], depth=depth, meta=meta)

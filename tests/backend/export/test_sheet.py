@@ -43,3 +43,10 @@ def test_sheet_validation():
         grid_sheet([a], ["a", "b"])
     with pytest.raises(ValueError, match="images"):
         to_uint8_rgb(np.zeros((8, 8, 3)))
+
+
+def test_long_labels_widen_the_label_column():
+    a = np.zeros((1, 8, 8, 3), np.uint8)
+    short = np.asarray(Image.open(io.BytesIO(grid_sheet([a], ["a"]))))
+    long = np.asarray(Image.open(io.BytesIO(grid_sheet([a], ["a rather long reference name"]))))
+    assert short.shape[1] == LABEL_WIDTH + 10 and long.shape[1] > short.shape[1]

@@ -5,7 +5,7 @@ import torch
 
 from likeness3d.backend.stages.cameras import Cameras, orbit
 from likeness3d.backend.stages.densify import SimpleStrategy
-from likeness3d.backend.stages.fit import FitConfig, fit, from_params, to_params
+from likeness3d.backend.stages.fit import FitConfig, adam_step, fit, from_params, to_params
 from likeness3d.backend.stages.gaussians import from_mesh, random_gaussians
 from likeness3d.backend.stages.mesh_passes import Raycaster, mesh_rgba
 from likeness3d.backend.stages.metrics import psnr, ssim_map, weighted_mean
@@ -64,6 +64,18 @@ def test_cancel_hook_stops_the_fit_at_once():
     assert len(calls) == 4 and progress == [1, 2, 3]
 
 
+def test_monitor_gets_detached_snapshots_and_losses_are_all_kept():
+    g = random_gaussians(50, extent=0.5, scale=0.05)
+    cams = orbit((0, 0, 0), 0.7, [0, 90], [0], 16, 16)
+    seen = []
+    result = fit(g, torch.rand(2, 16, 16, 4), cams, config=FitConfig(steps=7),
+                 monitor=lambda step, snap: seen.append((step, snap)), monitor_every=3)
+    assert [s for s, _ in seen] == [3, 6, 7]
+    assert all(not snap.means.requires_grad and len(snap) == 50 for _, snap in seen)
+    assert torch.equal(seen[-1][1].means, result.gaussians.means)
+    assert len(result.losses) == 7 and all(loss > 0 for loss in result.losses)
+
+
 def test_weights_steer_the_fit():
     # Two views disagree about the colours; the one with weight dominates the result.
     g = random_gaussians(300, extent=0.4, scale=0.06, seed=1)
@@ -78,6 +90,27 @@ def test_weights_steer_the_fit():
     out = render(result.gaussians, cams[[0]], background=torch.zeros(3)).rgb[0]
     centre = out[4:12, 4:12].reshape(-1, 3).mean(0)
     assert centre[0] > 2 * centre[2]
+
+
+def test_adam_step_equals_torch_adam_with_per_parameter_rates():
+    gen = torch.Generator().manual_seed(0)
+    ours = {k: torch.nn.Parameter(torch.randn(5, 3, generator=gen)) for k in ("a", "b")}
+    ref = {k: torch.nn.Parameter(p.detach().clone()) for k, p in ours.items()}
+    lrs = {"a": 0.1, "b": 0.003}
+    opt_ours = {k: torch.optim.Adam([p], lr=lrs[k], eps=1e-15) for k, p in ours.items()}
+    opt_ref = {k: torch.optim.Adam([p], lr=lrs[k], eps=1e-15) for k, p in ref.items()}
+    for _ in range(4):
+        target = torch.randn(5, 3, generator=gen)
+        for group, opts in ((ours, opt_ours), (ref, opt_ref)):
+            sum(((p - target) ** 3).sum() for p in group.values()).backward()
+        adam_step(opt_ours)
+        for o in opt_ref.values():
+            o.step()
+            o.zero_grad()
+    for k in ours:
+        assert torch.allclose(ours[k], ref[k], atol=1e-6)
+        assert ours[k].grad is None
+        assert torch.allclose(opt_ours[k].state[ours[k]]["exp_avg_sq"], opt_ref[k].state[ref[k]]["exp_avg_sq"])
 
 
 def test_simple_strategy_grows_splits_prunes_and_keeps_adam_state_aligned():
@@ -111,9 +144,24 @@ def test_simple_strategy_grows_splits_prunes_and_keeps_adam_state_aligned():
     assert len(from_params(params)) == 55
 
 
+def ssim_2d(a, b):
+    """SSIM with the plain 11 x 11 window, one moment at a time (what the separable version must equal)."""
+    x, y = a.permute(0, 3, 1, 2).double(), b.permute(0, 3, 1, 2).double()
+    t = torch.arange(11, dtype=torch.float64) - 5
+    g = torch.exp(-t**2 / (2 * 1.5**2))
+    w = (g[:, None] * g[None, :] / g.sum() ** 2).expand(3, 1, 11, 11)
+    blur = lambda z: torch.nn.functional.conv2d(z, w, padding=5, groups=3)  # noqa: E731
+    mx, my = blur(x), blur(y)
+    sxx, syy, sxy = blur(x * x) - mx**2, blur(y * y) - my**2, blur(x * y) - mx * my
+    c1, c2 = 0.01**2, 0.03**2
+    return (((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))).mean(1)
+
+
 def test_metrics():
     a = torch.rand(2, 20, 20, 3, generator=torch.Generator().manual_seed(0))
+    b = (a + 0.1 * torch.randn_like(a)).clamp(0, 1)
     assert torch.allclose(ssim_map(a, a), torch.ones(2, 20, 20), atol=1e-4)
+    assert torch.allclose(ssim_map(a, b).double(), ssim_2d(a, b), atol=1e-5)
     assert ssim_map(a, torch.rand_like(a)).mean() < 0.3
     assert abs(psnr(torch.zeros(4, 4, 3), torch.full((4, 4, 3), 0.1)) - 20.0) < 1e-5
     w = torch.zeros(2, 20, 20)
@@ -136,3 +184,23 @@ def test_fit_rejects_bad_input():
         FitConfig(strategy="adc")
     with pytest.raises(ValueError, match="steps"):
         FitConfig(steps=0)
+
+
+def test_sync_free_bookkeeping_equals_gsplats():
+    strategy_mod = pytest.importorskip("gsplat.strategy")  # pure torch bookkeeping: no CUDA build involved
+    from likeness3d.backend.stages.densify import gsplat_default_strategy
+
+    gen = torch.Generator().manual_seed(0)
+    params = to_params(random_gaussians(30))
+    ours, theirs = gsplat_default_strategy(), strategy_mod.DefaultStrategy()
+    s_ours, s_theirs = ours.initialize_state(), theirs.initialize_state()
+    for _ in range(3):
+        means2d = torch.zeros(2, 30, 2, requires_grad=True)
+        (means2d * torch.randn(2, 30, 2, generator=gen)).sum().backward()
+        radii = (torch.rand(2, 30, 2, generator=gen) > 0.3).int() * 4
+        info = {"means2d": means2d, "radii": radii, "width": 64, "height": 48, "n_cameras": 2,
+                "gaussian_ids": None}
+        ours._update_state(params, s_ours, info)
+        theirs._update_state(params, s_theirs, info)
+    assert torch.allclose(s_ours["grad2d"], s_theirs["grad2d"], atol=1e-6)
+    assert torch.equal(s_ours["count"], s_theirs["count"])
