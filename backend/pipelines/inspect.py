@@ -145,9 +145,16 @@ def run(ctx, asset: Asset, config: InspectConfig) -> None:
     ctx.progress("inspect", 1, total, f"mesh: {report['mesh']['vertices']} vertices, {report['mesh']['faces']} faces")
     caster = None
     if asset.references and config.render_max_side:
-        from ..stages.mesh_passes import Raycaster
+        import importlib.util
 
-        caster = Raycaster(asset.mesh)
+        missing = [m for m in ("torch", "trimesh", "embreex") if importlib.util.find_spec(m) is None]
+        if missing:  # a light backend (no torch) still inspects; it says what it skipped
+            report["renders_skipped"] = f"this backend lacks {missing}: no renders from the reference cameras"
+            ctx.log(report["renders_skipped"])
+        else:
+            from ..stages.mesh_passes import Raycaster
+
+            caster = Raycaster(asset.mesh)
     # 2. Each reference: where its camera sees the mesh, with an overlay preview, and the mesh rendered
     #    from its camera beside it
     for i, ref in enumerate(asset.references):

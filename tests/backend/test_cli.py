@@ -27,7 +27,7 @@ def test_status_list_fetch_cancel(server, asset, tmp_path):
     # the address may also come from the environment
     env = dict(os.environ, LIKENESS3D_BACKEND=server.address)
     job_status = json.loads(cli("status", done.id, env=env).stdout)
-    assert job_status["state"] == "done" and job_status["artifacts"] == ["inspect.json"]
+    assert job_status["state"] == "done" and job_status["artifacts"] == ["inspect.json", "reference_00.png", "reference_01.png"]
     listing = cli("list", "--connect", server.address).stdout
     assert done.id in listing and slow.id in listing
     fetched = cli("fetch", done.id, "--out", str(tmp_path / "f"), "--connect", server.address).stdout

@@ -23,13 +23,14 @@ def test_handshake_submit_events_result_fetch(server, asset, tmp_path):
         assert [e.seq for e in events] == sorted(e.seq for e in events)
         assert progress[1].preview.shape == (16, 16, 4) and progress[1].preview.dtype == np.uint8
         result = events[-1]
-        assert isinstance(result, Result) and [a.name for a in result.artifacts] == ["inspect.json"]
+        names = ["inspect.json", "reference_00.png", "reference_01.png"]  # the report, the mesh seen by each camera
+        assert isinstance(result, Result) and sorted(a.name for a in result.artifacts) == names
         report = json.loads(c.fetch(job.id, "inspect.json"))
         assert report["mesh"]["vertices"] == 4 and report["mesh"]["faces"] == 4
         assert abs(report["mesh"]["surface_area"] - (1.5 + np.sqrt(3) / 2)) < 1e-5
         assert report["references_seeing_mesh"] == ["ref0", "ref1"]
         paths = c.fetch_all(job.id, tmp_path / "out")
-        assert [p.name for p in paths] == ["inspect.json"]
+        assert sorted(p.name for p in paths) == names
         assert c.status(job.id)["state"] == "done"
         # the GUI queue saw the same events
         queued = []
