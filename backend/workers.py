@@ -29,6 +29,9 @@ def worker_main(conn, device: str, store_root: str) -> None:
         # each worker sees exactly its own GPU, which it then calls cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
         device = "cuda:0"
+        # a long-lived worker runs jobs of very different shapes (LoRA training, batched inpainting, fits):
+        # growable segments keep the allocator's pool close to what is in use (an operator's setting wins)
+        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     from .store import JobStore
 

@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
-import torch
+# as a backend worker runs (backend/workers.py), before torch initialises CUDA
+os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 
-from likeness3d.backend.context import JobContext
-from likeness3d.backend.example import example_case
-from likeness3d.backend.pipelines import tire
-from likeness3d.protocol.assets import Asset
+import torch  # noqa: E402
+
+from likeness3d.backend.context import JobContext  # noqa: E402
+from likeness3d.backend.example import example_case  # noqa: E402
+from likeness3d.backend.pipelines import tire  # noqa: E402
+from likeness3d.protocol.assets import Asset  # noqa: E402
 
 
 def warm_up_gsplat(device: str) -> float:
