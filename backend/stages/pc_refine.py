@@ -113,7 +113,7 @@ def refine_points(
             raise FloatingPointError(f"refine loss became {value} at step {step}")
         losses.append(value)
         if progress is not None:
-            progress(step + 1, config.steps, f"point refine step {step + 1}/{config.steps}, reference L1 {float(l1):.4f}")
+            progress(step + 1, config.steps, f"point refine step {step + 1}/{config.steps}, reference L1 {float(l1.detach()):.4f}")
     with torch.no_grad():
         rgb, _ = model(cameras, backend)
         final = float(masked_l1(rgb, images, masks))
