@@ -268,9 +268,8 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
 
     def novel_sds(m: DeferredPoints, step: int) -> torch.Tensor:
         cam = sample_views(center, radius, 1, config.resolution, view_cfg, gen)
-        fg = caster.passes(cam).mask.to(dev)[..., None].float()  # the mesh's silhouette
-        rgb, _ = m(cam.to(dev))
-        view = (rgb * fg + (1 - fg)).permute(0, 3, 1, 2)
+        rgb, alpha = m(cam.to(dev))  # over white by the splats' coverage (no ray casting in the loop)
+        view = (rgb * alpha[..., None] + (1 - alpha[..., None])).permute(0, 3, 1, 2)
         frac = timestep_fraction(sds_cfg.schedule, step, config.refine_steps, sds_cfg.t_range, gen)
         return sds_loss(comps, view, rgb_prompt, uncond, sds_cfg, fraction=frac, generator=gen).loss
 

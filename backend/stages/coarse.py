@@ -93,8 +93,10 @@ def mode_prompt(mode: str, class_word: str) -> str:
 
 
 def sample_views(center: Tensor, radius: float, n: int, size: int, config: CoarseConfig, generator: torch.Generator) -> Cameras:
-    """n cameras looking at `center`: azimuth uniform, polar in config.polar_deg, distance radius_scale x
-    the distance at which a sphere of `radius` fills the view (fov config.fov_deg)."""
+    """n cameras (on the CPU, whatever `center`'s device) looking at `center`: azimuth uniform, polar in
+    config.polar_deg, distance radius_scale x the distance at which a sphere of `radius` fills the view (fov
+    config.fov_deg)."""
+    center = torch.as_tensor(center, dtype=torch.float32).detach().cpu()  # cameras are built on the CPU
     cams = []
     for _ in range(n):
         u = torch.rand(3, generator=generator).tolist()
