@@ -94,3 +94,23 @@ def test_module_imports_no_torch():
     code = "import sys; import likeness3d.backend.pipelines.customize; print('torch' in sys.modules)"
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert run.stdout.strip() == "False", run.stderr
+
+
+def test_addon_presets_are_valid_configs():
+    import importlib.util
+    from pathlib import Path
+
+    import likeness3d
+
+    # addon/presets.py needs no bpy, but the addon package does: load the file alone
+    path = Path(likeness3d.__file__).parent / "addon" / "presets.py"
+    spec_ = importlib.util.spec_from_file_location("addon_presets", path)
+    module = importlib.util.module_from_spec(spec_)
+    spec_.loader.exec_module(module)
+    ADDON = module.PRESETS
+
+    spec = get_pipeline("customize")
+    for quality, settings in ADDON["customize"].items():
+        spec.build_config(settings)
+    fast = spec.build_config(PRESETS["fast"])
+    assert spec.build_config(ADDON["customize"]["DRAFT"]) == fast
