@@ -32,6 +32,9 @@ class CustomizeConfig:
     dreambooth_steps: tuple[int, ...] = (25, 50, 50, 75)
     """Steps of the mask, depth, normal and rgb stages (the authors')."""
     lora_rank: int = 16
+    dreambooth_method: str = "lora"
+    """`lora` (ours: a small artifact) or `full` (the authors': every UNet weight, lr 1e-6; the UNet is kept in
+    the job's work folder, not sent as an artifact)."""
     coarse_steps: int = 1000
     """SDS steps of the coarse stage."""
     coarse_resolution: int = 128
@@ -83,6 +86,7 @@ class CustomizeConfig:
             (len(self.dreambooth_steps) == 4 and all(isinstance(s, int) and s >= 0 for s in self.dreambooth_steps)
              and sum(self.dreambooth_steps) > 0, "dreambooth_steps must be 4 integers >= 0 (mask, depth, normal, rgb)", self.dreambooth_steps),
             (len(self.t_range) == 2 and 0 <= self.t_range[0] <= self.t_range[1] <= 1, "t_range must be [t_min, t_max] within [0, 1]", self.t_range),
+            (self.dreambooth_method in ("lora", "full"), "dreambooth_method must be 'lora' or 'full'", self.dreambooth_method),
             (self.t_schedule in ("random", "linear", "sqrt"), "t_schedule must be 'random', 'linear' or 'sqrt'", self.t_schedule),
             (self.sds_weighting in ("sds", "uniform"), "sds_weighting must be 'sds' or 'uniform'", self.sds_weighting),
             (self.coarse_steps >= 1 and self.refine_steps >= 1, "coarse_steps and refine_steps must be >= 1", (self.coarse_steps, self.refine_steps)),
@@ -170,7 +174,7 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     from ..stages.coarse import CoarseConfig, coarse_stage, sample_views
     from ..stages.deferred import DeferredPoints
     from ..stages.diffusion.lora import SubjectLoraConfig, save_lora
-    from ..stages.diffusion.multimodal import MultiModalConfig, modality_images, prompt, train_multimodal
+    from ..stages.diffusion.multimodal import MultiModalConfig, modality_images, prompt, save_full, train_multimodal
     from ..stages.diffusion.text import encode_prompts
     from ..stages.evaluate import evaluate
     from ..stages.gaussians import from_mesh, rgb_to_sh
@@ -229,12 +233,15 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     lap("modalities")
 
     # 2. Multi-modal DreamBooth: one LoRA on the base UNet, mask -> depth -> normal -> rgb.
-    mm_cfg = MultiModalConfig(steps=tuple(config.dreambooth_steps),
+    mm_cfg = MultiModalConfig(steps=tuple(config.dreambooth_steps), method=config.dreambooth_method,
                               lora=SubjectLoraConfig(rank=config.lora_rank, alpha=float(config.lora_rank), adapter_name="customize"))
     mm = train_multimodal(comps, squared, class_word=asset.class_word, config=mm_cfg, seed=config.seed,
                           progress=lambda s, n, t: ctx.progress("dreambooth", s, n, t), cancel=ctx.check_cancel)
-    lora_path = save_lora(comps, ctx.work_dir / "lora", mm.adapter_name)
-    ctx.add_artifact(lora_path.name, lora_path)
+    if config.dreambooth_method == "lora":
+        lora_path = save_lora(comps, ctx.work_dir / "lora", mm.adapter_name)
+        ctx.add_artifact(lora_path.name, lora_path)
+    else:
+        ctx.log(f"fine-tuned UNet: {save_full(comps, ctx.work_dir / 'dreambooth')}")
     if dev.type == "cuda":
         torch.cuda.empty_cache()
     lap("dreambooth")
@@ -325,7 +332,8 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
         "diffusion_model": label + degraded,
         "degraded": bool(comps.degraded),
         "settings": config_to_dict(config),
-        "dreambooth": {m: {"steps": r.steps, "last_loss": round(r.losses[-1], 5)} for m, r in mm.stages},
+        "dreambooth": {"method": config.dreambooth_method,
+                       **{m: {"steps": r.steps, "last_loss": round(r.losses[-1], 5)} for m, r in mm.stages}},
         "coarse": {"steps": len(coarse.losses), "modes": coarse.modes, "sds_skipped_non_finite": coarse.skipped,
                    "gaussians": len(coarse.gaussians)},
         "refine": {"steps": len(refined_pc.losses), "points": n, "reference_l1": round(refined_pc.reference_l1, 5),

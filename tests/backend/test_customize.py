@@ -53,7 +53,7 @@ def test_customize_end_to_end_with_tiny_models(inputs, tmp_path):
     assert names == ["mesh.glb", "points.ply", "pytorch_lora_weights.safetensors", "report.json", "sheet.png", "texture.png"]
     assert report == json.loads((out / "report.json").read_text())
     assert report["pipeline"] == "customize" and report["degraded"] and "noise" in report["diffusion_model"]
-    assert list(report["dreambooth"]) == ["mask", "depth", "normal", "rgb"]
+    assert list(report["dreambooth"]) == ["method", "mask", "depth", "normal", "rgb"]
     assert report["coarse"]["steps"] == 4 and report["coarse"]["modes"]["normal"] >= 1
     assert report["refine"]["sds_on_novel_views"] and report["refine"]["reference_psnr"] >= 25.0
     assert set(report["metrics"]) >= {"psnr_observed", "psnr_infilled", "psnr_infilled_initial", "ssim_observed"}
@@ -84,6 +84,9 @@ def test_registered_with_presets_and_checked_config():
     assert CustomizeConfig().dreambooth_steps == (25, 50, 50, 75) and CustomizeConfig().t_range == (0.2, 0.6)
     assert CustomizeConfig().points == 700_000 and CustomizeConfig().features == 16
     spec.build_config(PRESETS["fast"])
+    assert spec.build_config({"dreambooth_method": "full"}).dreambooth_method == "full"
+    with pytest.raises(Exception, match="dreambooth_method"):
+        spec.build_config({"dreambooth_method": "dora"})
     with pytest.raises(Exception, match="t_schedule"):
         spec.build_config({"t_schedule": "cosine"})
     with pytest.raises(Exception, match="resolution must be a multiple of 8"):

@@ -40,8 +40,16 @@ class MultiModalConfig:
     geometric_augment: bool = False
     """Flip/rotate the depth and normal maps too (a flip or rotation changes what the normal colours mean,
     so by default only the mask and RGB stages are augmented)."""
+    method: str = "lora"
+    """`lora` (ours, default) or `full`: fine-tune every UNet weight (the authors'; text encoder frozen here)."""
+    full_learning_rate: float = 1e-6
+    """AdamW learning rate of the full fine-tune (the authors')."""
 
     def __post_init__(self):
+        if self.method not in ("lora", "full"):
+            raise ValueError(f"MultiModalConfig.method must be 'lora' or 'full', got {self.method!r}")
+        if not self.full_learning_rate > 0:
+            raise ValueError(f"MultiModalConfig.full_learning_rate must be > 0, got {self.full_learning_rate!r}")
         if len(self.steps) != 4 or not all(isinstance(s, int) and s >= 0 for s in self.steps):
             raise ValueError(f"MultiModalConfig.steps must be 4 integers >= 0 (mask, depth, normal, rgb), got {self.steps!r}")
         if sum(self.steps) == 0:
@@ -125,7 +133,8 @@ def train_multimodal(
 ) -> MultiModalResult:
     """Personalise `components.unet` (a 4-channel `base` UNet) in place: one LoRA adapter trained on the mask,
     then depth, normal and rgb images (from `modality_images`), each with its prompt. Save with
-    `lora.save_lora(components, folder, result.adapter_name)`."""
+    `lora.save_lora(components, folder, result.adapter_name)` (method `lora`) or `save_full(components, folder)`
+    (method `full`)."""
     if components.unet.config.in_channels != 4:
         raise ValueError(f"multi-modal DreamBooth needs the `base` model (4-channel UNet), got {components.unet.config.in_channels} channels")
     missing = [m for m in MODALITIES if m not in modalities]
@@ -146,12 +155,74 @@ def train_multimodal(
             if progress is not None:
                 progress(_done + step, total, f"multi-modal DreamBooth ({_m}): {msg}")
 
-        r = train_subject_lora(
-            components, images, valid, prompts=text, config=cfg, seed=seed + i, resume=not first,
-            progress=stage_progress, cancel=cancel,
-        )
+        if config.method == "full":
+            r = train_full(components, images, valid, text, cfg, config.full_learning_rate, seed + i, stage_progress, cancel)
+        else:
+            r = train_subject_lora(
+                components, images, valid, prompts=text, config=cfg, seed=seed + i, resume=not first,
+                progress=stage_progress, cancel=cancel,
+            )
         first = False
         done += steps
         results.append((modality, r))
     return MultiModalResult(tuple(results), config.lora.adapter_name, time.perf_counter() - start)
 
+
+
+def train_full(components, images, valid, prompt_text: str, config: SubjectLoraConfig, learning_rate: float, seed: int,
+               progress=None, cancel=None) -> LoraTrainResult:
+    """Fine-tune every weight of `components.unet` in place on one modality (the same masked denoising loss
+    and augmentation as the LoRA). The UNet trains in fp32 (master weights; fp16 autocast on CUDA) and is cast
+    back to the components' dtype afterwards."""
+    import torch
+    from diffusers import DDPMScheduler
+
+    from .images import as_image_batch, as_mask_batch
+    from .lora import subject_loss
+    from .text import encode_prompts
+
+    if getattr(components.unet, "peft_config", None):
+        raise ValueError("the UNet carries LoRA adapters: remove them before a full fine-tune")
+    dev, unet = components.device, components.unet
+    imgs = as_image_batch(images, "images").to(dev)
+    masks = as_mask_batch(valid, "masks", like=imgs).to(dev)
+    N = imgs.shape[0]
+    embeds = encode_prompts(components, [prompt_text] * N)
+    noise_scheduler = DDPMScheduler.from_config(components.scheduler.config)
+    mixed = dev.type == "cuda" and components.dtype == torch.float16
+    unet.float().requires_grad_(True).train()
+    opt = torch.optim.AdamW(unet.parameters(), lr=learning_rate, weight_decay=config.weight_decay)
+    scaler = torch.amp.GradScaler("cuda", enabled=mixed)
+    gen = torch.Generator().manual_seed(seed)
+    losses, start = [], time.perf_counter()
+    try:
+        for step in range(config.steps):
+            if cancel is not None:
+                cancel()
+            idx = torch.randint(0, N, (config.batch_size,), generator=gen)
+            with torch.autocast("cuda", dtype=torch.float16, enabled=mixed):
+                loss = subject_loss(components, noise_scheduler, imgs[idx], masks[idx], embeds[idx], config, gen)
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), config.max_grad_norm)
+            scaler.step(opt)
+            scaler.update()
+            losses.append(float(loss.detach()))
+            if progress is not None:
+                progress(step + 1, config.steps, f"full fine-tune step {step + 1}/{config.steps}, loss {losses[-1]:.4f}")
+    finally:
+        del opt
+        unet.eval().requires_grad_(False)
+        unet.to(components.dtype)
+    return LoraTrainResult("full", config.steps, tuple(losses), time.perf_counter() - start)
+
+
+def save_full(components, folder) -> "Path":
+    """Write the fine-tuned UNet in diffusers layout (`folder/unet/`, safetensors), loadable with
+    `UNet2DConditionModel.from_pretrained(folder, subfolder="unet")`. Returns `folder/unet`."""
+    from pathlib import Path
+
+    out = Path(folder) / "unet"
+    components.unet.save_pretrained(out, safe_serialization=True)
+    return out

@@ -81,3 +81,27 @@ def test_bad_inputs(subject):
         train_multimodal(load_components("inpaint", "tiny"), mods, class_word="cat")
     with pytest.raises(ValueError, match="lacks"):
         train_multimodal(load_components("base", "tiny"), {"rgb": mods["rgb"]}, class_word="cat")
+
+
+def test_full_fine_tune_option(subject, tmp_path):
+    from diffusers import UNet2DConditionModel
+
+    from likeness3d.backend.stages.diffusion.multimodal import save_full
+
+    torch.set_num_threads(1)
+    case, mods = subject
+    comp = load_components("base", "tiny")
+    before = {k: v.clone() for k, v in comp.unet.state_dict().items()}
+    cfg = MultiModalConfig(steps=(1, 0, 1, 1), method="full", full_learning_rate=1e-3)
+    res = train_multimodal(comp, mods, class_word=case.class_word, config=cfg)
+    assert [m for m, _ in res.stages] == ["mask", "normal", "rgb"]
+    after = comp.unet.state_dict()
+    assert set(after) == set(before)  # no adapter: the weights themselves changed
+    assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(v.dtype == comp.dtype for v in after.values()) and not any(p.requires_grad for p in comp.unet.parameters())
+    folder = save_full(comp, tmp_path / "ft")
+    loaded = UNet2DConditionModel.from_pretrained(folder)
+    for k, v in loaded.state_dict().items():
+        torch.testing.assert_close(v, after[k])
+    with pytest.raises(ValueError, match="method"):
+        MultiModalConfig(method="dora")
