@@ -49,6 +49,10 @@ def test_views_within_polar_and_distance_ranges():
     base = 1.0 / math.sin(math.radians(30))
     assert dist.min() >= base * 1.0 - 1e-4 and dist.max() <= base * 1.5 + 1e-4
     assert cams.Ks[0, 0, 0] == pytest.approx(16 / math.tan(math.radians(30)))
+    # any centre (float64, part of a graph; on the GPU the pipeline passes a CUDA one): cameras on the CPU
+    c64 = center.double().requires_grad_(True)
+    again = sample_views(c64, 1.0, 2, 32, cfg, torch.Generator().manual_seed(0))
+    assert again.device.type == "cpu" and again.viewmats.dtype == torch.float32
 
 
 def test_shading_modes():
