@@ -157,7 +157,7 @@ def load_base_model(config: CustomizeConfig, device: str):
 
 
 def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] | None = None) -> dict:
-    """Refine `asset`; artifacts: mesh.glb, texture.png, points.ply, sheet.png, the LoRA, report.json."""
+    """Refine `asset`; artifacts: mesh.glb, texture.png, splats.ply (the points), sheet.png, the LoRA, report.json."""
     import io
 
     import numpy as np
@@ -316,7 +316,9 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     scale = np.full((n, 3), np.log(0.5 * cloud.spacing), np.float32)
     quats = np.tile(np.array([[1, 0, 0, 0]], np.float32), (n, 1))
     sh = rgb_to_sh(model.rgb.detach().clamp(0, 1).cpu())[:, None].numpy()
-    ctx.add_artifact("points.ply", write_ply(None, cloud.points.numpy(), quats, scale, np.full(n, 2.2, np.float32), sh))
+    # the refine stage's points as small isotropic 3DGS splats (SH degree 0), under the name the add-on imports
+    ctx.add_artifact("splats.ply", write_ply(None, cloud.points.numpy(), quats, scale, np.full(n, 2.2, np.float32), sh,
+                                             pad_to_degree=0))
     tt = turntable(center, radius, config.turntable_views, 192, 192)
     before = mesh_rgba(caster, tt, supersample=2, background=(1.0, 1.0, 1.0))
     after = mesh_rgba(Raycaster(refined), tt, supersample=2, background=(1.0, 1.0, 1.0))

@@ -86,7 +86,7 @@ class DeferredDecoder(nn.Module):
             raise ValueError(f"filters must be 3 positive integers, got {filters!r}")
         f0, f1, f2 = filters
         self.enc0 = nn.Sequential(GatedConv(in_channels, f0), GatedConv(f0, f0))
-        self.enc1 = nn.Sequential(GatedConv(f0 + in_channels, f1, stride=1), GatedConv(f1, f1))
+        self.enc1 = nn.Sequential(GatedConv(f0 + in_channels, f1), GatedConv(f1, f1))
         self.enc2 = nn.Sequential(GatedConv(f1 + in_channels, f2), GatedConv(f2, f2))
         self.dec1 = GatedConv(f2 + f1, f1)
         self.dec0 = GatedConv(f1 + f0, f0)

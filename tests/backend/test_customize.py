@@ -50,7 +50,7 @@ def test_customize_end_to_end_with_tiny_models(inputs, tmp_path):
     report = refine("customize", paths["mesh"], paths["refs"], "pebble", out, device="cpu", models="tiny",
                     eval_views=paths["truth"], overrides=SMALL)
     names = sorted(p.name for p in out.iterdir() if p.is_file())
-    assert names == ["mesh.glb", "points.ply", "pytorch_lora_weights.safetensors", "report.json", "sheet.png", "texture.png"]
+    assert names == ["mesh.glb", "pytorch_lora_weights.safetensors", "report.json", "sheet.png", "splats.ply", "texture.png"]
     assert report == json.loads((out / "report.json").read_text())
     assert report["pipeline"] == "customize" and report["degraded"] and "noise" in report["diffusion_model"]
     assert list(report["dreambooth"]) == ["method", "mask", "depth", "normal", "rgb"]
@@ -59,8 +59,8 @@ def test_customize_end_to_end_with_tiny_models(inputs, tmp_path):
     assert set(report["metrics"]) >= {"psnr_observed", "psnr_infilled", "psnr_infilled_initial", "ssim_observed"}
     glb = read_glb((out / "mesh.glb").read_bytes())
     np.testing.assert_allclose(glb.vertices[glb.faces], case.initial.vertices[case.initial.faces], atol=1e-5)
-    ply = (out / "points.ply").read_bytes()
-    assert b"element vertex 1500" in ply[:400]
+    ply = (out / "splats.ply").read_bytes()
+    assert b"element vertex 1500" in ply[:400] and b"f_dc_0" in ply[:600] and b"f_rest" not in ply[:600]
     # the LoRA loads into a diffusers pipeline
     parts = {k: getattr(load_components("base", "tiny"), k) for k in ("unet", "vae", "text_encoder", "tokenizer", "scheduler")}
     pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
