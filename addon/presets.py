@@ -23,6 +23,14 @@ PRESETS: dict[str, dict[str, dict]] = {
         "STANDARD": {},
         "HIGH": {"fit_steps": 6000, "gaussians": 200000, "lora_steps": 800, "consistency_rounds": 2},
     },
+    # Customize-It-3D: DRAFT is the backend's `fast` preset; STANDARD the authors' settings at 512 px
+    "customize": {
+        "DRAFT": {"resolution": 128, "dreambooth_resolution": 256, "dreambooth_steps": [5, 10, 10, 15],
+                  "coarse_steps": 150, "coarse_resolution": 64, "gaussians": 5000, "sds_resolution": 256,
+                  "points": 30000, "refine_steps": 200, "refine_lr": 0.01, "bake_azimuths": 8, "turntable_views": 6},
+        "STANDARD": {},
+        "HIGH": {"coarse_steps": 2000, "refine_steps": 5000, "bake_azimuths": 24},
+    },
 }
 
 

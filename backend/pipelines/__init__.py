@@ -34,6 +34,7 @@ _ENTRIES: dict[str, _Entry] = {
     "inspect": _Entry("inspect", "InspectConfig"),
     "selftest": _Entry("selftest", "SelftestConfig"),
     "tire": _Entry("tire", "TireConfig", ("torch", "trimesh", "cv2", "PIL", "torchmetrics")),
+    "customize": _Entry("customize", "CustomizeConfig", ("torch", "trimesh", "cv2", "PIL", "torchmetrics", "diffusers", "transformers", "peft")),
 }
 PIPELINES = tuple(_ENTRIES)
 

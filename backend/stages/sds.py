@@ -1,0 +1,179 @@
+"""Score distillation sampling (DreamFusion) with a diffusers UNet: a reusable guidance stage.
+
+Images rendered from a 3D representation (fp32 "master" parameters) are encoded by the VAE encoder *with*
+gradients, noised at a timestep t, denoised by the (frozen, possibly fp16) UNet with classifier-free
+guidance, and the residual w(t) (eps_hat - eps) is pushed back as the gradient of the latents:
+
+    d loss / d latents = w(t) (eps_hat - eps) / B,   loss = 0.5 ||latents - sg(latents - g)||^2 / B
+
+(threestudio's `stable_diffusion_guidance.py` writes it the same way; the UNet Jacobian is skipped).
+Timesteps come from a range of the schedule (Customize-It-3D: t in [0.2, 0.6]) under one of three
+schedules: `random` (uniform in the range every step), `linear` (deterministic, t_max -> t_min) or `sqrt`
+(HiFA's square-root annealing, t_max - (t_max - t_min) sqrt(step / total)).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+SCHEDULES = ("random", "linear", "sqrt")
+WEIGHTINGS = ("sds", "uniform")
+
+
+@dataclass(frozen=True)
+class SDSConfig:
+    """Score distillation settings (DESIGN.md 5.2.3: t in [0.2, 0.6], w(t) = 1 - alpha_bar_t)."""
+
+    guidance_scale: float = 100.0
+    """Classifier-free guidance scale s: eps_hat = eps_u + s (eps_c - eps_u) (DreamFusion uses 100)."""
+    t_range: tuple[float, float] = (0.2, 0.6)
+    """Fractions of the training schedule [t_min, t_max] timesteps are drawn from (Customize-It-3D)."""
+    schedule: str = "random"
+    """`random`, `linear` or `sqrt` (see the module docstring)."""
+    weighting: str = "sds"
+    """`sds`: w(t) = 1 - alpha_bar_t (DreamFusion); `uniform`: w(t) = 1."""
+    grad_clip: float | None = None
+    """Clamp every element of w(t) (eps_hat - eps) to +-this (threestudio's `grad_clip`); None: no clamp."""
+    resolution: int | None = None
+    """Images are resized to resolution x resolution before encoding (SD: 512); None: as given."""
+    encode_scale: float = 1.0
+    """Encode at resolution x encode_scale and upsample the latents to the full latent size (a cheaper
+    encoder forward/backward; 0.5 quarters its cost). 1: exact."""
+
+    def __post_init__(self):
+        if not (isinstance(self.guidance_scale, (int, float)) and math.isfinite(self.guidance_scale) and self.guidance_scale >= 0):
+            raise ValueError(f"SDSConfig.guidance_scale must be a number >= 0, got {self.guidance_scale!r}")
+        lo, hi = self.t_range
+        if not (0 <= lo <= hi <= 1):
+            raise ValueError(f"SDSConfig.t_range must satisfy 0 <= t_min <= t_max <= 1, got {self.t_range!r}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"SDSConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.weighting not in WEIGHTINGS:
+            raise ValueError(f"SDSConfig.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
+        if self.grad_clip is not None and not (self.grad_clip > 0):
+            raise ValueError(f"SDSConfig.grad_clip must be > 0 or None, got {self.grad_clip!r}")
+        if self.resolution is not None and not (isinstance(self.resolution, int) and self.resolution >= 8 and self.resolution % 8 == 0):
+            raise ValueError(f"SDSConfig.resolution must be a multiple of 8 (>= 8) or None, got {self.resolution!r}")
+        if not (0 < self.encode_scale <= 1):
+            raise ValueError(f"SDSConfig.encode_scale must be in (0, 1], got {self.encode_scale!r}")
+
+
+def timestep_fraction(schedule: str, step: int, total: int, t_range: tuple[float, float],
+                      generator: torch.Generator | None = None) -> float:
+    """The timestep, as a fraction of the schedule, for optimisation step `step` of `total`.
+
+    random: uniform in [t_min, t_max]; linear: t_max - (t_max - t_min) p; sqrt: t_max - (t_max - t_min) sqrt(p),
+    with p = step / (total - 1) in [0, 1] (so step 0 gives t_max and the last step t_min).
+    """
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if not (isinstance(total, int) and total >= 1):
+        raise ValueError(f"total must be a positive integer, got {total!r}")
+    if not (isinstance(step, int) and 0 <= step < total):
+        raise ValueError(f"step must be an integer in [0, {total}), got {step!r}")
+    lo, hi = t_range
+    if schedule == "random":
+        u = float(torch.rand((), generator=generator))
+        return lo + (hi - lo) * u
+    p = step / (total - 1) if total > 1 else 1.0
+    return hi - (hi - lo) * (p if schedule == "linear" else math.sqrt(p))
+
+
+def to_timestep(fraction: float, num_train_timesteps: int) -> int:
+    """A schedule fraction in [0, 1] -> an integer training timestep in [0, T - 1]."""
+    if not (0 <= fraction <= 1):
+        raise ValueError(f"fraction must be in [0, 1], got {fraction!r}")
+    return int(round(fraction * (num_train_timesteps - 1)))
+
+
+@dataclass(frozen=True)
+class SDSResult:
+    loss: torch.Tensor
+    """[] scalar whose gradient w.r.t. the latents is w(t) (eps_hat - eps) / B; backward() it."""
+    timestep: int
+    weight: float
+    """w(t)."""
+    grad_norm: float
+    """L2 norm of w(t) (eps_hat - eps) over the batch (after clipping)."""
+    finite: bool
+    """False when the UNet returned NaN/inf: the loss is then 0 with zero gradient (the step is skipped)."""
+
+
+def encode_latents(components, images: torch.Tensor, config: SDSConfig) -> torch.Tensor:
+    """[B, 3, H, W] in [0, 1], fp32 -> [B, 4, h, w] fp32 latents x scaling_factor, differentiable.
+
+    The VAE runs in the components' dtype (fp16 on CUDA); the posterior mean is used (deterministic; the
+    encoder's sampling noise is tiny next to the diffusion noise)."""
+    if images.dim() != 4 or images.shape[1] != 3:
+        raise ValueError(f"images must be [B, 3, H, W], got {tuple(images.shape)}")
+    x = images
+    if config.resolution is not None and tuple(x.shape[-2:]) != (config.resolution,) * 2:
+        x = F.interpolate(x, size=(config.resolution,) * 2, mode="bilinear", align_corners=False, antialias=True)
+    full = (x.shape[-2], x.shape[-1])
+    if config.encode_scale < 1:
+        size = tuple(max(8, int(round(s * config.encode_scale / 8)) * 8) for s in full)
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    vae = components.vae
+    lat = vae.encode((x * 2 - 1).to(components.dtype)).latent_dist.mean.float() * vae.config.scaling_factor
+    if config.encode_scale < 1:
+        down = 2 ** (len(vae.config.block_out_channels) - 1)
+        lat = F.interpolate(lat, size=(full[0] // down, full[1] // down), mode="bilinear", align_corners=False)
+    return lat
+
+
+def alphas_cumprod(components) -> torch.Tensor:
+    """[T] alpha_bar_t of the model's training schedule, fp32 on CPU."""
+    return components.scheduler.alphas_cumprod.detach().float().cpu()
+
+
+def sds_loss(
+    components,
+    images: torch.Tensor,  # [B, 3, H, W] in [0, 1], fp32, requires grad (rendered from the 3D representation)
+    cond: torch.Tensor,  # [B, L, D] text embeddings of the prompts
+    uncond: torch.Tensor,  # [B, L, D] text embeddings of "" (or a negative prompt)
+    config: SDSConfig = SDSConfig(),
+    *,
+    fraction: float,  # timestep as a fraction of the schedule (see `timestep_fraction`)
+    generator: torch.Generator | None = None,  # CPU generator for the noise
+    noise: torch.Tensor | None = None,  # [B, 4, h, w] fixed noise (tests); drawn from `generator` otherwise
+) -> SDSResult:
+    """One SDS evaluation; call `.loss.backward()` to push w(t)(eps_hat - eps) through the VAE encoder
+    into the images and on into the 3D representation."""
+    B = images.shape[0]
+    if cond.shape[0] != B or uncond.shape[0] != B:
+        raise ValueError(f"cond and uncond must have batch {B} like images, got {cond.shape[0]} and {uncond.shape[0]}")
+    unet, dev = components.unet, components.device
+    if unet.config.in_channels != 4:
+        raise ValueError(f"SDS needs a text-to-image UNet (4 input channels), this one takes {unet.config.in_channels}")
+    latents = encode_latents(components, images, config)  # [B, 4, h, w] fp32
+    T = components.scheduler.config.num_train_timesteps
+    t = to_timestep(fraction, T)
+    abar = float(alphas_cumprod(components)[t])
+    if noise is None:
+        noise = torch.randn(latents.shape, generator=generator)
+    noise = noise.to(dev, torch.float32)
+    if noise.shape != latents.shape:
+        raise ValueError(f"noise must be {tuple(latents.shape)}, got {tuple(noise.shape)}")
+    with torch.no_grad():
+        noisy = math.sqrt(abar) * latents.detach() + math.sqrt(1 - abar) * noise
+        model_in = torch.cat([noisy, noisy]).to(components.dtype)
+        tt = torch.full((2 * B,), t, device=dev, dtype=torch.long)
+        pred = unet(model_in, tt, encoder_hidden_states=torch.cat([cond, uncond]).to(components.dtype)).sample.float()
+        if components.scheduler.config.prediction_type == "v_prediction":
+            pred = math.sqrt(abar) * pred + math.sqrt(1 - abar) * torch.cat([noisy, noisy])  # v -> eps
+        eps_c, eps_u = pred.chunk(2)
+        eps_hat = eps_u + config.guidance_scale * (eps_c - eps_u)
+        w = (1 - abar) if config.weighting == "sds" else 1.0
+        grad = w * (eps_hat - noise)
+        finite = bool(torch.isfinite(grad).all())
+        if not finite:
+            grad = torch.zeros_like(grad)
+        if config.grad_clip is not None:
+            grad = grad.clamp(-config.grad_clip, config.grad_clip)
+        target = latents.detach() - grad
+    loss = 0.5 * F.mse_loss(latents, target, reduction="sum") / B
+    return SDSResult(loss, t, float(w), float(grad.norm()), finite)
