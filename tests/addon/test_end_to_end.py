@@ -156,6 +156,33 @@ def test_tire_job_from_blender_objects_to_imported_results(connected):
         np.testing.assert_allclose(a, b, atol=1e-4)
 
 
+CUSTOMIZE_SMALL = {"models": "tiny", "resolution": 32, "dreambooth_resolution": 32, "dreambooth_steps": [1, 1, 1, 1],
+                   "coarse_steps": 2, "coarse_resolution": 32, "gaussians": 300, "sds_resolution": 32, "points": 800,
+                   "refine_steps": 4, "bake_azimuths": 4, "texture_size": 64, "turntable_views": 2}
+
+
+def test_customize_job_from_blender_picks_the_pipeline(connected):
+    """Customize-It-3D chosen in the panel, tiny diffusion models (the report says its output is noise)."""
+    if "customize" not in session.pipelines():
+        if os.environ.get("LIKENESS3D_TEST_SERVER_PYTHON"):
+            pytest.fail("LIKENESS3D_TEST_SERVER_PYTHON is set but its backend does not offer customize")
+        pytest.skip("this backend's Python lacks torch; scripts/test.sh points LIKENESS3D_TEST_SERVER_PYTHON at .venv")
+    subject_scene(n_refs=1)
+    props = bpy.context.scene.likeness
+    props.pipeline, props.quality, props.config_json = "customize", "DRAFT", json.dumps(CUSTOMIZE_SMALL)
+    assert bpy.ops.likeness.refine(mode="ASYNC") == {"FINISHED"}
+    ticks = []
+    assert pump(lambda: active_job().finished, 600, ticks.append)
+    item = active_job()
+    assert item.state == "DONE", item.message
+    assert max(ticks) < 0.5, f"a timer tick took {max(ticks):.3f} s"
+    assert {"mesh.glb", "report.json"} <= set(item.artifacts.split(","))
+    report = json.loads((Path(item.result_dir) / "report.json").read_text())
+    assert report["pipeline"] == "customize"
+    assert bpy.ops.likeness.job_import() == {"FINISHED"}
+    assert len(bpy.data.objects["Cube_refined"].data.polygons) == 12
+
+
 def test_job_results_import_through_the_job_list(connected, tmp_path):
     """Result import as a job delivers it: geometry artifacts in the job's folder, imported at the source."""
     source = subject_scene(n_refs=1)
