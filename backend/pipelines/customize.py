@@ -12,7 +12,6 @@ This module imports no torch at module level (the server front imports it to val
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 
 from ...protocol.assets import Asset, Reference
@@ -111,19 +110,6 @@ PRESETS: dict[str, dict] = {
 """`fast` is a short run at 128 px (refine lr 1e-2 to converge in 200 steps); `quality` the authors' settings."""
 
 
-def _float_image(img):
-    import numpy as np
-    import torch
-
-    return torch.from_numpy(img.astype(np.float32) / (255.0 if img.dtype == np.uint8 else 1.0))
-
-
-def _to_u8(img) -> "np.ndarray":
-    import numpy as np
-
-    return (np.clip(img.detach().cpu().numpy(), 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
 def _square(img, size: int, fill: float, interpolation: str = "area"):
     """[H, W, C] float32 -> [size, size, C]: centred on a `fill` canvas, resized."""
     import cv2
@@ -184,24 +170,16 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     from ..stages.pointcloud import project_colors, surface_points
     from ..stages.sds import SDSConfig, sds_loss, timestep_fraction
     from ..stages.track import KnownView
+    from .common import StageClock, check_refinable, float_image, to_u8
     from .peak_memory import PeakMemory
 
     mesh = asset.mesh
-    if not asset.references:
-        raise InvalidAsset("customize needs at least one reference photo; the asset has none", field="references")
-    if mesh.uvs is None:
-        raise InvalidAsset("mesh.uvs is missing: customize bakes onto the artist's own UVs (unwrap the mesh first)", field="mesh.uvs")
+    check_refinable(asset, "customize")
     torch.manual_seed(config.seed)
     dev = torch.device(ctx.device)
-    seconds: dict[str, float] = {}
     memory = PeakMemory(ctx.device)
-    clock = time.monotonic()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.monotonic()
-        seconds[stage] = round(now - clock, 3)
-        clock = now
+    clock = StageClock()
+    lap = clock.lap
 
     # 0. The diffusion model (before any work: no model, no run).
     comps = load_base_model(config, ctx.device)
@@ -214,7 +192,7 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     first = asset.references[0].camera
     W, H = first.width, first.height
     cams = Cameras.cat([Cameras.from_protocol([r.camera]).resized(W, H) for r in asset.references])
-    rgba = torch.stack([_resize(_float_image(r.image), W, H) for r in asset.references])  # [R, H, W, 4]
+    rgba = torch.stack([_resize(float_image(r.image), W, H) for r in asset.references])  # [R, H, W, 4]
     ref_rgb, ref_mask = rgba[..., :3], rgba[..., 3] > 0.5
     if not ref_mask.any():
         raise InvalidAsset("the reference photos have no foreground (alpha is 0 everywhere)", field="references")
@@ -306,7 +284,7 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     groups = [(decoded, views, 1.0, vp)] + [(ref_rgb[i : i + 1], cams[i : i + 1], config.source_weight, None)
                                             for i in range(len(cams))]
     texture, unseen = bake_views(mesh, groups, BakeConfig(texture_size=(tsize, tsize)), base_texture=mesh.texture)
-    tex_u8 = np.concatenate([_to_u8(texture), np.full(texture.shape[:2] + (1,), 255, np.uint8)], -1)
+    tex_u8 = np.concatenate([to_u8(texture), np.full(texture.shape[:2] + (1,), 255, np.uint8)], -1)
     refined = TexturedMesh(mesh.vertices, mesh.faces, mesh.uvs, tex_u8)
     ctx.add_artifact("mesh.glb", write_glb(refined))
     buf = io.BytesIO()
@@ -343,14 +321,14 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
         "views": {"references": len(cams), "baked": len(views), "resolution": config.resolution},
         "coverage": {"points_seen_by_references": round(float(cloud.seen.float().mean()), 4),
                      "texels_unseen": int(unseen.sum())},
-        "seconds": seconds,
+        "seconds": clock.seconds,
     }
     if eval_views:
-        sources = [KnownView(_float_image(r.image), caster.passes(Cameras.from_protocol([r.camera])).depth[0],
+        sources = [KnownView(float_image(r.image), caster.passes(Cameras.from_protocol([r.camera])).depth[0],
                              Cameras.from_protocol([r.camera])) for r in asset.references]
         report["metrics"] = evaluate({"refined": refined, "initial": mesh}, eval_views, sources)
         lap("evaluate")
-    report["seconds"]["total"] = round(sum(seconds.values()), 3)
+    report["seconds"] = clock.report()
     report["peak_memory"] = memory.read()
     ctx.add_artifact("report.json", json.dumps(report, indent=1).encode())
     return report

@@ -11,7 +11,6 @@ This module imports no torch at module level (the server front imports it to val
 from __future__ import annotations
 
 import json
-import time
 from dataclasses import dataclass
 from typing import Literal
 
@@ -85,19 +84,6 @@ PRESETS: dict[str, dict] = {
 """`fast` fits a CPU in minutes; `quality` is the authors' orbit at 512 px for a GPU."""
 
 
-def _float_image(img):
-    import numpy as np
-    import torch
-
-    return torch.from_numpy(img.astype(np.float32) / (255.0 if img.dtype == np.uint8 else 1.0))
-
-
-def _to_u8(img) -> "np.ndarray":
-    import numpy as np
-
-    return (np.clip(img.detach().cpu().numpy(), 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
 def make_inpainter(config: TireConfig, ctx, asset: Asset, device: str):
     """The diffusion inpainter with a subject LoRA when models are configured, else the labelled OpenCV one."""
     import os
@@ -117,7 +103,6 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     import numpy as np
     import torch
 
-    from ...protocol.errors import InvalidAsset
     from ..export.glb import write_glb
     from ..export.ply import write_ply
     from ..export.sheet import turntable_sheet
@@ -131,23 +116,15 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     from ..stages.progressive import InpaintConfig, progressive_inpaint
     from ..stages.resplat import ResplatConfig, resplat
     from ..stages.track import KnownView
+    from .common import StageClock, check_refinable, float_image, to_u8
     from .peak_memory import PeakMemory
 
     mesh = asset.mesh
-    if not asset.references:
-        raise InvalidAsset("TIRE needs at least one reference photo; the asset has none", field="references")
-    if mesh.uvs is None:
-        raise InvalidAsset("mesh.uvs is missing: TIRE bakes onto the artist's own UVs (unwrap the mesh first)", field="mesh.uvs")
+    check_refinable(asset, "TIRE")
     torch.manual_seed(config.seed)
-    seconds: dict[str, float] = {}
     memory = PeakMemory(ctx.device)
-    clock = time.monotonic()
-
-    def lap(stage: str) -> None:
-        nonlocal clock
-        now = time.monotonic()
-        seconds[stage] = round(now - clock, 3)
-        clock = now
+    clock = StageClock()
+    lap = clock.lap
 
     # 1. Render the initial asset along an orbit of target views.
     center, radius = bounding_sphere(mesh.vertices)
@@ -156,14 +133,14 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     caster = Raycaster(mesh)
     tp = caster.passes(targets, normals="smooth")
     initial = tp.rgb  # the texture at each pixel centre; an antialiased render would cost 4x the rays
-    ctx.progress("render", 1, 1, f"{len(targets)} target views at {config.resolution} px", _to_u8(initial[0]))
+    ctx.progress("render", 1, 1, f"{len(targets)} target views at {config.resolution} px", to_u8(initial[0]))
     lap("render")
 
     # 2. Track: the reference photos become known views, with the asset's depth seen from each.
     sources = []
     for ref in asset.references:
         cam = Cameras.from_protocol([ref.camera])
-        sources.append(KnownView(_float_image(ref.image), caster.passes(cam).depth[0], cam))
+        sources.append(KnownView(float_image(ref.image), caster.passes(cam).depth[0], cam))
     lap("track")
 
     # 3. Inpaint, personalised and progressive, ring by ring from the sources.
@@ -173,7 +150,7 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     lap("personalise")
 
     def on_view(done, total, text, preview):
-        ctx.progress("inpaint", done, total, f"{text} [{inpainter.label.split(' (')[0]}]", _to_u8(preview))
+        ctx.progress("inpaint", done, total, f"{text} [{inpainter.label.split(' (')[0]}]", to_u8(preview))
 
     inp = progressive_inpaint(initial, tp.points, tp.normal, tp.mask, tp.depth, targets, sources, inpainter,
                               InpaintConfig(strength=config.strength, rings_deg=config.rings_deg), center, on_view)
@@ -188,7 +165,7 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
                       reset_every=100_000, seed=config.seed),
     )
     rs = resplat(mesh, inp.views, targets, inp.infill, sources, inpainter, rcfg, ctx.device,
-                 progress=lambda st, i, n, text, prev: ctx.progress(st, i, n, text, None if prev is None else _to_u8(prev)),
+                 progress=lambda st, i, n, text, prev: ctx.progress(st, i, n, text, None if prev is None else to_u8(prev)),
                  check_cancel=ctx.check_cancel)
     lap("resplat")
 
@@ -197,7 +174,7 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     groups = [(rs.views, targets, 1.0, tp)] + [(s.image[None], s.camera, config.source_weight, None) for s in sources]
     base = mesh.texture if mesh.texture is not None else None
     texture, unseen = bake_views(mesh, groups, BakeConfig(texture_size=(size, size)), base_texture=base)
-    tex_u8 = np.concatenate([_to_u8(texture), np.full(texture.shape[:2] + (1,), 255, np.uint8)], -1)
+    tex_u8 = np.concatenate([to_u8(texture), np.full(texture.shape[:2] + (1,), 255, np.uint8)], -1)
     refined = TexturedMesh(mesh.vertices, mesh.faces, mesh.uvs, tex_u8)
     ctx.add_artifact("mesh.glb", write_glb(refined))
     from PIL import Image
@@ -231,12 +208,12 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
             "reinpainted_pixels_per_round": rs.reinpainted,
         },
         "gaussians": len(rs.gaussians),
-        "seconds": seconds,
+        "seconds": clock.seconds,
     }
     if eval_views:
         report["metrics"] = evaluate({"refined": refined, "initial": mesh}, eval_views, sources)
         lap("evaluate")
-    report["seconds"]["total"] = round(sum(seconds.values()), 3)
+    report["seconds"] = clock.report()
     report["peak_memory"] = memory.read()
     ctx.add_artifact("report.json", json.dumps(report, indent=1).encode())
     return report

@@ -75,7 +75,7 @@ def resplat(
     """views: [C, H, W, 4] target views; infill: [C, H, W] their inpainted pixels; sources at any size."""
     import time
 
-    C, H, W = len(cameras), cameras.height, cameras.width
+    H, W = cameras.height, cameras.width
     fw = config.fit_size if 0 < config.fit_size < W else W
     fh = max(1, round(H * fw / W))
     src = [_resize_view(s, fw, fh) for s in sources]

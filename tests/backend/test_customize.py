@@ -17,18 +17,12 @@ from likeness3d.backend.pipelines import get_pipeline
 from likeness3d.backend.pipelines.customize import PRESETS, CustomizeConfig
 from likeness3d.backend.refine import refine
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # 32 px, a few steps of everything; refine lr 1e-2 and 1 px splats so 80 steps reproduce the reference.
 SMALL = {"resolution": 32, "dreambooth_resolution": 32, "dreambooth_steps": [1, 1, 1, 1], "coarse_steps": 4,
          "coarse_resolution": 32, "gaussians": 500, "sds_resolution": 32, "points": 1500, "refine_steps": 80,
          "refine_lr": 1e-2, "splat_radius_px": 1.0, "bake_azimuths": 4, "texture_size": 64, "turntable_views": 2}
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -100,17 +100,14 @@ def test_refine_cli_on_files(tmp_path, case):
     assert bad.returncode == 2 and "unknown key 'nope'" in bad.stderr
 
 
-def test_tire_with_tiny_diffusion_models(tmp_path, case):
+def test_tire_with_tiny_diffusion_models(tmp_path, case, one_thread):
     """Every stage with the real diffusers/peft classes (tiny random weights): LoRA trained, saved in
     diffusers' format and loadable by `load_lora_weights`; the report says the output is noise."""
-    import torch
-
     from likeness3d.backend.context import JobContext
     from likeness3d.backend.pipelines.tire import TireConfig, run
     from likeness3d.backend.stages.diffusion.inpaint import build_inpainter
     from likeness3d.backend.stages.diffusion.models import load_components
 
-    torch.set_num_threads(1)  # tiny models: threads only contend
     asset = Asset(case.initial, case.references, "pebble", "pebble")
     stages = []
     ctx = JobContext(tmp_path / "out", tmp_path / "work", on_progress=lambda st, *a: stages.append(st))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -221,8 +222,6 @@ def train_full(components, images, valid, prompt_text: str, config: SubjectLoraC
 def save_full(components, folder) -> "Path":
     """Write the fine-tuned UNet in diffusers layout (`folder/unet/`, safetensors), loadable with
     `UNet2DConditionModel.from_pretrained(folder, subfolder="unet")`. Returns `folder/unet`."""
-    from pathlib import Path
-
     out = Path(folder) / "unet"
     components.unet.save_pretrained(out, safe_serialization=True)
     return out

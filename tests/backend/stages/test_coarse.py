@@ -17,13 +17,7 @@ from likeness3d.backend.stages.diffusion.models import load_components
 from likeness3d.backend.stages.gaussians import from_mesh
 from likeness3d.backend.stages.sds import SDSConfig
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_modes_follow_the_schedule():

@@ -14,13 +14,7 @@ from likeness3d.backend.stages.pc_refine import PointRefineConfig, masked_psnr, 
 from likeness3d.backend.stages.pointcloud import project_colors, surface_points
 from likeness3d.backend.stages.track import project
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

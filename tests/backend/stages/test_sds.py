@@ -11,13 +11,7 @@ from likeness3d.backend.stages.diffusion.models import load_components
 from likeness3d.backend.stages.diffusion.text import encode_prompts
 from likeness3d.backend.stages.sds import SDSConfig, encode_latents, sds_loss, timestep_fraction, to_timestep
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

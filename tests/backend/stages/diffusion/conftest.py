@@ -11,13 +11,9 @@ from likeness3d.backend.stages.diffusion.tiny import save_tiny
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models: a second intra-op thread only adds contention on a shared 2-core machine
-    # (measured 0.03 s vs several seconds per LoRA step when another process is busy).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_thread(one_thread):
+    """Every diffusion test runs on one torch thread (see tests/backend/conftest.py)."""
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,6 @@ def test_modality_images_encode_what_the_prompts_name(subject):
 def test_stages_in_order_and_lora_loads_in_diffusers(subject, tmp_path):
     from diffusers import StableDiffusionPipeline
 
-    torch.set_num_threads(1)
     case, mods = subject
     comp = load_components("base", "tiny")
     seen = []
@@ -88,7 +87,6 @@ def test_full_fine_tune_option(subject, tmp_path):
 
     from likeness3d.backend.stages.diffusion.multimodal import save_full
 
-    torch.set_num_threads(1)
     case, mods = subject
     comp = load_components("base", "tiny")
     before = {k: v.clone() for k, v in comp.unet.state_dict().items()}
