@@ -46,3 +46,35 @@ def to_u8(img):
     import numpy as np
 
     return (np.clip(img.detach().cpu().numpy(), 0, 1) * 255 + 0.5).astype(np.uint8)
+
+
+def export_textured(ctx, mesh, groups, texture_size: int, caster, center, radius: float, turntable_views: int):
+    """The refinements' shared export: bake `groups` of views (see stages.bake_views) onto the artist's UVs,
+    then publish mesh.glb (same geometry and UVs, new texture), texture.png and sheet.png (initial | refined
+    turntable). Returns (the refined mesh, [Ht, Wt] texels no view saw)."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ..export.glb import write_glb
+    from ..export.sheet import turntable_sheet
+    from ..stages.bake import BakeConfig
+    from ..stages.bake_views import bake_views
+    from ..stages.cameras import turntable
+    from ..stages.mesh_passes import Raycaster, mesh_rgba
+    from ..stages.meshes import TexturedMesh
+
+    size = texture_size or (mesh.texture.shape[0] if mesh.texture is not None else 1024)
+    texture, unseen = bake_views(mesh, groups, BakeConfig(texture_size=(size, size)), base_texture=mesh.texture)
+    tex_u8 = np.concatenate([to_u8(texture), np.full(texture.shape[:2] + (1,), 255, np.uint8)], -1)
+    refined = TexturedMesh(mesh.vertices, mesh.faces, mesh.uvs, tex_u8)
+    ctx.add_artifact("mesh.glb", write_glb(refined))
+    buf = io.BytesIO()
+    Image.fromarray(tex_u8).save(buf, format="PNG")
+    ctx.add_artifact("texture.png", buf.getvalue())
+    tt = turntable(center, radius, turntable_views, 192, 192)
+    before = mesh_rgba(caster, tt, supersample=2, background=(1.0, 1.0, 1.0))
+    after = mesh_rgba(Raycaster(refined), tt, supersample=2, background=(1.0, 1.0, 1.0))
+    ctx.add_artifact("sheet.png", turntable_sheet(before, after, labels=("initial", "refined")))
+    return refined, unseen

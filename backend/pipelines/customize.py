@@ -144,19 +144,13 @@ def load_base_model(config: CustomizeConfig, device: str):
 
 def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] | None = None) -> dict:
     """Refine `asset`; artifacts: mesh.glb, texture.png, splats.ply (the points), sheet.png, the LoRA, report.json."""
-    import io
 
     import numpy as np
     import torch
-    from PIL import Image
 
     from ...protocol.errors import InvalidAsset
-    from ..export.glb import write_glb
     from ..export.ply import write_ply
-    from ..export.sheet import turntable_sheet
-    from ..stages.bake import BakeConfig
-    from ..stages.bake_views import bake_views
-    from ..stages.cameras import Cameras, bounding_sphere, orbit, turntable
+    from ..stages.cameras import Cameras, bounding_sphere, orbit
     from ..stages.coarse import CoarseConfig, coarse_stage, sample_views
     from ..stages.deferred import DeferredPoints
     from ..stages.diffusion.lora import SubjectLoraConfig, save_lora
@@ -164,13 +158,12 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     from ..stages.diffusion.text import encode_prompts
     from ..stages.evaluate import evaluate
     from ..stages.gaussians import from_mesh, rgb_to_sh
-    from ..stages.mesh_passes import Raycaster, mesh_rgba
-    from ..stages.meshes import TexturedMesh
+    from ..stages.mesh_passes import Raycaster
     from ..stages.pc_refine import PointRefineConfig, masked_psnr, refine_points
     from ..stages.pointcloud import project_colors, surface_points
     from ..stages.sds import SDSConfig, sds_loss, timestep_fraction
     from ..stages.track import KnownView
-    from .common import StageClock, check_refinable, float_image, to_u8
+    from .common import StageClock, check_refinable, export_textured, float_image
     from .peak_memory import PeakMemory
 
     mesh = asset.mesh
@@ -280,16 +273,9 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
             decoded.append(rgb.clamp(0, 1).cpu())
             ctx.check_cancel()
     decoded = torch.cat(decoded)
-    tsize = config.texture_size or (mesh.texture.shape[0] if mesh.texture is not None else 1024)
     groups = [(decoded, views, 1.0, vp)] + [(ref_rgb[i : i + 1], cams[i : i + 1], config.source_weight, None)
                                             for i in range(len(cams))]
-    texture, unseen = bake_views(mesh, groups, BakeConfig(texture_size=(tsize, tsize)), base_texture=mesh.texture)
-    tex_u8 = np.concatenate([to_u8(texture), np.full(texture.shape[:2] + (1,), 255, np.uint8)], -1)
-    refined = TexturedMesh(mesh.vertices, mesh.faces, mesh.uvs, tex_u8)
-    ctx.add_artifact("mesh.glb", write_glb(refined))
-    buf = io.BytesIO()
-    Image.fromarray(tex_u8).save(buf, format="PNG")
-    ctx.add_artifact("texture.png", buf.getvalue())
+    refined, unseen = export_textured(ctx, mesh, groups, config.texture_size, caster, center, radius, config.turntable_views)
     n = len(cloud)
     scale = np.full((n, 3), np.log(0.5 * cloud.spacing), np.float32)
     quats = np.tile(np.array([[1, 0, 0, 0]], np.float32), (n, 1))
@@ -297,10 +283,6 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     # the refine stage's points as small isotropic 3DGS splats (SH degree 0), under the name the add-on imports
     ctx.add_artifact("splats.ply", write_ply(None, cloud.points.numpy(), quats, scale, np.full(n, 2.2, np.float32), sh,
                                              pad_to_degree=0))
-    tt = turntable(center, radius, config.turntable_views, 192, 192)
-    before = mesh_rgba(caster, tt, supersample=2, background=(1.0, 1.0, 1.0))
-    after = mesh_rgba(Raycaster(refined), tt, supersample=2, background=(1.0, 1.0, 1.0))
-    ctx.add_artifact("sheet.png", turntable_sheet(before, after, labels=("initial", "refined")))
     lap("export")
 
     degraded = " [random weights: the output is noise]" if comps.degraded and "noise" not in label else ""

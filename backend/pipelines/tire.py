@@ -100,23 +100,17 @@ def make_inpainter(config: TireConfig, ctx, asset: Asset, device: str):
 
 def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | None = None) -> dict:
     """Refine `asset`; artifacts: mesh.glb, splats.ply, texture.png, sheet.png, report.json. Returns the report."""
-    import numpy as np
     import torch
 
-    from ..export.glb import write_glb
     from ..export.ply import write_ply
-    from ..export.sheet import turntable_sheet
-    from ..stages.bake import BakeConfig
-    from ..stages.bake_views import bake_views
-    from ..stages.cameras import Cameras, bounding_sphere, orbit, turntable
+    from ..stages.cameras import Cameras, bounding_sphere, orbit
     from ..stages.evaluate import evaluate
     from ..stages.fit import FitConfig
-    from ..stages.mesh_passes import Raycaster, mesh_rgba
-    from ..stages.meshes import TexturedMesh
+    from ..stages.mesh_passes import Raycaster
     from ..stages.progressive import InpaintConfig, progressive_inpaint
     from ..stages.resplat import ResplatConfig, resplat
     from ..stages.track import KnownView
-    from .common import StageClock, check_refinable, float_image, to_u8
+    from .common import StageClock, check_refinable, export_textured, float_image, to_u8
     from .peak_memory import PeakMemory
 
     mesh = asset.mesh
@@ -170,25 +164,10 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     lap("resplat")
 
     # 5. Export: the artist's geometry and UVs with the baked texture, the splats, a sheet, the report.
-    size = config.texture_size or (mesh.texture.shape[0] if mesh.texture is not None else 1024)
     groups = [(rs.views, targets, 1.0, tp)] + [(s.image[None], s.camera, config.source_weight, None) for s in sources]
-    base = mesh.texture if mesh.texture is not None else None
-    texture, unseen = bake_views(mesh, groups, BakeConfig(texture_size=(size, size)), base_texture=base)
-    tex_u8 = np.concatenate([to_u8(texture), np.full(texture.shape[:2] + (1,), 255, np.uint8)], -1)
-    refined = TexturedMesh(mesh.vertices, mesh.faces, mesh.uvs, tex_u8)
-    ctx.add_artifact("mesh.glb", write_glb(refined))
-    from PIL import Image
-    import io
-
-    buf = io.BytesIO()
-    Image.fromarray(tex_u8).save(buf, format="PNG")
-    ctx.add_artifact("texture.png", buf.getvalue())
+    refined, unseen = export_textured(ctx, mesh, groups, config.texture_size, caster, center, radius, config.turntable_views)
     a = rs.gaussians.to_arrays()
     ctx.add_artifact("splats.ply", write_ply(None, a["means"], a["quats"], a["log_scales"], a["logit_opacities"], a["sh"]))
-    tt = turntable(center, radius, config.turntable_views, 192, 192)
-    before = mesh_rgba(caster, tt, supersample=2, background=(1.0, 1.0, 1.0))
-    after = mesh_rgba(Raycaster(refined), tt, supersample=2, background=(1.0, 1.0, 1.0))
-    ctx.add_artifact("sheet.png", turntable_sheet(before, after, labels=("initial", "refined")))
     lap("export")
 
     fg = tp.mask.sum().item()
