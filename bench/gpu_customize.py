@@ -132,9 +132,9 @@ def bench_refine(comps, points: int) -> dict:
     t0 = time.monotonic()
     cloud = surface_points(case.initial, points)
     sample_s = time.monotonic() - t0
-    ref = case.references[0]
-    cams = Cameras.from_protocol([ref.camera]).to(DEVICE)
-    rgba = torch.as_tensor(ref.image[None].astype("float32") / 255, device=DEVICE)
+    refs = case.references  # all of them, as the pipeline
+    cams = Cameras.cat([Cameras.from_protocol([r.camera]) for r in refs]).to(DEVICE)
+    rgba = torch.stack([torch.as_tensor(r.image.astype("float32") / 255) for r in refs]).to(DEVICE)
     model = DeferredPoints(cloud.points, cloud.rgb).to(DEVICE)
     center, radius = bounding_sphere(case.initial.vertices)
     cond, uncond = encode_prompts(comps, ["a rgb photo of sks pebble"]), encode_prompts(comps, [""])
@@ -146,13 +146,22 @@ def bench_refine(comps, points: int) -> dict:
         rgb, _ = m(cam)
         return sds_loss(comps, rgb.permute(0, 3, 1, 2), cond, uncond, sds_cfg, fraction=0.4, generator=gen).loss
 
-    rows = {"points": len(cloud), "surface_sampling_s": round(sample_s, 1)}
-    for name, fn in (("reference_only", None), ("with_sds", novel)):
-        refine_points(model, rgba[..., :3], rgba[..., 3] > 0.5, cams, PointRefineConfig(steps=3), novel_loss=fn)
-        sync()
-        r = refine_points(model, rgba[..., :3], rgba[..., 3] > 0.5, cams, PointRefineConfig(steps=20), novel_loss=fn)
-        sync()
-        rows[f"{name}_it_per_s"] = round(20 / r.seconds, 2)
+    def forward_backward():
+        rgb, _ = model(cams)
+        rgb.sum().backward()
+
+    rows = {"points": len(cloud), "references": len(refs), "surface_sampling_s": round(sample_s, 1)}
+    for mixed in (False, True):
+        model.mixed_precision = mixed
+        tag = "_bf16_decoder" if mixed else ""
+        rows[f"references_fwd_bwd{tag}_ms"] = round(timed(forward_backward, 10), 1)
+        for name, fn in (("reference_only", None), ("with_sds", novel)):
+            refine_points(model, rgba[..., :3], rgba[..., 3] > 0.5, cams, PointRefineConfig(steps=3), novel_loss=fn)
+            sync()
+            r = refine_points(model, rgba[..., :3], rgba[..., 3] > 0.5, cams, PointRefineConfig(steps=30), novel_loss=fn)
+            sync()
+            rows[f"{name}{tag}_it_per_s"] = round(30 / r.seconds, 2)
+    model.mixed_precision = False
     return rows
 
 

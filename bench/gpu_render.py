@@ -174,7 +174,8 @@ class Reached(Exception):
 
 
 def bench_resplat(results: dict, pool: Pool, device: torch.device, size: int, count: int, max_steps: int,
-                  ratio_steps: int, target_db: float, profile_dir: Path | None = None) -> None:
+                  ratio_steps: int, target_db: float, profile_dir: Path | None = None, rounds: int = 3,
+                  compile_variant: bool = False) -> None:
     mesh = the_mesh()
     train = orbit((0, 0, 0), 1.0, [i * 22.5 for i in range(16)], [-20.0, 10.0, 40.0], size, size)
     held = orbit((0, 0, 0), 1.0, [11.25 + i * 45.0 for i in range(8)], [25.0], size, size)
@@ -231,13 +232,19 @@ def bench_resplat(results: dict, pool: Pool, device: torch.device, size: int, co
     log(f"time to {target_db} dB: {state['reached']}")
 
     # Phase B: loop rate of fit() against a bare rasterise + L1 + backward loop, same Gaussians and views.
-    # Both are timed over ratio_steps iterations after 50 warm-up ones, images already on the device.
+    # Each is timed over ratio_steps iterations after 50 warm-up ones, images already on the device; the
+    # loops alternate for `rounds` rounds (a shared host's noise hits both) and the ratio is the median of
+    # the per-round ratios.
     g = state["final"] if state["final"] is not None else start
     rgba = train_rgba.to(device)
     train_dev = train.to(device)
     steady = dict(refine_start=10**9, sh_degree_interval=1)  # no densification, SH degree 3 throughout
-    rates = {}
-    for compiled in (False, True) if device.type == "cuda" else (False,):
+    variants = {"graph": dict(cuda_graph=True), "eager": dict(cuda_graph=False)} if device.type == "cuda" \
+        else {"eager": {}}
+    if compile_variant and device.type == "cuda":
+        variants["graph+compile"] = dict(cuda_graph=True, compile_loss=True)
+
+    def fit_rate(extra: dict) -> tuple[float, float]:
         marks: dict[int, float] = {}
 
         def progress(step: int, total: int, loss: float) -> None:
@@ -246,13 +253,9 @@ def bench_resplat(results: dict, pool: Pool, device: torch.device, size: int, co
                 marks[step] = time.perf_counter()
 
         t = time.perf_counter()
-        fit(g, rgba, train_dev, config=FitConfig(steps=50 + ratio_steps, compile_loss=compiled, **steady),
+        fit(g, rgba, train_dev, config=FitConfig(steps=50 + ratio_steps, **steady, **extra),
             progress=progress, check_cancel=lambda: None)
-        rates[compiled] = {"its": ratio_steps / (marks[50 + ratio_steps] - marks[50]),
-                           "first_step_s": marks[1] - t}
-        log(f"fit loop (compile_loss={compiled}): {rates[compiled]['its']:.1f} it/s, "
-            f"setup + first step {rates[compiled]['first_step_s']:.2f} s")
-    fit_its = rates[False]["its"]
+        return ratio_steps / (marks[50 + ratio_steps] - marks[50]), marks[1] - t
 
     raster = rasterizer(device)
     params = {k: v.detach().clone().requires_grad_(True) for k, v in to_params(g).items()}
@@ -268,22 +271,33 @@ def bench_resplat(results: dict, pool: Pool, device: torch.device, size: int, co
                            sh_degree=3)
         (img[0] - targets[k]).abs().mean().backward()
 
-    for i in range(50):
-        bare(i)
-    sync(device)
-    t = time.perf_counter()
-    for i in range(ratio_steps):
-        bare(i)
-    sync(device)
-    bare_its = ratio_steps / (time.perf_counter() - t)
+    def bare_rate() -> float:
+        for i in range(50):
+            bare(i)
+        sync(device)
+        t = time.perf_counter()
+        for i in range(ratio_steps):
+            bare(i)
+        sync(device)
+        return ratio_steps / (time.perf_counter() - t)
+
+    per_round = []
+    for r in range(rounds):
+        row = {"bare_its": bare_rate()}
+        for name, extra in variants.items():
+            its, first = fit_rate(extra)
+            row[name] = {"its": its, "ratio": its / row["bare_its"], "first_step_s": first}
+        per_round.append(row)
+        log(f"round {r + 1}: bare {row['bare_its']:.1f} it/s; " + ", ".join(
+            f"{n} {row[n]['its']:.1f} it/s ({row[n]['ratio']:.3f}x)" for n in variants))
+    main_name = "graph" if "graph" in variants else "eager"
+    med = {n: statistics.median(r[n]["ratio"] for r in per_round) for n in variants}
+    fit_its = statistics.median(r[main_name]["its"] for r in per_round)
+    bare_its = statistics.median(r["bare_its"] for r in per_round)
     hooks = dict(progress=lambda s, n, loss: None, check_cancel=lambda: None)
-    results["loop_rate"] = {"gaussians": len(g), "steps": ratio_steps, "fit_its": fit_its, "bare_its": bare_its,
-                            "ratio": fit_its / bare_its}
-    if True in rates:
-        results["loop_rate"].update({"fit_compiled_its": rates[True]["its"],
-                                     "ratio_compiled": rates[True]["its"] / bare_its,
-                                     "compiled_first_step_s": rates[True]["first_step_s"],
-                                     "eager_first_step_s": rates[False]["first_step_s"]})
+    results["loop_rate"] = {"gaussians": len(g), "steps": ratio_steps, "rounds": per_round, "variant": main_name,
+                            "fit_its": fit_its, "bare_its": bare_its, "ratio": med[main_name],
+                            "median_ratios": med}
     if profile_dir is not None:
         from torch.profiler import ProfilerActivity, profile
 
@@ -298,8 +312,8 @@ def bench_resplat(results: dict, pool: Pool, device: torch.device, size: int, co
                                              else "self_cpu_time_total", row_limit=25)
             (profile_dir / f"profile_{name}.txt").write_text(table + "\n\n" + cuda)
         log(f"profiles written to {profile_dir}")
-    log(f"loop rate on {len(g)} Gaussians: fit {fit_its:.1f} it/s, bare fwd+bwd {bare_its:.1f} it/s, "
-        f"ratio {fit_its / bare_its:.3f}")
+    log(f"loop rate on {len(g)} Gaussians: fit ({main_name}) {fit_its:.1f} it/s, bare fwd+bwd {bare_its:.1f} it/s, "
+        f"median ratio {med[main_name]:.3f}; " + ", ".join(f"{n} {v:.3f}x" for n, v in med.items()))
 
 
 def summary(results: dict) -> None:
@@ -320,11 +334,10 @@ def summary(results: dict) -> None:
                     if rr else f"   not reached in {r['max_steps']} steps"))
     if "loop_rate" in results:
         lr = results["loop_rate"]
-        log(f"fit loop vs bare fwd+bwd ({lr['gaussians']:,} Gaussians)   {lr['fit_its']:.1f} vs "
-            f"{lr['bare_its']:.1f} it/s = {lr['ratio']:.3f} (goal >= 0.9)")
-        if "ratio_compiled" in lr:
-            log(f"  with compile_loss=True   {lr['fit_compiled_its']:.1f} it/s = {lr['ratio_compiled']:.3f} "
-                f"(setup + first step {lr['compiled_first_step_s']:.1f} s, eager {lr['eager_first_step_s']:.1f} s)")
+        log(f"fit loop ({lr['variant']}) vs bare fwd+bwd ({lr['gaussians']:,} Gaussians)   {lr['fit_its']:.1f} vs "
+            f"{lr['bare_its']:.1f} it/s, median of {len(lr['rounds'])} rounds' ratios = {lr['ratio']:.3f} (goal >= 0.9)")
+        for name, value in lr["median_ratios"].items():
+            log(f"  {name:14s} {value:.3f}x")
 
 
 def main() -> None:
@@ -339,6 +352,8 @@ def main() -> None:
     parser.add_argument("--target-db", type=float, default=30.0)
     parser.add_argument("--skip", nargs="*", default=[], choices=["passes", "fwdbwd", "resplat"])
     parser.add_argument("--profile", action="store_true", help="torch.profiler tables of both loops under --out")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds of the loop-rate comparison")
+    parser.add_argument("--compile", action="store_true", help="also time FitConfig(compile_loss=True) (35-42 s compile)")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -358,7 +373,7 @@ def main() -> None:
             bench_mesh_passes(results, pool, args.size)
         if "resplat" not in args.skip:
             bench_resplat(results, pool, device, args.size, args.count, args.max_steps, args.ratio_steps,
-                          args.target_db, args.out if args.profile else None)
+                          args.target_db, args.out if args.profile else None, args.rounds, args.compile)
     finally:
         pool.close()
     if "fwdbwd" not in args.skip:

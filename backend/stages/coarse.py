@@ -30,6 +30,8 @@ from .render import render
 from .sds import SDSConfig, sds_loss, timestep_fraction
 
 MODES = ("normal", "albedo", "textureless", "lambertian")
+LOSS_WINDOW = 25
+"""Losses are read back from the device once per this many steps."""
 
 
 @dataclass(frozen=True)
@@ -179,7 +181,10 @@ def coarse_stage(
     uncond = encode_prompts(components, [""])
     images, masks = images.to(dev), masks.to(dev)
     fg = masks[..., None].float()
-    losses, counts, skipped, start = [], {m: 0 for m in MODES}, 0, time.perf_counter()
+    losses, counts, start = [], {m: 0 for m in MODES}, time.perf_counter()
+    skipped = torch.zeros((), dtype=torch.long, device=dev)
+    pending: list[Tensor] = []
+    l1_shown = float("nan")
     for step in range(config.steps):
         if cancel is not None:
             cancel()
@@ -199,17 +204,22 @@ def coarse_stage(
         view = render_colors(g, colors, cam, background=bg).rgb.permute(0, 3, 1, 2)  # [1, 3, H, W]
         frac = timestep_fraction(config.sds.schedule, step, config.steps, config.sds.t_range, gen)
         s = sds_loss(components, view, embeds[mode], uncond, config.sds, fraction=frac, generator=gen)
-        skipped += not s.finite
+        skipped += (~s.ok).long()
         loss = loss + config.sds_weight * s.loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"coarse loss became {value} at step {step}")
-        losses.append(value)
+        pending.append(torch.stack([loss.detach(), l1.detach()]))
+        if len(pending) == LOSS_WINDOW or step + 1 == config.steps:  # one device sync per window
+            window = torch.stack(pending).tolist()
+            pending.clear()
+            bad = next((i for i, (v, _) in enumerate(window) if not math.isfinite(v)), None)
+            if bad is not None:
+                raise FloatingPointError(f"coarse loss became {window[bad][0]} at step {step + 1 - len(window) + bad}")
+            losses.extend(v for v, _ in window)
+            l1_shown = window[-1][1]
         if progress is not None:
-            progress(step + 1, config.steps, f"coarse SDS step {step + 1}/{config.steps} ({mode}, t={s.timestep}), reference L1 {float(l1.detach()):.4f}")
+            progress(step + 1, config.steps, f"coarse SDS step {step + 1}/{config.steps} ({mode}, t={s.timestep}), reference L1 {l1_shown:.4f}")
     out = Gaussians(gaussians.means.detach(), quats.detach(), gaussians.log_scales.detach(),
                     gaussians.logit_opacities.detach(), torch.cat([sh0.detach(), gaussians.sh[:, 1:].detach()], 1))
-    return CoarseResult(out, tuple(losses), counts, skipped, time.perf_counter() - start)
+    return CoarseResult(out, tuple(losses), counts, int(skipped), time.perf_counter() - start)

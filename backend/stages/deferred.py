@@ -30,8 +30,14 @@ def splat_features(
     opacity: float = 0.9,
     backend: str = "auto",
 ) -> tuple[Tensor, Tensor]:  # [C, H, W, D] alpha-composited features, [C, H, W] alpha
-    """Isotropic splats of standard deviation radius_px / 2 pixels at each point's depth in each camera,
-    alpha-composited front to back (features premultiplied by alpha, black background)."""
+    """Isotropic splats of standard deviation radius_px / 2 pixels at each point's position in each camera,
+    alpha-composited front to back (features premultiplied by alpha, black background).
+
+    The footprint is the rasteriser's own screen-space term: 3D scales of zero and `eps2d` = (radius_px / 2)^2,
+    the variance gsplat (and the reference) add to every projected covariance. So the size in pixels does not
+    depend on depth, and all cameras go through one rasteriser call (a per-camera world scale would need one
+    call per camera).
+    """
     if points.ndim != 2 or points.shape[1] != 3 or features.ndim != 2 or features.shape[0] != points.shape[0]:
         raise ValueError(f"points must be [N, 3] and features [N, D], got {tuple(points.shape)} and {tuple(features.shape)}")
     if not radius_px > 0:
@@ -40,29 +46,25 @@ def splat_features(
         raise ValueError(f"opacity must be in (0, 1), got {opacity!r}")
     dev = points.device
     chosen = pick_backend(dev, backend)
-    cams = cameras.to(dev)
     n = points.shape[0]
     quats = torch.zeros(n, 4, device=dev)
     quats[:, 0] = 1
-    opac = torch.full((n,), float(opacity), device=dev)
-    feats, alphas = [], []
-    for c in range(len(cams)):
-        cam = cams[c : c + 1]
-        with torch.no_grad():
-            z = (points @ cam.viewmats[0, :3, :3].T + cam.viewmats[0, :3, 3])[:, 2].clamp_min(1e-4)
-            sigma = (0.5 * radius_px * z / cam.Ks[0, 0, 0])[:, None].expand(n, 3).contiguous()
-        args = dict(means=points, quats=quats, scales=sigma, opacities=opac, colors=features,
-                    viewmats=cam.viewmats, Ks=gsplat_intrinsics(cam.Ks), width=cam.width, height=cam.height,
-                    sh_degree=None, render_mode="RGB")
-        if chosen == "gsplat":
-            from gsplat.rendering import rasterization
+    return _splat(points, quats, torch.zeros(n, 3, device=dev), torch.full((n,), float(opacity), device=dev),
+                  features, cameras.to(dev), radius_px, chosen)
 
-            f, a, _ = rasterization(**args, packed=False)
-        else:
-            f, a, _ = render_ref.rasterization(**args)
-        feats.append(f[0])
-        alphas.append(a[0, ..., 0])
-    return torch.stack(feats), torch.stack(alphas)
+
+def _splat(points: Tensor, quats: Tensor, scales: Tensor, opacities: Tensor, features: Tensor, cams: Cameras,
+           radius_px: float, chosen: str) -> tuple[Tensor, Tensor]:
+    args = dict(means=points, quats=quats, scales=scales, opacities=opacities, colors=features,
+                viewmats=cams.viewmats, Ks=gsplat_intrinsics(cams.Ks), width=cams.width, height=cams.height,
+                eps2d=(0.5 * radius_px) ** 2, sh_degree=None, render_mode="RGB")
+    if chosen == "gsplat":
+        from gsplat.rendering import rasterization
+
+        f, a, _ = rasterization(**args, packed=False)
+    else:
+        f, a, _ = render_ref.rasterization(**args)
+    return f, a[..., 0]
 
 
 class GatedConv(nn.Module):
@@ -109,7 +111,7 @@ class DeferredPoints(nn.Module):
     """Fixed points with learned RGB [N, 3] and features [N, D], and the decoder; `forward(cameras)` renders."""
 
     def __init__(self, points: Tensor, rgb: Tensor, features: int = 16, filters=(16, 32, 64),
-                 radius_px: float = 2.0, opacity: float = 0.9, seed: int = 0):
+                 radius_px: float = 2.0, opacity: float = 0.9, seed: int = 0, mixed_precision: bool = False):
         super().__init__()
         if not (isinstance(features, int) and features >= 0):
             raise ValueError(f"features must be an integer >= 0, got {features!r}")
@@ -120,20 +122,40 @@ class DeferredPoints(nn.Module):
         self.features = nn.Parameter(0.1 * torch.randn(points.shape[0], features, generator=g))
         self.decoder = DeferredDecoder(3 + features + 1, filters)
         self.radius_px, self.opacity = float(radius_px), float(opacity)
+        if not 0 < self.opacity < 1:
+            raise ValueError(f"opacity must be in (0, 1), got {opacity!r}")
+        if not self.radius_px > 0:
+            raise ValueError(f"radius_px must be > 0, got {radius_px!r}")
+        self.mixed_precision = bool(mixed_precision)
+        """On CUDA, run the decoder under bfloat16 autocast (the splats and the parameters stay fp32)."""
+        n = points.shape[0]
+        quats = torch.zeros(n, 4)
+        quats[:, 0] = 1
+        # the splats' fixed attributes, made once (not saved: they follow from the points and settings)
+        self.register_buffer("_quats", quats, persistent=False)
+        self.register_buffer("_scales", torch.zeros(n, 3), persistent=False)
+        self.register_buffer("_opacities", torch.full((n,), self.opacity), persistent=False)
 
     def forward(self, cameras: Cameras, backend: str = "auto") -> tuple[Tensor, Tensor]:
         """-> (rgb [C, H, W, 3] decoded, unclamped; alpha [C, H, W] of the full-resolution splats)."""
         feats = torch.cat([self.rgb, self.features], dim=1)
+        chosen = pick_backend(self.points.device, backend)
+        cameras = cameras.to(self.points.device)
         levels, base, alpha0 = [], None, None
         for s in LEVELS:
             cams = cameras if s == 1 else cameras.resized(max(1, cameras.width // s), max(1, cameras.height // s))
-            f, a = splat_features(self.points, feats, cams, self.radius_px, self.opacity, backend)
+            f, a = _splat(self.points, self._quats, self._scales, self._opacities, feats, cams, self.radius_px, chosen)
             if s == 1:
                 base = f[..., :3] + 0.5 * (1 - a[..., None])  # splatted colour, holes grey
                 alpha0 = a
             levels.append(torch.cat([f, a[..., None]], -1).permute(0, 3, 1, 2))
-        rgb = base + self.decoder(levels).permute(0, 2, 3, 1)
-        return rgb, alpha0
+        if self.mixed_precision and chosen == "gsplat":
+            with torch.autocast("cuda", dtype=torch.bfloat16):
+                residual = self.decoder(levels)
+            residual = residual.float()
+        else:
+            residual = self.decoder(levels)
+        return base + residual.permute(0, 2, 3, 1), alpha0
 
     def drift(self) -> Tensor:
         """[] mean squared change of the point colours from their projected values (colour-drift regulariser)."""

@@ -158,16 +158,20 @@ def gsplat_default_strategy(**kwargs):
             if packed or self.refine_scale2d_stop_iter > 0:
                 return super()._update_state(params, state, info, packed=packed)
             source = info[self.key_for_gradient]
-            grads = (source.absgrad if self.absgrad else source.grad).clone()  # [C, N, 2]
-            grads[..., 0] *= info["width"] / 2.0 * info["n_cameras"]
-            grads[..., 1] *= info["height"] / 2.0 * info["n_cameras"]
+            grads = source.absgrad if self.absgrad else source.grad  # [C, N, 2]
+            # gsplat's normalisation of the pixel gradients to NDC, as one product with a [2] tensor
+            key = (info["width"], info["height"], info["n_cameras"], grads.device)
+            scale = self._scales.get(key) if hasattr(self, "_scales") else None
+            if scale is None:  # made once per image size (a host-to-device copy waits for the stream)
+                self._scales = getattr(self, "_scales", {})
+                scale = self._scales[key] = torch.tensor([key[0] / 2.0 * key[2], key[1] / 2.0 * key[2]]).to(grads.device)
             n = len(params["means"])
             if state["grad2d"] is None:
                 state["grad2d"] = torch.zeros(n, device=grads.device)
             if state["count"] is None:
                 state["count"] = torch.zeros(n, device=grads.device)
-            seen = (info["radii"] > 0.0).all(dim=-1)  # [C, N]
-            norms = torch.where(seen, grads.norm(dim=-1), torch.zeros((), device=grads.device))
+            seen = (info["radii"] > 0).all(dim=-1)  # [C, N]
+            norms = torch.linalg.vector_norm(grads * scale, dim=-1) * seen
             state["grad2d"] += norms.sum(dim=0)
             state["count"] += seen.sum(dim=0)
 

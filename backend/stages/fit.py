@@ -67,9 +67,12 @@ class FitConfig:
     prune_scale3d: float = 0.1
     cap_max: int = 1_000_000
     """Most Gaussians the set may grow to (MCMC's budget; also bounds the CPU strategy)."""
+    cuda_graph: bool = True
+    """CUDA only: replay the loss and its gradient w.r.t. the render as one CUDA graph (`fit_graph`). At
+    512 px the loop is bound by host time per launched op, and the loss is most of the ops."""
     compile_loss: bool = False
-    """CUDA only: fuse the loss (L1, SSIM, alpha) with torch.compile. At 512 px the loop is bound by host
-    time per launched op, and the loss is most of the ops; the price is a compile per image size."""
+    """CUDA only: fuse the loss (L1, SSIM, alpha) with torch.compile (inside the graph when both are on);
+    the price is a compile per image size."""
     mcmc_opacity_reg: float = 0.01
     mcmc_scale_reg: float = 0.01
     seed: int = 0
@@ -235,12 +238,24 @@ def fit(
     if has_alpha:  # target = premultiplied + background x transparency, two kernels a step
         premult = images[..., :3] * images[..., 3:]
         transparency = 1.0 - images[..., 3:]
+    else:
+        premult = transparency = None
     C = len(cameras)
     # Everything a step needs is prepared on the device up front: no host-device copy inside the loop.
     views = [cameras[i].to(device) for i in range(C)]
     gen = torch.Generator().manual_seed(config.seed)
     device_gen = torch.Generator(device=device).manual_seed(config.seed)
-    fixed_bg = torch.as_tensor(background, dtype=torch.float32).to(device)
+    rows = max(config.steps, 3)
+    batches, order, cursor = [], torch.randperm(C, generator=gen).tolist(), 0
+    for _ in range(rows):  # each step's views: epochs of a random permutation
+        if cursor + config.batch_size > C:
+            order, cursor = torch.randperm(C, generator=gen).tolist(), 0
+        batches.append(order[cursor:cursor + config.batch_size])
+        cursor += config.batch_size
+    if has_alpha and config.random_background:
+        backgrounds = torch.rand(rows, 3, generator=device_gen, device=device)
+    else:
+        backgrounds = torch.as_tensor(background, dtype=torch.float32).to(device).expand(rows, 3)
 
     # 1. Parameters, one Adam each (the layout gsplat's strategies edit).
     params = to_params(gaussians)
@@ -257,43 +272,54 @@ def fit(
     loss_fn = photometric_loss
     if config.compile_loss and device.type == "cuda":
         loss_fn = torch.compile(photometric_loss, dynamic=False)
+    use_alpha = has_alpha and config.alpha_weight > 0
+    graphed = None
+    if config.cuda_graph and device.type == "cuda":
+        from .fit_graph import GraphedLoss
+
+        graphed = GraphedLoss(
+            lambda rgb, target, alpha, target_alpha, w: loss_fn(rgb, target, alpha, target_alpha, w,
+                                                                config.ssim_weight, config.alpha_weight),
+            images, weights, torch.as_tensor(batches, device=device), backgrounds, use_alpha)
 
     # 2. The loop.
     losses: list[float] = []
     pending: list[Tensor] = []
+    window_start = 0
     shown = float("nan")
-    order, cursor = torch.randperm(C, generator=gen).tolist(), 0
     max_degree = gaussians.sh_degree
     for step in range(config.steps):
         if check_cancel is not None:
             check_cancel()
-        if cursor + config.batch_size > C:
-            order, cursor = torch.randperm(C, generator=gen).tolist(), 0
-        batch = order[cursor:cursor + config.batch_size]
-        cursor += config.batch_size
+        batch = batches[step]
         cams = views[batch[0]] if len(batch) == 1 else Cameras.cat([views[i] for i in batch])
-        pick = (lambda t: t[batch[0]][None]) if len(batch) == 1 else (lambda t: t[batch])
-        w = None if weights is None else pick(weights)
-        if has_alpha and config.random_background:
-            bg = torch.rand(3, generator=device_gen, device=device)
-        else:
-            bg = fixed_bg
-        if has_alpha:
-            target_alpha = pick(images)[..., 3]
-            target = pick(premult) + bg * pick(transparency)
-        else:
-            target = pick(images)
+        bg = backgrounds[step]  # a view: no kernel
         degree = min(step // config.sh_degree_interval, max_degree)
 
         out = render(from_params(params), cams, background=bg, sh_degree=degree, with_depth=False)
         strategy.step_pre_backward(params, optimizers, state, step, out.meta)
-        alpha_pair = (out.alpha, target_alpha) if has_alpha and config.alpha_weight > 0 else (None, None)
-        loss = loss_fn(out.rgb, target, *alpha_pair, w, config.ssim_weight, config.alpha_weight)
+        reg = None
         if mcmc:
-            loss = loss + config.mcmc_opacity_reg * torch.sigmoid(params["opacities"]).mean()
-            loss = loss + config.mcmc_scale_reg * params["scales"].exp().mean()
-        loss.backward()
-        pending.append(loss.detach())
+            reg = config.mcmc_opacity_reg * torch.sigmoid(params["opacities"]).mean() \
+                + config.mcmc_scale_reg * params["scales"].exp().mean()
+        if graphed is not None:
+            graphed.backward(out.rgb, out.alpha, reg)
+            if reg is not None:
+                pending.append(reg.detach())
+        else:
+            pick = (lambda t: t[batch[0]][None]) if len(batch) == 1 else (lambda t: t[batch])
+            w = None if weights is None else pick(weights)
+            if has_alpha:
+                target_alpha = pick(images)[..., 3]
+                target = pick(premult) + bg * pick(transparency)
+            else:
+                target = pick(images)
+            alpha_pair = (out.alpha, target_alpha) if use_alpha else (None, None)
+            loss = loss_fn(out.rgb, target, *alpha_pair, w, config.ssim_weight, config.alpha_weight)
+            if reg is not None:
+                loss = loss + reg
+            loss.backward()
+            pending.append(loss.detach())
 
         adam_step(optimizers)
         if mcmc:
@@ -305,9 +331,16 @@ def fit(
             group["lr"] *= decay
 
         last = step + 1 == config.steps
-        if len(pending) == LOSS_WINDOW or last:  # one device sync per window
-            window = torch.stack(pending).tolist()
+        if step + 1 - window_start == LOSS_WINDOW or last:  # one device sync per window
+            if graphed is not None:
+                window_t = graphed.losses(window_start, step + 1)
+                if pending:
+                    window_t = window_t + torch.stack(pending)
+            else:
+                window_t = torch.stack(pending)
+            window = window_t.tolist()
             pending.clear()
+            window_start = step + 1
             losses.extend(window)
             shown = sum(window) / len(window)
             if not math.isfinite(shown):

@@ -15,6 +15,9 @@ from torch import Tensor
 from .cameras import Cameras
 from .deferred import DeferredPoints
 
+LOSS_WINDOW = 25
+"""Losses are read back from the device once per this many steps (a read each step stalls the GPU)."""
+
 
 @dataclass(frozen=True)
 class PointRefineConfig:
@@ -94,8 +97,9 @@ def refine_points(
     gamma = config.lr_decay ** (1.0 / config.lr_decay_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(gamma ** s, config.lr_decay))
     losses: list[float] = []
+    pending: list[Tensor] = []
+    l1_shown = float("nan")
     start = time.perf_counter()
-    l1 = torch.tensor(0.0)
     for step in range(config.steps):
         if cancel is not None:
             cancel()
@@ -108,12 +112,18 @@ def refine_points(
         loss.backward()
         opt.step()
         sched.step()
-        value = float(loss.detach())
-        if not math.isfinite(value):
-            raise FloatingPointError(f"refine loss became {value} at step {step}")
-        losses.append(value)
+        pending.append(torch.stack([loss.detach(), l1.detach()]))
+        last = step + 1 == config.steps
+        if len(pending) == LOSS_WINDOW or last:  # one device sync per window, not per step
+            window = torch.stack(pending).tolist()
+            pending.clear()
+            bad = next((i for i, (v, _) in enumerate(window) if not math.isfinite(v)), None)
+            if bad is not None:
+                raise FloatingPointError(f"refine loss became {window[bad][0]} at step {step + 1 - len(window) + bad}")
+            losses.extend(v for v, _ in window)
+            l1_shown = window[-1][1]
         if progress is not None:
-            progress(step + 1, config.steps, f"point refine step {step + 1}/{config.steps}, reference L1 {float(l1.detach()):.4f}")
+            progress(step + 1, config.steps, f"point refine step {step + 1}/{config.steps}, reference L1 {l1_shown:.4f}")
     with torch.no_grad():
         rgb, _ = model(cameras, backend)
         final = float(masked_l1(rgb, images, masks))

@@ -92,15 +92,26 @@ def to_timestep(fraction: float, num_train_timesteps: int) -> int:
 
 @dataclass(frozen=True)
 class SDSResult:
+    """One SDS evaluation. The diagnostics stay on the device (`norm`, `ok`); reading `grad_norm` or `finite`
+    waits for the GPU, so loops read them once in a while, not every step."""
+
     loss: torch.Tensor
     """[] scalar whose gradient w.r.t. the latents is w(t) (eps_hat - eps) / B; backward() it."""
     timestep: int
     weight: float
     """w(t)."""
-    grad_norm: float
-    """L2 norm of w(t) (eps_hat - eps) over the batch (after clipping)."""
-    finite: bool
-    """False when the UNet returned NaN/inf: the loss is then 0 with zero gradient (the step is skipped)."""
+    norm: torch.Tensor
+    """[] L2 norm of w(t) (eps_hat - eps) over the batch (after clipping), on the device."""
+    ok: torch.Tensor
+    """[] bool on the device: False when the UNet returned NaN/inf; the loss is then 0 with zero gradient."""
+
+    @property
+    def grad_norm(self) -> float:
+        return float(self.norm)
+
+    @property
+    def finite(self) -> bool:
+        return bool(self.ok)
 
 
 def encode_latents(components, images: torch.Tensor, config: SDSConfig) -> torch.Tensor:
@@ -169,11 +180,10 @@ def sds_loss(
         eps_hat = eps_u + config.guidance_scale * (eps_c - eps_u)
         w = (1 - abar) if config.weighting == "sds" else 1.0
         grad = w * (eps_hat - noise)
-        finite = bool(torch.isfinite(grad).all())
-        if not finite:
-            grad = torch.zeros_like(grad)
+        ok = torch.isfinite(grad).all()
+        grad = torch.where(ok, grad, torch.zeros_like(grad))  # a non-finite score skips the step, sync-free
         if config.grad_clip is not None:
             grad = grad.clamp(-config.grad_clip, config.grad_clip)
         target = latents.detach() - grad
     loss = 0.5 * F.mse_loss(latents, target, reduction="sum") / B
-    return SDSResult(loss, t, float(w), float(grad.norm()), finite)
+    return SDSResult(loss, t, float(w), grad.norm(), ok)

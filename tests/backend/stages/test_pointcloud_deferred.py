@@ -86,3 +86,17 @@ def test_config_errors():
         PointRefineConfig(lr_decay=0.0)
     with pytest.raises(ValueError, match="steps"):
         PointRefineConfig(steps=0)
+
+
+def test_splat_size_in_pixels_does_not_depend_on_depth():
+    """A point near the camera and one far away spread over the same pixels (sigma = radius_px / 2)."""
+    from likeness3d.backend.stages.cameras import orbit
+
+    cam = orbit((0, 0, 0), 1.0, [0.0], [0.0], 33, 33)
+    rows = []
+    for pt in (cam.centers[0] * 0.6, -cam.centers[0] * 0.6):  # on the optical axis, in front of and behind the target
+        _, alpha = splat_features(pt[None].float(), torch.ones(1, 1), cam, radius_px=2.0)
+        rows.append(alpha[0, 16])
+    near, far = rows
+    assert near.max() > 0.85 and torch.allclose(near, far, atol=1e-5)
+    assert int((near > 0.45 * near.max()).sum()) == 3  # FWHM of sigma = 1 px: the centre and its neighbours
