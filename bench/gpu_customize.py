@@ -219,6 +219,7 @@ def main() -> None:
     ap.add_argument("--divide", type=int, default=10, help="divide the default run's step counts by this")
     ap.add_argument("--points", type=int, default=700_000)
     ap.add_argument("--skip-d", action="store_true")
+    ap.add_argument("--sections", nargs="*", default=["A", "B", "C", "D"], choices=["A", "B", "C", "D"])
     ap.add_argument("--out", default="bench_customize_out")
     ap.add_argument("--device", default="cuda", help="cpu: a smoke run of the script with --scale tiny")
     ap.add_argument("--scale", choices=("sd2", "tiny"), default="sd2")
@@ -240,13 +241,15 @@ def main() -> None:
     rows = {}
     for key, fn in (("A_sds", lambda: bench_sds(comps)), ("B_dreambooth", lambda: bench_dreambooth(comps)),
                     ("C_refine", lambda: bench_refine(comps, args.points))):
+        if key[0] not in args.sections:
+            continue
         rows[key] = guarded(key, fn)
         if DEVICE == "cuda":
             torch.cuda.empty_cache()
     smoke = None if DEVICE == "cuda" else dict(
         resolution=SIZE, dreambooth_resolution=SIZE, coarse_resolution=SIZE, sds_resolution=SIZE, gaussians=500,
         points=args.points, bake_azimuths=2, texture_size=64, turntable_views=2)
-    if not args.skip_d:
+    if not args.skip_d and "D" in args.sections:
         rows["D_default_run"] = guarded("D_default_run", lambda: bench_default_run(comps, args.divide, Path(args.out), smoke))
     print(json.dumps(rows, indent=1))
 
