@@ -33,6 +33,8 @@ def worker_main(conn, device: str, store_root: str) -> None:
         # growable segments keep the allocator's pool close to what is in use (an operator's setting wins)
         os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+    # jobs of one server share a cache (class images) beside its job store, unless the operator chose one
+    os.environ.setdefault("LIKENESS3D_CACHE", str(Path(store_root) / "cache"))
     from .store import JobStore
 
     store = JobStore(store_root)

@@ -8,9 +8,16 @@ B. Multi-modal DreamBooth: LoRA step time on 512 px modality images.
 C. Refine stage: iterations per second with 700k points at 512 px (feature splats at 1, 1/2, 1/4 + gated UNet),
    reference loss only and with SDS on a novel view.
 D. A default run (`quality` preset) with every step count divided by --divide (default 10), measured per
-   stage, and the full default run's total extrapolated stage by stage (steps x measured time per step).
+   stage, and the full default run's total extrapolated stage by stage (steps x measured time per step);
+   `--refine-novel pseudo` runs it with img2img pseudo views instead of SDS in the refine stage.
+E. Img2img pseudo views (`refine_novel="pseudo"`): rendering --pseudo-views (33) views of the 700k-point model
+   at 512 px, enhancing them at strength 0.1 (5 of 50 DDIM steps, guidance 7.5, 8 views per call), and the
+   refine stage's iterations per second with the pseudo-view L1 in place of SDS (compare C's with_sds).
+F. Class images for prior preservation: seconds per image at 512 px, 50 DDIM steps with guidance, 8 images
+   one at a time and 8 in one call; the authors' 200 extrapolated.
 
     python bench/gpu_customize.py [--divide 10] [--skip-d]
+    python bench/gpu_customize.py --device cpu --scale tiny --size 32 --points 2000 --skip-d   # smoke run
 
 gsplat compiles its CUDA code on first use (~60 s on a fresh machine): a warm-up runs first, outside every timing.
 """
@@ -165,7 +172,68 @@ def bench_refine(comps, points: int) -> dict:
     return rows
 
 
-def bench_default_run(comps, divide: int, out: Path, smoke: dict | None = None) -> dict:
+def bench_pseudo_views(comps, points: int, views: int, strength: float = 0.1) -> dict:
+    from likeness3d.backend.example import example_case
+    from likeness3d.backend.stages.cameras import Cameras, bounding_sphere
+    from likeness3d.backend.stages.deferred import DeferredPoints
+    from likeness3d.backend.stages.pc_refine import PointRefineConfig, refine_points
+    from likeness3d.backend.stages.pointcloud import surface_points
+    from likeness3d.backend.stages.pseudo_views import (
+        PseudoViewConfig, PseudoViews, build_img2img, enhance_views, pseudo_view_cameras, render_views,
+    )
+
+    case = example_case(image_size=SIZE, texture_size=256)
+    cloud = surface_points(case.initial, points)
+    model = DeferredPoints(cloud.points, cloud.rgb).to(DEVICE)
+    center, radius = bounding_sphere(case.initial.vertices)
+    cfg = PseudoViewConfig(views=views, strength=(strength, strength))
+    cams = pseudo_view_cameras(center, radius, views, SIZE, cfg)
+    prompt = "a rgb photo of sks pebble"
+    render_views(model, cams[:2])  # warm-up
+    sync()
+    t0 = time.perf_counter()
+    renders, alphas = render_views(model, cams)
+    sync()
+    render_s = time.perf_counter() - t0
+    pipe = build_img2img(comps)
+    enhance_views(pipe, renders[:2], prompt, [strength] * 2, cfg)  # warm-up
+    sync()
+    t0 = time.perf_counter()
+    targets = enhance_views(pipe, renders, prompt, [strength] * views, cfg, seed=0)
+    sync()
+    enhance_s = time.perf_counter() - t0
+    pv = PseudoViews(cams.to(DEVICE), targets.to(DEVICE), renders, alphas, [strength] * views, render_s + enhance_s)
+    ref = case.references[0]
+    rgba = torch.as_tensor(ref.image[None].astype("float32") / 255, device=DEVICE)
+    ref_cams = Cameras.from_protocol([ref.camera]).to(DEVICE)
+    refine_points(model, rgba[..., :3], rgba[..., 3] > 0.5, ref_cams, PointRefineConfig(steps=3), novel_loss=pv.loss)
+    sync()
+    r = refine_points(model, rgba[..., :3], rgba[..., 3] > 0.5, ref_cams, PointRefineConfig(steps=20), novel_loss=pv.loss)
+    sync()
+    return {"views": views, "strength": strength, "denoising_steps_per_view": int(strength * cfg.num_inference_steps),
+            "render_s": round(render_s, 2), "enhance_s": round(enhance_s, 2),
+            "enhance_ms_per_view": round(1000 * enhance_s / views, 1), "total_s": round(render_s + enhance_s, 2),
+            "refine_with_pseudo_it_per_s": round(20 / r.seconds, 2)}
+
+
+def bench_class_images(comps, n: int, steps: int) -> dict:
+    from likeness3d.backend.stages.diffusion.prior import generate_class_images
+
+    prompt = "a rgb photo of pebble"
+    generate_class_images(comps, prompt, 1, resolution=SIZE, steps=2)  # warm-up
+    rows = {"images": n, "steps": steps, "resolution": SIZE}
+    for batch in (1, 8):
+        sync()
+        t0 = time.perf_counter()
+        generate_class_images(comps, prompt, n, resolution=SIZE, steps=steps, batch_size=batch)
+        sync()
+        per = (time.perf_counter() - t0) / n
+        rows[f"batch{batch}_s_per_image"] = round(per, 3)
+        rows[f"batch{batch}_200_images_s"] = round(200 * per, 1)
+    return rows
+
+
+def bench_default_run(comps, divide: int, out: Path, smoke: dict | None = None, refine_novel: str = "sds") -> dict:
     from likeness3d.backend.context import JobContext
     from likeness3d.backend.example import example_case
     from likeness3d.backend.pipelines import customize
@@ -174,7 +242,7 @@ def bench_default_run(comps, divide: int, out: Path, smoke: dict | None = None) 
     case = example_case(image_size=SIZE, texture_size=1024 if smoke is None else 64)
     asset = Asset(case.initial, case.references, case.class_word, "pebble")
     full = customize.CustomizeConfig()
-    cfg = customize.CustomizeConfig(**(smoke or {}),
+    cfg = customize.CustomizeConfig(**(smoke or {}), refine_novel=refine_novel,
         dreambooth_steps=tuple(max(1, s // divide) for s in full.dreambooth_steps),
         coarse_steps=max(2, full.coarse_steps // divide), refine_steps=max(2, full.refine_steps // divide))
     original = customize.load_base_model
@@ -219,11 +287,15 @@ def main() -> None:
     ap.add_argument("--divide", type=int, default=10, help="divide the default run's step counts by this")
     ap.add_argument("--points", type=int, default=700_000)
     ap.add_argument("--skip-d", action="store_true")
-    ap.add_argument("--sections", nargs="*", default=["A", "B", "C", "D"], choices=["A", "B", "C", "D"])
+    ap.add_argument("--sections", nargs="*", default=["A", "B", "C", "D", "E", "F"], choices=["A", "B", "C", "D", "E", "F"])
     ap.add_argument("--out", default="bench_customize_out")
     ap.add_argument("--device", default="cuda", help="cpu: a smoke run of the script with --scale tiny")
     ap.add_argument("--scale", choices=("sd2", "tiny"), default="sd2")
     ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--pseudo-views", type=int, default=33, help="E: views enhanced")
+    ap.add_argument("--refine-novel", choices=("sds", "pseudo"), default="sds", help="D: the refine stage's novel-view loss")
+    ap.add_argument("--class-images", type=int, default=8, help="F: class images timed per batch size")
+    ap.add_argument("--class-image-steps", type=int, default=50, help="F: denoising steps per class image")
     args = ap.parse_args()
     global DEVICE, SIZE
     DEVICE, SIZE = args.device, args.size
@@ -240,7 +312,9 @@ def main() -> None:
     print(f"{args.scale} base models built in {time.monotonic() - t0:.1f} s ({comps.dtype})", flush=True)
     rows = {}
     for key, fn in (("A_sds", lambda: bench_sds(comps)), ("B_dreambooth", lambda: bench_dreambooth(comps)),
-                    ("C_refine", lambda: bench_refine(comps, args.points))):
+                    ("C_refine", lambda: bench_refine(comps, args.points)),
+                    ("E_pseudo_views", lambda: bench_pseudo_views(comps, args.points, args.pseudo_views)),
+                    ("F_class_images", lambda: bench_class_images(comps, args.class_images, args.class_image_steps))):
         if key[0] not in args.sections:
             continue
         rows[key] = guarded(key, fn)
@@ -250,8 +324,11 @@ def main() -> None:
         resolution=SIZE, dreambooth_resolution=SIZE, coarse_resolution=SIZE, sds_resolution=SIZE, gaussians=500,
         points=args.points, bake_azimuths=2, texture_size=64, turntable_views=2)
     if not args.skip_d and "D" in args.sections:
-        rows["D_default_run"] = guarded("D_default_run", lambda: bench_default_run(comps, args.divide, Path(args.out), smoke))
+        rows["D_default_run"] = guarded("D_default_run", lambda: bench_default_run(comps, args.divide, Path(args.out), smoke,
+                                                                                    args.refine_novel))
     print(json.dumps(rows, indent=1))
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "bench_gpu_customize.json").write_text(json.dumps(rows, indent=1))
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def test_customize_end_to_end_with_tiny_models(inputs, tmp_path):
     assert names == ["mesh.glb", "pytorch_lora_weights.safetensors", "report.json", "sheet.png", "splats.ply", "texture.png"]
     assert report == json.loads((out / "report.json").read_text())
     assert report["pipeline"] == "customize" and report["degraded"] and "noise" in report["diffusion_model"]
-    assert list(report["dreambooth"]) == ["method", "mask", "depth", "normal", "rgb"]
+    assert list(report["dreambooth"]) == ["method", "text_encoder_trained", "mask", "depth", "normal", "rgb"]
+    assert report["prior_preservation"] == {"ran": False} and report["refine"]["novel_view_loss"] == "sds"
     assert report["coarse"]["steps"] == 4 and report["coarse"]["modes"]["normal"] >= 1
     assert report["refine"]["sds_on_novel_views"] and report["refine"]["reference_psnr"] >= 25.0
     assert set(report["metrics"]) >= {"psnr_observed", "psnr_infilled", "psnr_infilled_initial", "ssim_observed"}
@@ -60,6 +61,69 @@ def test_customize_end_to_end_with_tiny_models(inputs, tmp_path):
     pipe = StableDiffusionPipeline(**parts, safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.load_lora_weights(str(out))
     assert any("lora" in k for k in pipe.unet.state_dict())
+
+
+def test_customize_with_pseudo_views_prior_preservation_and_full_fine_tune(inputs, tmp_path, monkeypatch):
+    from likeness3d.backend.stages.diffusion import prior as prior_mod
+
+    _, paths = inputs
+    monkeypatch.setenv("LIKENESS3D_CACHE", str(tmp_path / "cache"))
+    generated = []
+    real = prior_mod.generate_class_images
+    monkeypatch.setattr(prior_mod, "generate_class_images", lambda *a, **k: generated.append(a[2]) or real(*a, **k))
+    options = {**SMALL, "coarse_steps": 2, "refine_steps": 6, "bake_azimuths": 2, "refine_novel": "pseudo",
+               "pseudo_views": 3, "prior_preservation": True, "class_images": 2, "class_image_steps": 2,
+               "dreambooth_method": "full", "dreambooth_steps": [1, 0, 0, 2]}
+    reports = []
+    for run in ("first", "second"):
+        out = tmp_path / run
+        reports.append(refine("customize", paths["mesh"], paths["refs"], "pebble", out, device="cpu", models="tiny",
+                              overrides=options))
+        assert (out / ".work" / "dreambooth" / "text_encoder" / "config.json").is_file()
+        assert (out / ".work" / "dreambooth" / "unet" / "config.json").is_file()
+    first, second = reports
+    assert generated == [2]  # the second job read the class images from the cache
+    assert first["prior_preservation"]["ran"] and not first["prior_preservation"]["from_cache"]
+    assert second["prior_preservation"]["from_cache"] and second["prior_preservation"]["class_images"] == 2
+    prior = first["prior_preservation"]
+    assert prior["class_prompt"] == "a rgb photo of pebble" and prior["modalities"] == ["rgb"]
+    assert prior["cache"].startswith(str(tmp_path / "cache" / "class_images")) and prior["last_prior_loss"] > 0
+    assert first["dreambooth"]["method"] == "full" and first["dreambooth"]["text_encoder_trained"]
+    refined = first["refine"]
+    assert refined["novel_view_loss"] == "pseudo" and not refined["sds_on_novel_views"] and refined["steps"] == 6
+    assert refined["pseudo_views"]["views"] == 3 and all(0.04 <= s <= 0.15 for s in refined["pseudo_views"]["strengths"])
+    assert {"class_images", "pseudo_views"} <= set(first["seconds"]) and "class_images" in second["seconds"]
+
+
+def test_new_options_are_checked_and_named():
+    spec = get_pipeline("customize")
+    cfg = spec.build_config({"prior_preservation": True, "class_images": 20, "prior_weight": 0.5, "class_image_steps": 25,
+                             "dreambooth_method": "full", "train_text_encoder": False, "refine_novel": "pseudo",
+                             "pseudo_views": 12, "pseudo_strength": [0.1, 0.2], "pseudo_weight": 10})
+    assert cfg.pseudo_strength == (0.1, 0.2) and cfg.pseudo_weight == 10.0 and not cfg.train_text_encoder
+    defaults = CustomizeConfig()
+    assert not defaults.prior_preservation and defaults.class_images == 200 and defaults.prior_weight == 1.0
+    assert defaults.train_text_encoder and defaults.refine_novel == "sds" and defaults.pseudo_views == 33
+    assert defaults.pseudo_strength == (0.05, 0.15)
+    bad = [({"refine_novel": "img2img"}, "refine_novel must be 'sds' or 'pseudo', got 'img2img'"),
+           ({"pseudo_views": 0}, "pseudo_views must be an integer in .*, got 0"),
+           ({"pseudo_strength": [0.2, 0.1]}, r"pseudo_strength must be .*, got \(0.2, 0.1\)"),
+           ({"pseudo_strength": [0.01, 0.1]}, r"pseudo_strength must be .*, got \(0.01, 0.1\)"),
+           ({"pseudo_strength": [0.1]}, r"pseudo_strength must be .*, got \(0.1,\)"),
+           ({"pseudo_weight": -1}, "pseudo_weight must be a number >= 0, got -1"),
+           ({"class_images": 0}, "class_images must be an integer in .*, got 0"),
+           ({"prior_weight": 0}, "prior_weight must be a number > 0, got 0"),
+           ({"class_image_steps": 0}, "class_image_steps must be an integer in .*, got 0"),
+           ({"prior_preservation": True, "dreambooth_steps": [1, 1, 1, 0]}, r"dreambooth_steps\[3\] must be > 0"),
+           ({"train_text_encoder": "yes"}, "train_text_encoder must be bool, got str 'yes'"),
+           ({"prior_preservation": 1}, "prior_preservation must be bool, got int 1")]
+    for settings, message in bad:
+        with pytest.raises(Exception, match=message):
+            spec.build_config(settings)
+    with pytest.raises(ValueError, match="refine_novel must be 'sds' or 'pseudo', got 'SDS'"):
+        CustomizeConfig(refine_novel="SDS")
+    with pytest.raises(ValueError, match="train_text_encoder must be true or false, got 1"):
+        CustomizeConfig(train_text_encoder=1)
 
 
 def test_without_models_the_cli_says_why(inputs, tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from .augment import random_flip_rotate
 from .images import as_image_batch, as_mask_batch
 from .masks import latent_weights, masked_mse, random_inpaint_masks
+from .prior import ClassPrior
 from .text import encode_prompts, prompt_list
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
@@ -101,8 +102,24 @@ class LoraTrainResult:
     adapter_name: str
     steps: int
     losses: tuple[float, ...]
-    """The loss of every step, in order."""
+    """The loss of every step, in order (with prior preservation: instance + prior_weight x prior)."""
     seconds: float
+    prior_losses: tuple[float, ...] = ()
+    """With prior preservation: the class-image term of every step (unweighted); else empty."""
+
+
+class Shuffled:
+    """Indices 0..n-1 in epochs of shuffled order (every item once per epoch), drawn from `generator`."""
+
+    def __init__(self, n: int, generator: torch.Generator):
+        self.n, self.generator = n, generator
+        self.order = torch.empty(0, dtype=torch.long)
+
+    def take(self, k: int) -> torch.Tensor:  # [k] long
+        while self.order.numel() < k:
+            self.order = torch.cat([self.order, torch.randperm(self.n, generator=self.generator)])
+        idx, self.order = self.order[:k], self.order[k:]
+        return idx
 
 
 def _positive_int(name: str, v) -> None:
@@ -147,14 +164,47 @@ def subject_loss(
     config: SubjectLoraConfig,
     generator: torch.Generator,  # a CPU generator: every random draw of the step comes from it
 ) -> torch.Tensor:  # [] scalar
-    """One step's masked denoising loss (DreamBooth objective restricted to the valid foreground).
+    """One step's masked denoising loss (DreamBooth objective restricted to the valid foreground); see
+    `_denoising` for the steps."""
+    return masked_mse(*_denoising(components, noise_scheduler, images, valid, text_embeds, config, generator))
+
+
+def subject_prior_loss(
+    components,
+    noise_scheduler,
+    images: torch.Tensor,  # [B, 3, H, W] subject images in [0, 1], on components.device, float32
+    valid: torch.Tensor,  # [B, 1, H, W] their valid foreground
+    text_embeds: torch.Tensor,  # [B, L, D] the subject prompt ("... sks <class>")
+    class_images: torch.Tensor,  # [Bc, 3, H, W] class images in [0, 1] (from the base model)
+    class_embeds: torch.Tensor,  # [Bc, L, D] the class prompt (no identifier)
+    config: SubjectLoraConfig,
+    generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor]:  # ([] instance loss, [] prior loss)
+    """DreamBooth with class-specific prior preservation (Ruiz et al. 2023; diffusers' train_dreambooth.py
+    `--with_prior_preservation`): subject and class images go through the UNet as one batch, and the
+    prediction is split into the subject's masked loss and the class images' loss (whole frames count).
+    The caller weighs them: loss = instance + prior_weight x prior."""
+    B = images.shape[0]
+    x = torch.cat([images, class_images.to(images)])
+    v = torch.cat([valid, torch.ones_like(class_images[:, :1]).to(valid)])
+    e = torch.cat([text_embeds, class_embeds.to(text_embeds)])
+    pred, target, weights = _denoising(components, noise_scheduler, x, v, e, config, generator)
+    return masked_mse(pred[:B], target[:B], weights[:B]), masked_mse(pred[B:], target[B:], weights[B:])
+
+
+def _denoising(
+    components, noise_scheduler, images: torch.Tensor, valid: torch.Tensor, text_embeds: torch.Tensor,
+    config: SubjectLoraConfig, generator: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # (pred, target [B, 4, h, w], weights [B, 1, h, w])
+    """The UNet's prediction on noised latents, its target and the per-cell loss weights.
 
     1. Replace the background by `config.background`, then flip/rotate image and mask jointly.
     2. Encode to latents, add noise at a random timestep.
     3. Inpainting UNet: append a random inpainting mask (at latent resolution) and the latents of the image
        with that region blanked, as diffusers' inpainting training and pipeline do (9 channels).
-    4. MSE to the target (noise, or velocity for v-prediction models), weighted per latent cell by the
-       fraction of valid foreground it covers. Background pixels influence neither value nor gradient.
+    4. The target (noise, or velocity for v-prediction models) and the weight of each latent cell: the
+       fraction of valid foreground it covers, so background pixels influence neither the masked MSE's value
+       nor its gradient.
     """
     unet, vae, dev = components.unet, components.vae, components.device
     B, _, H, W = images.shape
@@ -184,9 +234,9 @@ def subject_loss(
         target = noise_scheduler.get_velocity(latents, noise, t)
     else:
         target = noise
-    # 4. masked loss
+    # 4. prediction, target and weights of the masked loss
     pred = unet(model_in, t, encoder_hidden_states=text_embeds).sample
-    return masked_mse(pred, target, latent_weights(valid, (h, w)).to(dev))
+    return pred, target, latent_weights(valid, (h, w)).to(dev)
 
 
 def train_subject_lora(
@@ -199,6 +249,7 @@ def train_subject_lora(
     config: SubjectLoraConfig = SubjectLoraConfig(),
     seed: int = 0,
     resume: bool = False,
+    prior: ClassPrior | None = None,
     progress: ProgressFn | None = None,
     cancel: CancelFn | None = None,
 ) -> LoraTrainResult:
@@ -206,8 +257,10 @@ def train_subject_lora(
 
     `prompts`: one per image (e.g. Customize-It-3D's modality prompts) or one for all; default
     `config.prompt(class_word)`. `resume` continues an existing adapter of that name (staged training);
-    otherwise any old one is replaced. fp16 UNet with fp32 LoRA parameters and loss scaling on CUDA, fp32 on
-    CPU. Save with `save_lora`, remove with `remove_lora`.
+    otherwise any old one is replaced. `prior`: class images of the same size with their prompt; every step
+    then adds `config.batch_size` of them and the loss is instance + prior.weight x prior
+    (`subject_prior_loss`). fp16 UNet with fp32 LoRA parameters and loss scaling on CUDA, fp32 on CPU. Save
+    with `save_lora`, remove with `remove_lora`.
     """
     from diffusers import DDPMScheduler
 
@@ -221,6 +274,9 @@ def train_subject_lora(
     text = prompt_list(prompts if prompts is not None else config.prompt(class_word), N)
     embeds = encode_prompts(components, text)  # [N, L, D]
     noise_scheduler = DDPMScheduler.from_config(components.scheduler.config)
+    if prior is not None:
+        prior.check_size(imgs.shape[-2:])
+        class_embeds = encode_prompts(components, [prior.prompt]).expand(config.batch_size, -1, -1)
 
     params = add_lora(components, config, resume=resume)
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -228,8 +284,10 @@ def train_subject_lora(
     scaler = torch.amp.GradScaler("cuda", enabled=mixed)
     unet = components.unet
     gen = torch.Generator().manual_seed(seed)
-    order = torch.empty(0, dtype=torch.long)
+    order = Shuffled(N, gen)
+    class_order = Shuffled(len(prior), gen) if prior is not None else None
     losses: list[float] = []
+    prior_losses: list[float] = []
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     unet.train()
@@ -238,11 +296,16 @@ def train_subject_lora(
         for step in range(config.steps):
             if cancel is not None:
                 cancel()
-            if order.numel() < config.batch_size:  # epochs of shuffled images
-                order = torch.cat([order, torch.randperm(N, generator=gen)])
-            idx, order = order[: config.batch_size], order[config.batch_size :]
+            idx = order.take(config.batch_size)  # epochs of shuffled images
             with torch.autocast("cuda", dtype=torch.float16, enabled=mixed):
-                loss = subject_loss(components, noise_scheduler, imgs[idx], valid[idx], embeds[idx], config, gen)
+                if prior is None:
+                    loss = subject_loss(components, noise_scheduler, imgs[idx], valid[idx], embeds[idx], config, gen)
+                else:
+                    classes = prior.batch(class_order.take(config.batch_size), dev)
+                    loss, prior_loss = subject_prior_loss(components, noise_scheduler, imgs[idx], valid[idx], embeds[idx],
+                                                          classes, class_embeds, config, gen)
+                    prior_losses.append(float(prior_loss.detach()))
+                    loss = loss + prior.weight * prior_loss
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
@@ -259,7 +322,8 @@ def train_subject_lora(
             unet.disable_gradient_checkpointing()
         for p in params:
             p.requires_grad_(False)
-    return LoraTrainResult(config.adapter_name, config.steps, tuple(losses), time.perf_counter() - start)
+    return LoraTrainResult(config.adapter_name, config.steps, tuple(losses), time.perf_counter() - start,
+                           tuple(prior_losses))
 
 
 def save_lora(components, folder: str | Path, adapter_name: str = "subject") -> Path:

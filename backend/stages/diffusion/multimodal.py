@@ -4,7 +4,18 @@ The reference photo gives RGB and the foreground mask; depth and normal come fro
 reference camera (exact ray casting, no monocular estimator). Each modality is encoded as the image its
 prompt names ("a depth map of sks cat": near bright, far dark, background black; "a normal map": camera-space
 normals as RGB, x right / y up / z towards the viewer, background black) and the `base` UNet is personalised
-in stages mask -> depth -> normal -> rgb, one LoRA adapter continued from stage to stage.
+in stages mask -> depth -> normal -> rgb, one LoRA adapter continued from stage to stage (or, method `full`,
+every UNet and text-encoder weight, the authors' way).
+
+Prior preservation (DreamBooth's class-specific prior, the authors' 200 class images) is given per stage as a
+`prior.ClassPrior`; the pipeline gives it to the rgb stage only, with class images the base model makes from
+`class_prompt("rgb", class_word)` ("a rgb photo of cat"). Why only there: the prior is meant to keep what the
+class word means to the base model, which has learned it from photos; asked for "a depth map of cat" or "a
+normal map of cat" the base model draws pictures in no fixed encoding (neither our near-bright inverse depth
+on black nor our camera-space normal colours), so a prior from them would pull the depth and normal stages
+away from the encoding the coarse stage renders and scores. The adapter (or the fine-tuned weights) is shared
+by all four prompts and the rgb stage comes last, so its prior regularises the model every later SDS prompt
+uses; one set of class images per class also keeps the cost (50 denoising steps an image) to one set.
 """
 
 from __future__ import annotations
@@ -17,7 +28,8 @@ from typing import Callable
 
 import numpy as np
 
-from .lora import LoraTrainResult, SubjectLoraConfig, train_subject_lora
+from .lora import LoraTrainResult, Shuffled, SubjectLoraConfig, subject_loss, subject_prior_loss, train_subject_lora
+from .prior import ClassPrior
 
 MODALITIES = ("mask", "depth", "normal", "rgb")
 """Training order (the authors')."""
@@ -42,13 +54,19 @@ class MultiModalConfig:
     """Flip/rotate the depth and normal maps too (a flip or rotation changes what the normal colours mean,
     so by default only the mask and RGB stages are augmented)."""
     method: str = "lora"
-    """`lora` (ours, default) or `full`: fine-tune every UNet weight (the authors'; text encoder frozen here)."""
+    """`lora` (ours, default) or `full`: fine-tune every UNet weight and, with `train_text_encoder`, the text
+    encoder's (the authors')."""
     full_learning_rate: float = 1e-6
-    """AdamW learning rate of the full fine-tune (the authors')."""
+    """AdamW learning rate of the full fine-tune, UNet and text encoder alike (the authors')."""
+    train_text_encoder: bool = True
+    """Method `full` only: fine-tune the CLIP text encoder with the UNet (the authors'; diffusers'
+    `--train_text_encoder`). The LoRA trains the UNet alone."""
 
     def __post_init__(self):
         if self.method not in ("lora", "full"):
             raise ValueError(f"MultiModalConfig.method must be 'lora' or 'full', got {self.method!r}")
+        if not isinstance(self.train_text_encoder, bool):
+            raise ValueError(f"MultiModalConfig.train_text_encoder must be True or False, got {self.train_text_encoder!r}")
         if not self.full_learning_rate > 0:
             raise ValueError(f"MultiModalConfig.full_learning_rate must be > 0, got {self.full_learning_rate!r}")
         if len(self.steps) != 4 or not all(isinstance(s, int) and s >= 0 for s in self.steps):
@@ -62,6 +80,12 @@ def prompt(modality: str, class_word: str) -> str:
     if modality not in PROMPTS:
         raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
     return PROMPTS[modality].format(class_word=class_word)
+
+
+def class_prompt(modality: str, class_word: str) -> str:
+    """The modality's prompt without the identifier, for prior preservation: class_prompt("rgb", "cat") ==
+    "a rgb photo of cat"."""
+    return prompt(modality, class_word).replace("sks ", "", 1)
 
 
 def depth_image(depth: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -129,11 +153,15 @@ def train_multimodal(
     class_word: str,
     config: MultiModalConfig = MultiModalConfig(),
     seed: int = 0,
+    prior: dict[str, ClassPrior] | None = None,
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], None] | None = None,
 ) -> MultiModalResult:
     """Personalise `components.unet` (a 4-channel `base` UNet) in place: one LoRA adapter trained on the mask,
-    then depth, normal and rgb images (from `modality_images`), each with its prompt. Save with
+    then depth, normal and rgb images (from `modality_images`), each with its prompt. Method `full` trains the
+    UNet's weights and (`train_text_encoder`) `components.text_encoder`'s in place instead, so every later
+    `encode_prompts(components, ...)` uses the fine-tuned encoder. `prior`: {modality: ClassPrior} for the
+    stages that preserve the class prior (the pipeline: {"rgb": ...}, see the module docstring). Save with
     `lora.save_lora(components, folder, result.adapter_name)` (method `lora`) or `save_full(components, folder)`
     (method `full`)."""
     if components.unet.config.in_channels != 4:
@@ -141,6 +169,10 @@ def train_multimodal(
     missing = [m for m in MODALITIES if m not in modalities]
     if missing:
         raise ValueError(f"modalities lacks {missing}: pass modality_images(...)")
+    prior = dict(prior or {})
+    unknown = sorted(set(prior) - set(MODALITIES))
+    if unknown:
+        raise ValueError(f"prior names modalities {unknown}; they are {MODALITIES}")
     total, done, results, start = sum(config.steps), 0, [], time.perf_counter()
     first = True
     for i, (modality, steps) in enumerate(zip(MODALITIES, config.steps)):
@@ -157,11 +189,12 @@ def train_multimodal(
                 progress(_done + step, total, f"multi-modal DreamBooth ({_m}): {msg}")
 
         if config.method == "full":
-            r = train_full(components, images, valid, text, cfg, config.full_learning_rate, seed + i, stage_progress, cancel)
+            r = train_full(components, images, valid, text, cfg, config.full_learning_rate, seed + i, stage_progress, cancel,
+                           train_text_encoder=config.train_text_encoder, prior=prior.get(modality))
         else:
             r = train_subject_lora(
                 components, images, valid, prompts=text, config=cfg, seed=seed + i, resume=not first,
-                progress=stage_progress, cancel=cancel,
+                prior=prior.get(modality), progress=stage_progress, cancel=cancel,
             )
         first = False
         done += steps
@@ -171,42 +204,61 @@ def train_multimodal(
 
 
 def train_full(components, images, valid, prompt_text: str, config: SubjectLoraConfig, learning_rate: float, seed: int,
-               progress=None, cancel=None) -> LoraTrainResult:
-    """Fine-tune every weight of `components.unet` in place on one modality (the same masked denoising loss
-    and augmentation as the LoRA). The UNet trains in fp32 (master weights; fp16 autocast on CUDA) and is cast
-    back to the components' dtype afterwards."""
+               progress=None, cancel=None, *, train_text_encoder: bool = True, prior: ClassPrior | None = None
+               ) -> LoraTrainResult:
+    """Fine-tune every weight of `components.unet` (and, with `train_text_encoder`, of
+    `components.text_encoder`) in place on one modality: the same masked denoising loss and augmentation as
+    the LoRA, one AdamW over both at `learning_rate` (diffusers' DreamBooth with `--train_text_encoder`), the
+    prompt re-encoded every step so its gradient reaches the encoder. With `prior`, every step adds class
+    images and their prompt (`lora.subject_prior_loss`). The trained models run in fp32 (master weights; fp16
+    autocast on CUDA) and are cast back to the components' dtype afterwards."""
     import torch
     from diffusers import DDPMScheduler
 
     from .images import as_image_batch, as_mask_batch
-    from .lora import subject_loss
-    from .text import encode_prompts
+    from .text import encode_prompts, tokenize
 
     if getattr(components.unet, "peft_config", None):
         raise ValueError("the UNet carries LoRA adapters: remove them before a full fine-tune")
-    dev, unet = components.device, components.unet
+    dev, unet, text_encoder = components.device, components.unet, components.text_encoder
     imgs = as_image_batch(images, "images").to(dev)
     masks = as_mask_batch(valid, "masks", like=imgs).to(dev)
-    N = imgs.shape[0]
-    embeds = encode_prompts(components, [prompt_text] * N)
+    N, B = imgs.shape[0], config.batch_size
+    if prior is not None:
+        prior.check_size(imgs.shape[-2:])
+    ids = tokenize(components, [prompt_text] * B + ([prior.prompt] * B if prior is not None else []))
+    if not train_text_encoder:
+        frozen = encode_prompts(components, [prompt_text] * B + ([prior.prompt] * B if prior is not None else []))
     noise_scheduler = DDPMScheduler.from_config(components.scheduler.config)
     mixed = dev.type == "cuda" and components.dtype == torch.float16
-    unet.float().requires_grad_(True).train()
-    opt = torch.optim.AdamW(unet.parameters(), lr=learning_rate, weight_decay=config.weight_decay)
+    models = [unet] + ([text_encoder] if train_text_encoder else [])
+    for m in models:
+        m.float().requires_grad_(True).train()
+    params = [p for m in models for p in m.parameters()]
+    opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=config.weight_decay)
     scaler = torch.amp.GradScaler("cuda", enabled=mixed)
     gen = torch.Generator().manual_seed(seed)
-    losses, start = [], time.perf_counter()
+    class_order = Shuffled(len(prior), gen) if prior is not None else None
+    losses, prior_losses, start = [], [], time.perf_counter()
     try:
         for step in range(config.steps):
             if cancel is not None:
                 cancel()
-            idx = torch.randint(0, N, (config.batch_size,), generator=gen)
+            idx = torch.randint(0, N, (B,), generator=gen)
             with torch.autocast("cuda", dtype=torch.float16, enabled=mixed):
-                loss = subject_loss(components, noise_scheduler, imgs[idx], masks[idx], embeds[idx], config, gen)
+                embeds = text_encoder(ids)[0] if train_text_encoder else frozen
+                if prior is None:
+                    loss = subject_loss(components, noise_scheduler, imgs[idx], masks[idx], embeds, config, gen)
+                else:
+                    classes = prior.batch(class_order.take(B), dev)
+                    loss, prior_loss = subject_prior_loss(components, noise_scheduler, imgs[idx], masks[idx], embeds[:B],
+                                                          classes, embeds[B:], config, gen)
+                    prior_losses.append(float(prior_loss.detach()))
+                    loss = loss + prior.weight * prior_loss
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(unet.parameters(), config.max_grad_norm)
+            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             scaler.step(opt)
             scaler.update()
             losses.append(float(loss.detach()))
@@ -214,14 +266,19 @@ def train_full(components, images, valid, prompt_text: str, config: SubjectLoraC
                 progress(step + 1, config.steps, f"full fine-tune step {step + 1}/{config.steps}, loss {losses[-1]:.4f}")
     finally:
         del opt
-        unet.eval().requires_grad_(False)
-        unet.to(components.dtype)
-    return LoraTrainResult("full", config.steps, tuple(losses), time.perf_counter() - start)
+        for m in models:
+            m.eval().requires_grad_(False)
+            m.to(components.dtype)
+    return LoraTrainResult("full", config.steps, tuple(losses), time.perf_counter() - start, tuple(prior_losses))
 
 
-def save_full(components, folder) -> "Path":
-    """Write the fine-tuned UNet in diffusers layout (`folder/unet/`, safetensors), loadable with
-    `UNet2DConditionModel.from_pretrained(folder, subfolder="unet")`. Returns `folder/unet`."""
-    out = Path(folder) / "unet"
-    components.unet.save_pretrained(out, safe_serialization=True)
+def save_full(components, folder, *, text_encoder: bool = True) -> "Path":
+    """Write the fine-tuned models in diffusers layout: `folder/unet/` and, with `text_encoder`, the fine-tuned
+    `folder/text_encoder/` (safetensors), loadable with `UNet2DConditionModel.from_pretrained(folder,
+    subfolder="unet")`, `CLIPTextModel.from_pretrained(folder, subfolder="text_encoder")`, or as the parts of
+    a pipeline: `StableDiffusionPipeline.from_pretrained(base, unet=..., text_encoder=...)`. Returns `folder`."""
+    out = Path(folder)
+    components.unet.save_pretrained(out / "unet", safe_serialization=True)
+    if text_encoder:
+        components.text_encoder.save_pretrained(out / "text_encoder", safe_serialization=True)
     return out

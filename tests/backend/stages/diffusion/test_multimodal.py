@@ -90,16 +90,59 @@ def test_full_fine_tune_option(subject, tmp_path):
     case, mods = subject
     comp = load_components("base", "tiny")
     before = {k: v.clone() for k, v in comp.unet.state_dict().items()}
-    cfg = MultiModalConfig(steps=(1, 0, 1, 1), method="full", full_learning_rate=1e-3)
+    te_before = {k: v.clone() for k, v in comp.text_encoder.state_dict().items()}
+    cfg = MultiModalConfig(steps=(1, 0, 1, 1), method="full", full_learning_rate=1e-3, train_text_encoder=False)
     res = train_multimodal(comp, mods, class_word=case.class_word, config=cfg)
     assert [m for m, _ in res.stages] == ["mask", "normal", "rgb"]
     after = comp.unet.state_dict()
     assert set(after) == set(before)  # no adapter: the weights themselves changed
     assert any(not torch.equal(before[k], after[k]) for k in before)
+    assert all(torch.equal(v, te_before[k]) for k, v in comp.text_encoder.state_dict().items())  # left frozen
     assert all(v.dtype == comp.dtype for v in after.values()) and not any(p.requires_grad for p in comp.unet.parameters())
-    folder = save_full(comp, tmp_path / "ft")
-    loaded = UNet2DConditionModel.from_pretrained(folder)
+    folder = save_full(comp, tmp_path / "ft", text_encoder=False)
+    assert sorted(p.name for p in folder.iterdir()) == ["unet"]
+    loaded = UNet2DConditionModel.from_pretrained(folder, subfolder="unet")
     for k, v in loaded.state_dict().items():
         torch.testing.assert_close(v, after[k])
     with pytest.raises(ValueError, match="method"):
         MultiModalConfig(method="dora")
+
+
+def test_full_fine_tune_trains_the_text_encoder_and_saves_it(subject, tmp_path):
+    from diffusers import StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    from likeness3d.backend.stages.diffusion.multimodal import save_full
+    from likeness3d.backend.stages.diffusion.text import encode_prompts
+
+    case, mods = subject
+    comp = load_components("base", "tiny")
+    text = prompt("rgb", case.class_word)
+    te_before = {k: v.clone() for k, v in comp.text_encoder.state_dict().items()}
+    emb_before = encode_prompts(comp, [text])
+    cfg = MultiModalConfig(steps=(1, 0, 0, 2), method="full", full_learning_rate=1e-3)
+    assert cfg.train_text_encoder  # the authors' full fine-tune trains both
+    train_multimodal(comp, mods, class_word=case.class_word, config=cfg)
+    te_after = comp.text_encoder.state_dict()
+    changed = [k for k in te_before if not torch.equal(te_before[k], te_after[k])]
+    assert any("encoder.layers" in k for k in changed) and any("token_embedding" in k for k in changed)
+    assert all(v.dtype == comp.dtype for v in te_after.values() if v.is_floating_point())
+    assert not any(p.requires_grad for p in comp.text_encoder.parameters())
+    # every caller of encode_prompts (coarse SDS, refine SDS, pseudo views) now gets the fine-tuned embeddings
+    emb_after = encode_prompts(comp, [text])
+    assert (emb_after - emb_before).abs().max() > 1e-4
+    folder = save_full(comp, tmp_path / "ft")
+    assert sorted(p.name for p in folder.iterdir()) == ["text_encoder", "unet"]
+    te = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder")
+    for k, v in te.state_dict().items():
+        torch.testing.assert_close(v, te_after[k])
+    # both load into a diffusers pipeline, which then encodes the prompt as the fine-tuned components do
+    base = load_components("base", "tiny")
+    pipe = StableDiffusionPipeline(unet=UNet2DConditionModel.from_pretrained(folder, subfolder="unet"), text_encoder=te,
+                                   vae=base.vae, tokenizer=base.tokenizer, scheduler=base.scheduler, safety_checker=None,
+                                   feature_extractor=None, requires_safety_checker=False)
+    with torch.no_grad():
+        pipe_emb = pipe.encode_prompt(text, torch.device("cpu"), 1, False)[0]
+    torch.testing.assert_close(pipe_emb, emb_after, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="train_text_encoder"):
+        MultiModalConfig(method="full", train_text_encoder="yes")
