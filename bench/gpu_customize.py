@@ -158,6 +158,29 @@ def bench_refine(comps, points: int) -> dict:
         rgb.sum().backward()
 
     rows = {"points": len(cloud), "references": len(refs), "surface_sampling_s": round(sample_s, 1)}
+    # where a view's cost goes: one splat call forward + backward per level and channel count, all points
+    # or a 1 / s^2 subset at level 1 / s (the density that level resolves)
+    from likeness3d.backend.stages.deferred import splat_features
+
+    one = cams[[0]]
+    for channels in (19, 17, 16):
+        feats = torch.rand(len(cloud), channels, device=DEVICE, requires_grad=True)
+        for s in (1, 2, 4):
+            level = one if s == 1 else one.resized(one.width // s, one.height // s)
+            for subset in ((1,) if s == 1 else (1, s * s)):
+                pts, f = model.points[::subset], feats[::subset]
+
+                def splat_fb(pts=pts, f=f, level=level):
+                    out, _ = splat_features(pts, f, level)
+                    out.sum().backward()
+
+                rows[f"splat_fwd_bwd_c{channels}_level{s}_every{subset}_ms"] = round(timed(splat_fb, 10), 2)
+    decoder_in = [torch.rand(1, 20, SIZE // s, SIZE // s, device=DEVICE) for s in (1, 2, 4)]
+
+    def decode_fb():
+        model.decoder(decoder_in).sum().backward()
+
+    rows["decoder_fwd_bwd_1view_ms"] = round(timed(decode_fb, 10), 2)
     for mixed in (False, True):
         model.mixed_precision = mixed
         tag = "_bf16_decoder" if mixed else ""
