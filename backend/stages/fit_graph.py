@@ -98,3 +98,96 @@ class GraphedLoss:
     def losses(self, start: int, stop: int) -> Tensor:
         """The logged losses of steps [start, stop) (a view of the device log)."""
         return self.log[start:stop]
+
+
+class GraphedUpdate:
+    """Everything after the backward pass that does not change shapes, as one CUDA graph: DefaultStrategy's
+    per-step sums of the screen-space gradients and Adam (torch's update, bias-corrected) on every parameter,
+    with the learning rate of `decaying` multiplied by `decay` each step.
+
+    A graph holds fixed addresses, and the strategy replaces parameters, moments and sums when it grows,
+    prunes or resets: the graph is captured again whenever the tensors it touches change (every
+    `refine_every` steps while densifying; capture is a few milliseconds). Gradients arrive in new tensors
+    each step, so they are copied into the graph's inputs (one multi-tensor copy). Adam's step counts live on
+    the device; the learning rates too, as 0-d tensors that outlive the captures.
+    """
+
+    def __init__(self, optimizers: dict, decaying: str, decay: float, strategy_sums: bool):
+        self.decaying, self.decay, self.strategy_sums = decaying, decay, strategy_sums
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.key: tuple = ()
+        self.lrs: dict[str, Tensor] = {}
+        self.captures = 0
+
+    def _key(self, params, optimizers, state) -> tuple:
+        key = []
+        for name, p in params.items():
+            st = optimizers[name].state.get(p, {})
+            key.append((name, id(p), p.grad is not None, id(st.get("exp_avg")), id(st.get("exp_avg_sq"))))
+        if self.strategy_sums:
+            key.append((id(state.get("grad2d")), id(state.get("count"))))
+        return tuple(key)
+
+    def step(self, params, optimizers, state, info) -> None:
+        key = self._key(params, optimizers, state)
+        if self.graph is None or key != self.key:
+            self._capture(params, optimizers, state, info)
+            self.key = self._key(params, optimizers, state)
+        names = [n for n in self.names]
+        torch._foreach_copy_(self.grads, [params[n].grad for n in names])
+        if self.strategy_sums:
+            self.means2d_grad.copy_(info["means2d"].grad)
+            self.radii.copy_(info["radii"])
+        self.graph.replay()
+        for p in params.values():
+            p.grad = None
+        for group in optimizers[self.decaying].param_groups:  # the host's copy, for anyone who reads it
+            group["lr"] *= self.decay
+
+    def _capture(self, params, optimizers, state, info) -> None:
+        self.graph = None  # free the old graph's memory pool first
+        dev = params["means"].device
+        self.names = [n for n, p in params.items() if p.grad is not None]
+        self.grads = [torch.empty_like(params[n].grad) for n in self.names]
+        slots = []
+        for n in self.names:
+            opt = optimizers[n]
+            group, p = opt.param_groups[0], params[n]
+            st = opt.state[p]
+            if "exp_avg" not in st:
+                st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            step = st.get("step")
+            if step is None or step.device != dev:  # torch keeps it on the CPU; here it is counted on the device
+                st["step"] = torch.full((), 0.0 if step is None else float(step), device=dev)
+            if n not in self.lrs:
+                self.lrs[n] = torch.full((), float(group["lr"]), device=dev)
+            slots.append((p, st["exp_avg"], st["exp_avg_sq"], st["step"], self.lrs[n], group["betas"], group["eps"]))
+        if self.strategy_sums:
+            n = len(params["means"])
+            if state["grad2d"] is None:
+                state["grad2d"] = torch.zeros(n, device=dev)
+            if state["count"] is None:
+                state["count"] = torch.zeros(n, device=dev)
+            self.means2d_grad = torch.empty_like(info["means2d"].grad)
+            self.radii = torch.empty_like(info["radii"])
+            C = info["n_cameras"]
+            scale = torch.tensor([info["width"] / 2.0 * C, info["height"] / 2.0 * C]).to(dev)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), torch.no_grad():
+            if self.strategy_sums:
+                seen = (self.radii > 0).all(dim=-1)  # [C, N]
+                norms = torch.linalg.vector_norm(self.means2d_grad * scale, dim=-1) * seen
+                state["grad2d"].add_(norms.sum(dim=0))
+                state["count"].add_(seen.sum(dim=0))
+            for (p, m, v, step, lr, (b1, b2), eps), g in zip(slots, self.grads):
+                step.add_(1)
+                m.lerp_(g, 1 - b1)
+                v.mul_(b2).addcmul_(g, g, value=1 - b2)
+                bc1 = 1 - torch.pow(b1, step)
+                bc2_sqrt = torch.sqrt(1 - torch.pow(b2, step))
+                denom = (v.sqrt() / bc2_sqrt).add_(eps)
+                p.data.sub_(m / denom * (lr / bc1))
+            self.lrs[self.decaying].mul_(self.decay)
+        self.graph = graph
+        self.captures += 1
