@@ -68,9 +68,8 @@ class FitConfig:
     cap_max: int = 1_000_000
     """Most Gaussians the set may grow to (MCMC's budget; also bounds the CPU strategy)."""
     cuda_graph: bool = True
-    """CUDA only: replay the loss and its gradient w.r.t. the render as one CUDA graph, and (with the default
-    strategy) Adam plus the strategy's per-step sums as another (`fit_graph`). At 512 px the loop is bound
-    by host time per launched op, and these are most of the ops."""
+    """CUDA only: replay the loss and its gradient w.r.t. the render as one CUDA graph (`fit_graph`). At
+    512 px the loop is bound by host time per launched op, and the loss is most of the ops."""
     compile_loss: bool = False
     """CUDA only: fuse the loss (L1, SSIM, alpha) with torch.compile (inside the graph when both are on);
     the price is a compile per image size."""
@@ -274,17 +273,14 @@ def fit(
     if config.compile_loss and device.type == "cuda":
         loss_fn = torch.compile(photometric_loss, dynamic=False)
     use_alpha = has_alpha and config.alpha_weight > 0
-    graphed = updater = None
+    graphed = None
     if config.cuda_graph and device.type == "cuda":
-        from .fit_graph import GraphedLoss, GraphedUpdate
+        from .fit_graph import GraphedLoss
 
         graphed = GraphedLoss(
             lambda rgb, target, alpha, target_alpha, w: loss_fn(rgb, target, alpha, target_alpha, w,
                                                                 config.ssim_weight, config.alpha_weight),
             images, weights, torch.as_tensor(batches, device=device), backgrounds, use_alpha)
-        if not mcmc:  # MCMC's per-step relocation noise reads the host's learning rate: Adam stays eager there
-            strategy.external_sums = True
-            updater = GraphedUpdate(optimizers, "means", decay, strategy_sums=True)
 
     # 2. The loop.
     losses: list[float] = []
@@ -325,18 +321,14 @@ def fit(
             loss.backward()
             pending.append(loss.detach())
 
-        if updater is not None:  # Adam, the strategy's sums and the decay on a graph; growth and pruning eager
-            updater.step(params, optimizers, state, out.meta)
-            strategy.step_post_backward(params, optimizers, state, step, out.meta, packed=False)
+        adam_step(optimizers)
+        if mcmc:
+            lr = optimizers["means"].param_groups[0]["lr"]
+            strategy.step_post_backward(params, optimizers, state, step, out.meta, lr=lr)
         else:
-            adam_step(optimizers)
-            if mcmc:
-                lr = optimizers["means"].param_groups[0]["lr"]
-                strategy.step_post_backward(params, optimizers, state, step, out.meta, lr=lr)
-            else:
-                strategy.step_post_backward(params, optimizers, state, step, out.meta, packed=False)
-            for group in optimizers["means"].param_groups:
-                group["lr"] *= decay
+            strategy.step_post_backward(params, optimizers, state, step, out.meta, packed=False)
+        for group in optimizers["means"].param_groups:
+            group["lr"] *= decay
 
         last = step + 1 == config.steps
         if step + 1 - window_start == LOSS_WINDOW or last:  # one device sync per window
