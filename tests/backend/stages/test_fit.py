@@ -204,14 +204,3 @@ def test_sync_free_bookkeeping_equals_gsplats():
         theirs._update_state(params, s_theirs, info)
     assert torch.allclose(s_ours["grad2d"], s_theirs["grad2d"], atol=1e-6)
     assert torch.equal(s_ours["count"], s_theirs["count"])
-
-
-@pytest.mark.parametrize("n", [7, 64, 65, 200])
-def test_blocked_blur_equals_a_zero_padded_convolution(n):
-    from likeness3d.backend.stages.metrics import blur_last
-
-    x = torch.rand(2, 3, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n))
-    g = torch.exp(-((torch.arange(11, dtype=torch.float64) - 5) ** 2) / (2 * 1.5**2))
-    g = g / g.sum()
-    ref = torch.nn.functional.conv1d(torch.nn.functional.pad(x.reshape(-1, 1, n), (5, 5)), g.view(1, 1, 11))
-    assert torch.allclose(blur_last(x), ref.reshape(2, 3, n), atol=1e-12)
