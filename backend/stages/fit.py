@@ -11,6 +11,7 @@ Cancelled). Parameters are updated by `adam_step` (torch's Adam maths, all group
 
 from __future__ import annotations
 
+import importlib.util
 import math
 from dataclasses import dataclass, field
 from typing import Callable
@@ -67,12 +68,15 @@ class FitConfig:
     prune_scale3d: float = 0.1
     cap_max: int = 1_000_000
     """Most Gaussians the set may grow to (MCMC's budget; also bounds the CPU strategy)."""
+    fused_loss: bool = True
+    """CUDA only, where Triton is installed (it comes with CUDA builds of torch): L1 + D-SSIM and its gradient
+    in four Triton kernels (`fused_loss`), the same loss to float32 rounding; otherwise the torch loss."""
     cuda_graph: bool = True
     """CUDA only: replay the loss and its gradient w.r.t. the render as one CUDA graph (`fit_graph`). At
     512 px the loop is bound by host time per launched op, and the loss is most of the ops."""
     compile_loss: bool = False
-    """CUDA only: fuse the loss (L1, SSIM, alpha) with torch.compile (inside the graph when both are on);
-    the price is a compile per image size."""
+    """CUDA only, for the torch loss (not with `fused_loss`): fuse it with torch.compile (inside the graph
+    when both are on); the price is a compile per image size."""
     mcmc_opacity_reg: float = 0.01
     mcmc_scale_reg: float = 0.01
     seed: int = 0
@@ -128,6 +132,27 @@ def photometric_loss(
     if alpha is not None:
         loss = loss + alpha_weight * weighted_mean((alpha - target_alpha).abs(), weights)
     return loss
+
+
+def fused_photometric_loss(rgb, target, alpha, target_alpha, weights, ssim_weight, alpha_weight) -> Tensor:
+    """`photometric_loss` with L1 + D-SSIM from the Triton kernels of `fused_loss` (CUDA)."""
+    from .fused_loss import fused_l1_dssim
+
+    loss = fused_l1_dssim(rgb, target, weights, ssim_weight)
+    if alpha is not None:
+        loss = loss + alpha_weight * weighted_mean((alpha - target_alpha).abs(), weights)
+    return loss
+
+
+def pick_loss(config: FitConfig, device: torch.device) -> Callable[..., Tensor]:
+    """The loss function a fit on `device` uses: fused (Triton), compiled, or plain torch."""
+    if device.type != "cuda":
+        return photometric_loss
+    if config.fused_loss and importlib.util.find_spec("triton") is not None:
+        return fused_photometric_loss
+    if config.compile_loss:
+        return torch.compile(photometric_loss, dynamic=False)
+    return photometric_loss
 
 
 def adam_step(optimizers: dict[str, torch.optim.Adam]) -> None:
@@ -269,9 +294,7 @@ def fit(
     decay = 0.01 ** (1.0 / config.steps)
     strategy, state = _make_strategy(config, backend, scene_scale)
     mcmc = backend == "gsplat" and config.strategy == "mcmc"
-    loss_fn = photometric_loss
-    if config.compile_loss and device.type == "cuda":
-        loss_fn = torch.compile(photometric_loss, dynamic=False)
+    loss_fn = pick_loss(config, device)
     use_alpha = has_alpha and config.alpha_weight > 0
     graphed = None
     if config.cuda_graph and device.type == "cuda":
