@@ -154,7 +154,12 @@ def gsplat_default_strategy(**kwargs):
     from gsplat.strategy import DefaultStrategy
 
     class SyncFreeDefaultStrategy(DefaultStrategy):
+        external_sums: bool = False
+        """True when the fit's CUDA graph (`fit_graph.GraphedUpdate`) adds the per-step sums itself."""
+
         def _update_state(self, params, state, info, packed: bool = False) -> None:
+            if self.external_sums:
+                return
             if packed or self.refine_scale2d_stop_iter > 0:
                 return super()._update_state(params, state, info, packed=packed)
             source = info[self.key_for_gradient]

@@ -74,6 +74,9 @@ class FitConfig:
     cuda_graph: bool = True
     """CUDA only: replay the loss and its gradient w.r.t. the render as one CUDA graph (`fit_graph`). At
     512 px the loop is bound by host time per launched op, and the loss is most of the ops."""
+    graph_update: bool = True
+    """With `cuda_graph` and the default strategy: the strategy's per-step sums and Adam (fused kernels) on a
+    second CUDA graph, captured again whenever the strategy replaces the set (`fit_graph.GraphedUpdate`)."""
     compile_loss: bool = False
     """CUDA only, for the torch loss (not with `fused_loss`): fuse it with torch.compile (inside the graph
     when both are on); the price is a compile per image size."""
@@ -296,14 +299,17 @@ def fit(
     mcmc = backend == "gsplat" and config.strategy == "mcmc"
     loss_fn = pick_loss(config, device)
     use_alpha = has_alpha and config.alpha_weight > 0
-    graphed = None
+    graphed = updater = None
     if config.cuda_graph and device.type == "cuda":
-        from .fit_graph import GraphedLoss
+        from .fit_graph import GraphedLoss, GraphedUpdate
 
         graphed = GraphedLoss(
             lambda rgb, target, alpha, target_alpha, w: loss_fn(rgb, target, alpha, target_alpha, w,
                                                                 config.ssim_weight, config.alpha_weight),
             images, weights, torch.as_tensor(batches, device=device), backgrounds, use_alpha)
+        if config.graph_update and not mcmc:  # MCMC's per-step relocation reads the host's learning rate
+            strategy.external_sums = True
+            updater = GraphedUpdate("means", decay, strategy_sums=True)
 
     # 2. The loop.
     losses: list[float] = []
@@ -344,14 +350,18 @@ def fit(
             loss.backward()
             pending.append(loss.detach())
 
-        adam_step(optimizers)
-        if mcmc:
-            lr = optimizers["means"].param_groups[0]["lr"]
-            strategy.step_post_backward(params, optimizers, state, step, out.meta, lr=lr)
-        else:
+        if updater is not None:  # sums, Adam and the decay on a graph; growing and pruning stay eager
+            updater.step(params, optimizers, state, out.meta)
             strategy.step_post_backward(params, optimizers, state, step, out.meta, packed=False)
-        for group in optimizers["means"].param_groups:
-            group["lr"] *= decay
+        else:
+            adam_step(optimizers)
+            if mcmc:
+                lr = optimizers["means"].param_groups[0]["lr"]
+                strategy.step_post_backward(params, optimizers, state, step, out.meta, lr=lr)
+            else:
+                strategy.step_post_backward(params, optimizers, state, step, out.meta, packed=False)
+            for group in optimizers["means"].param_groups:
+                group["lr"] *= decay
 
         last = step + 1 == config.steps
         if step + 1 - window_start == LOSS_WINDOW or last:  # one device sync per window

@@ -98,3 +98,95 @@ class GraphedLoss:
     def losses(self, start: int, stop: int) -> Tensor:
         """The logged losses of steps [start, stop) (a view of the device log)."""
         return self.log[start:stop]
+
+
+class GraphedUpdate:
+    """What follows the backward pass and keeps its shapes, as one CUDA graph: DefaultStrategy's per-step
+    sums of the screen-space gradients, then Adam on every parameter (torch's fused kernel, one per
+    parameter, learning rates and step counts as device tensors), then the decay of the `decaying` group's
+    learning rate.
+
+    A graph holds fixed addresses, and the strategy replaces parameters, moments and sums when it grows,
+    prunes or resets opacities: the graph is captured again when any tensor it touches is a different
+    object (about every `refine_every` steps while densifying; a capture takes milliseconds). It keeps those
+    tensors referenced, so a replaced one cannot be freed and a new one take its place unnoticed. The
+    gradients arrive in new tensors each step and are copied into the graph's inputs (one multi-tensor copy).
+    """
+
+    def __init__(self, decaying: str, decay: float, strategy_sums: bool):
+        self.decaying, self.decay, self.strategy_sums = decaying, decay, strategy_sums
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.held: list = []
+        self.lrs: dict[str, Tensor] = {}
+        self.captures = 0
+
+    def _touched(self, params, optimizers, state) -> list:
+        out = []
+        for name, p in params.items():
+            st = optimizers[name].state.get(p, {})
+            out += [name, p, p.grad is not None, st.get("exp_avg"), st.get("exp_avg_sq"), st.get("step")]
+        if self.strategy_sums:
+            out += [state.get("grad2d"), state.get("count")]
+        return out
+
+    def _unchanged(self, touched: list) -> bool:
+        return len(touched) == len(self.held) and all(
+            a is b or (isinstance(a, (str, bool)) and a == b) for a, b in zip(touched, self.held))
+
+    def step(self, params, optimizers, state, info) -> None:
+        if self.graph is None or not self._unchanged(self._touched(params, optimizers, state)):
+            self._capture(params, optimizers, state, info)
+            self.held = self._touched(params, optimizers, state)
+        torch._foreach_copy_(self.grads, [params[n].grad for n in self.names])
+        if self.strategy_sums:
+            self.means2d_grad.copy_(info["means2d"].grad)
+            self.radii.copy_(info["radii"])
+        self.graph.replay()
+        for p in params.values():
+            p.grad = None
+        for group in optimizers[self.decaying].param_groups:  # the host's copy, for anyone who reads it
+            group["lr"] *= self.decay
+
+    def _capture(self, params, optimizers, state, info) -> None:
+        self.graph = None  # the old graph's memory pool goes first
+        dev = params["means"].device
+        self.names = [n for n, p in params.items() if p.grad is not None]
+        self.grads = [torch.empty_like(params[n].grad) for n in self.names]
+        slots = []
+        for n in self.names:
+            opt, p = optimizers[n], params[n]
+            group, st = opt.param_groups[0], opt.state[p]
+            if "exp_avg" not in st:
+                st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            step = st.get("step")
+            if step is None or step.device != dev:  # counted on the device here (torch's eager Adam: CPU)
+                st["step"] = torch.full((), 0.0 if step is None else float(step), device=dev)
+            if n not in self.lrs:
+                self.lrs[n] = torch.full((), float(group["lr"]), device=dev)
+            slots.append((p, st["exp_avg"], st["exp_avg_sq"], st["step"], self.lrs[n], group["betas"], group["eps"]))
+        if self.strategy_sums:
+            n = len(params["means"])
+            if state["grad2d"] is None:
+                state["grad2d"] = torch.zeros(n, device=dev)
+            if state["count"] is None:
+                state["count"] = torch.zeros(n, device=dev)
+            self.means2d_grad = torch.empty_like(info["means2d"].grad)
+            self.radii = torch.empty_like(info["radii"])
+            C = info["n_cameras"]
+            scale = torch.tensor([info["width"] / 2.0 * C, info["height"] / 2.0 * C]).to(dev)
+        torch.cuda.synchronize(dev)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph), torch.no_grad():
+            if self.strategy_sums:
+                seen = (self.radii > 0).all(dim=-1)  # [C, N]
+                norms = torch.linalg.vector_norm(self.means2d_grad * scale, dim=-1) * seen
+                state["grad2d"].add_(norms.sum(dim=0))
+                state["count"].add_(seen.sum(dim=0))
+            for (p, m, v, step, lr, (b1, b2), eps), g in zip(slots, self.grads):
+                step.add_(1)
+                torch._fused_adam_([p.data], [g], [m], [v], [], [step], lr=lr, beta1=b1, beta2=b2,
+                                   weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+            self.lrs[self.decaying].mul_(self.decay)
+        self.graph = graph
+        self.captures += 1
