@@ -174,7 +174,8 @@ class GraphedUpdate:
             self.means2d_grad = torch.empty_like(info["means2d"].grad)
             self.radii = torch.empty_like(info["radii"])
             C = info["n_cameras"]
-            scale = torch.tensor([info["width"] / 2.0 * C, info["height"] / 2.0 * C]).to(dev)
+            # an attribute, not a local: the graph reads its memory at every replay
+            self.scale = scale = torch.tensor([info["width"] / 2.0 * C, info["height"] / 2.0 * C]).to(dev)
         torch.cuda.synchronize(dev)
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph), torch.no_grad():
