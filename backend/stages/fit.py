@@ -23,7 +23,7 @@ from .cameras import Cameras
 from .densify import SimpleStrategy, gsplat_default_strategy
 from .gaussians import Gaussians
 from .metrics import ssim_map, weighted_mean
-from .render import pick_backend, render
+from .render import gsplat_intrinsics, pick_backend, render
 
 
 LOSS_WINDOW = 50
@@ -271,6 +271,7 @@ def fit(
     C = len(cameras)
     # Everything a step needs is prepared on the device up front: no host-device copy inside the loop.
     views = [cameras[i].to(device) for i in range(C)]
+    intrinsics = [gsplat_intrinsics(v.Ks) for v in views]
     gen = torch.Generator().manual_seed(config.seed)
     device_gen = torch.Generator(device=device).manual_seed(config.seed)
     rows = max(config.steps, 3)
@@ -321,11 +322,17 @@ def fit(
         if check_cancel is not None:
             check_cancel()
         batch = batches[step]
-        cams = views[batch[0]] if len(batch) == 1 else Cameras.cat([views[i] for i in batch])
+        if len(batch) == 1:
+            cams, ks = views[batch[0]], intrinsics[batch[0]]
+        else:
+            cams = Cameras.cat([views[i] for i in batch])
+            ks = torch.cat([intrinsics[i] for i in batch])
         bg = backgrounds[step]  # a view: no kernel
         degree = min(step // config.sh_degree_interval, max_degree)
 
-        out = render(from_params(params), cams, background=bg, sh_degree=degree, with_depth=False)
+        # with the graph the render comes without background: the graph composites it
+        out = render(from_params(params), cams, background=None if graphed is not None else bg, sh_degree=degree,
+                     with_depth=False, intrinsics=ks)
         strategy.step_pre_backward(params, optimizers, state, step, out.meta)
         reg = None
         if mcmc:

@@ -23,9 +23,12 @@ from torch import Tensor
 class GraphedLoss:
     """loss_fn(rgb, target, alpha, target_alpha, weights) -> [] and its gradients, on one CUDA graph.
 
-    images: [C, H, W, 3] (over the background already) or [C, H, W, 4] straight-alpha RGBA on the device;
-    weights: [C, H, W] or None; batches: [steps, B] view indices; backgrounds: [steps, 3] (used with RGBA
-    images: the target of step s is premultiplied colour + backgrounds[s] x transparency).
+    The graph takes the render without a background (premultiplied colour and alpha, as the rasteriser
+    makes it with `background=None`) and composites it over the step's background itself, so that too
+    leaves the host's per-step work. images: [C, H, W, 3] (over the background already) or [C, H, W, 4]
+    straight-alpha RGBA on the device; weights: [C, H, W] or None; batches: [steps, B] view indices;
+    backgrounds: [steps, 3], the background of each step (for RGBA images the target is premultiplied
+    colour + background x transparency; for RGB images the renders go over it).
     """
 
     def __init__(self, loss_fn: Callable[..., Tensor], images: Tensor, weights: Tensor | None, batches: Tensor,
@@ -45,7 +48,8 @@ class GraphedLoss:
         self.alpha = torch.zeros(B, H, W, device=dev, requires_grad=True)
         self.step = torch.zeros((), dtype=torch.long, device=dev)
         self.log = torch.zeros(steps + warmup, device=dev)
-        # warm-up on a side stream (allocator, cuBLAS handles), then capture, as torch.cuda.graph asks
+        # warm-up on a side stream (allocator, cuBLAS handles, Triton's compile), then capture, as
+        # torch.cuda.graph asks
         side = torch.cuda.Stream(device=dev)
         side.wait_stream(torch.cuda.current_stream(dev))
         with torch.cuda.stream(side):
@@ -62,34 +66,31 @@ class GraphedLoss:
     def _body(self) -> tuple[Tensor, Tensor]:
         s = self.step.view(1)
         idx = self.batches.index_select(0, s)[0]  # [B]
+        bg = self.backgrounds.index_select(0, s)  # [1, 3]
         if self.has_alpha:
-            bg = self.backgrounds.index_select(0, s)  # [1, 3]
             target = self.premult.index_select(0, idx) + bg * self.transparency.index_select(0, idx)
             target_alpha = self.images[..., 3].index_select(0, idx)
         else:
             target, target_alpha = self.images.index_select(0, idx), None
         w = None if self.weights is None else self.weights.index_select(0, idx)
+        rgb = self.rgb + (1.0 - self.alpha)[..., None] * bg  # over the background, as gsplat composites
         alpha = self.alpha if self.use_alpha else None
-        loss = self.loss_fn(self.rgb, target, alpha, target_alpha if self.use_alpha else None, w)
-        inputs = [self.rgb, self.alpha] if self.use_alpha else [self.rgb]
-        grads = torch.autograd.grad(loss, inputs)
+        loss = self.loss_fn(rgb, target, alpha, target_alpha if self.use_alpha else None, w)
+        grads = torch.autograd.grad(loss, [self.rgb, self.alpha])
         with torch.no_grad():
             self.log.index_copy_(0, s, loss.detach().view(1))
             self.step.add_(1)
-        return grads[0], (grads[1] if self.use_alpha else None)
+        return grads[0], grads[1]
 
     def backward(self, rgb: Tensor, alpha: Tensor, extra: Tensor | None = None) -> None:
-        """Replay the graph on this step's render and push the gradient into the rasteriser; `extra`, a []
-        loss outside the graph (regularisers of the Gaussians), is back-propagated in the same pass."""
+        """Replay the graph on this step's render (no background) and push the gradient into the
+        rasteriser; `extra`, a [] loss outside the graph (regularisers of the Gaussians), goes back in the
+        same pass."""
         with torch.no_grad():
             self.rgb.copy_(rgb)
-            if self.use_alpha:
-                self.alpha.copy_(alpha)
+            self.alpha.copy_(alpha)
         self.graph.replay()
-        tensors, grads = [rgb], [self.grad_rgb]
-        if self.use_alpha:
-            tensors.append(alpha)
-            grads.append(self.grad_alpha)
+        tensors, grads = [rgb, alpha], [self.grad_rgb, self.grad_alpha]
         if extra is not None:
             tensors.append(extra)
             grads.append(None)

@@ -62,12 +62,14 @@ def render(
     near_plane: float = 0.01,
     absgrad: bool = False,
     with_depth: bool = True,
+    intrinsics: Tensor | None = None,
 ) -> RenderOutput:
     """Render `gaussians` into every camera of `cameras` (on the Gaussians' device).
 
     background: [3], [C, 3] or None. sh_degree: bands used (default: all the Gaussians carry).
     backend: "auto" (gsplat on CUDA, reference elsewhere), "gsplat", "reference". with_depth=False skips
     the depth channel (a fit does not need it; it saves a sixth of the rasteriser's backward pass).
+    intrinsics: `gsplat_intrinsics(cameras.Ks)` made once by a caller that renders the same cameras often.
     """
     device = gaussians.device
     chosen = pick_backend(device, backend)
@@ -90,7 +92,7 @@ def render(
         opacities=gaussians.opacities,
         colors=gaussians.sh,
         viewmats=cams.viewmats,
-        Ks=gsplat_intrinsics(cams.Ks),
+        Ks=gsplat_intrinsics(cams.Ks) if intrinsics is None else intrinsics,
         width=cams.width,
         height=cams.height,
         near_plane=near_plane,
