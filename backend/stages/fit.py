@@ -22,6 +22,7 @@ from torch import Tensor
 from .cameras import Cameras
 from .densify import SimpleStrategy, gsplat_default_strategy
 from .gaussians import Gaussians
+from .loss_log import LossLog
 from .metrics import ssim_map, weighted_mean
 from .render import gsplat_intrinsics, pick_backend, render
 
@@ -253,7 +254,8 @@ def fit(
     images: [C, H, W, 3] (already over `background`) or [C, H, W, 4] straight-alpha RGBA, in [0, 1].
     cameras: C cameras of the images' size. weights: [C, H, W] >= 0 per-pixel loss weights, or None.
     Hooks, every step: check_cancel(), then progress(step, total, loss) after the update, where loss is
-    the mean over the last window of LOSS_WINDOW steps (reading the loss each step would stall the GPU).
+    the mean of the newest window of LOSS_WINDOW steps read back (reading the loss each step would stall
+    the GPU; on CUDA a window arrives asynchronously, usually one window late).
     monitor(step, gaussians) every `monitor_every` steps and at the end gets a detached snapshot (for
     previews and evaluation).
     """
@@ -313,8 +315,8 @@ def fit(
             updater = GraphedUpdate("means", decay, strategy_sums=True)
 
     # 2. The loop.
-    losses: list[float] = []
     pending: list[Tensor] = []
+    log = LossLog(device)
     window_start = 0
     shown = float("nan")
     max_degree = gaussians.sh_degree
@@ -371,22 +373,21 @@ def fit(
                 group["lr"] *= decay
 
         last = step + 1 == config.steps
-        if step + 1 - window_start == LOSS_WINDOW or last:  # one device sync per window
+        if step + 1 - window_start == LOSS_WINDOW or last:  # one asynchronous read per window
             if graphed is not None:
                 window_t = graphed.losses(window_start, step + 1)
                 if pending:
                     window_t = window_t + torch.stack(pending)
             else:
                 window_t = torch.stack(pending)
-            window = window_t.tolist()
+            log.add(window_t, step + 1)
             pending.clear()
             window_start = step + 1
-            losses.extend(window)
-            shown = sum(window) / len(window)
-            if not math.isfinite(shown):
-                raise FloatingPointError(f"fit: the loss became {shown} before step {step + 1}")
+            if last:
+                log.poll(wait=True)
+            shown = log.shown
         if progress is not None:
             progress(step + 1, config.steps, shown)
         if monitor is not None and ((step + 1) % monitor_every == 0 or last):
             monitor(step + 1, from_params(params).detach())
-    return FitResult(gaussians=from_params(params).detach(), losses=losses)
+    return FitResult(gaussians=from_params(params).detach(), losses=log.values)
