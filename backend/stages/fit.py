@@ -309,7 +309,8 @@ def fit(
         graphed = GraphedLoss(
             lambda rgb, target, alpha, target_alpha, w: loss_fn(rgb, target, alpha, target_alpha, w,
                                                                 config.ssim_weight, config.alpha_weight),
-            images, weights, torch.as_tensor(batches, device=device), backgrounds, use_alpha)
+            images, weights, torch.as_tensor(batches, device=device), backgrounds, use_alpha,
+            fused=(config.ssim_weight, config.alpha_weight) if loss_fn is fused_photometric_loss else None)
         if config.graph_update and not mcmc:  # MCMC's per-step relocation reads the host's learning rate
             strategy.external_sums = True
             updater = GraphedUpdate("means", decay, strategy_sums=True)

@@ -32,9 +32,12 @@ class GraphedLoss:
     """
 
     def __init__(self, loss_fn: Callable[..., Tensor], images: Tensor, weights: Tensor | None, batches: Tensor,
-                 backgrounds: Tensor, use_alpha: bool, warmup: int = 3):
+                 backgrounds: Tensor, use_alpha: bool, warmup: int = 3, fused: tuple[float, float] | None = None):
         self.images, self.weights, self.batches, self.backgrounds = images, weights, batches, backgrounds
         self.loss_fn, self.use_alpha = loss_fn, use_alpha
+        self.fused = fused
+        """(ssim_weight, alpha_weight): compositing, loss and gradients from `fused_loss.loss_and_grads`'
+        Triton kernels, without autograd; None: `loss_fn` and autograd."""
         self.has_alpha = images.shape[-1] == 4
         steps, B = batches.shape
         if steps < warmup:
@@ -73,10 +76,17 @@ class GraphedLoss:
         else:
             target, target_alpha = self.images.index_select(0, idx), None
         w = None if self.weights is None else self.weights.index_select(0, idx)
-        rgb = self.rgb + (1.0 - self.alpha)[..., None] * bg  # over the background, as gsplat composites
-        alpha = self.alpha if self.use_alpha else None
-        loss = self.loss_fn(rgb, target, alpha, target_alpha if self.use_alpha else None, w)
-        grads = torch.autograd.grad(loss, [self.rgb, self.alpha])
+        if self.fused is not None:
+            from .fused_loss import loss_and_grads
+
+            loss, *grads = loss_and_grads(self.rgb, target, w, self.fused[0], alpha=self.alpha, background=bg,
+                                          target_alpha=target_alpha if self.use_alpha else None,
+                                          alpha_weight=self.fused[1])
+        else:
+            rgb = self.rgb + (1.0 - self.alpha)[..., None] * bg  # over the background, as gsplat composites
+            alpha = self.alpha if self.use_alpha else None
+            loss = self.loss_fn(rgb, target, alpha, target_alpha if self.use_alpha else None, w)
+            grads = torch.autograd.grad(loss, [self.rgb, self.alpha])
         with torch.no_grad():
             self.log.index_copy_(0, s, loss.detach().view(1))
             self.step.add_(1)

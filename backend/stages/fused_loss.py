@@ -3,7 +3,7 @@
 loss = (1 - lambda) mean(w |x - y|) + lambda mean(w (1 - SSIM(x, y))), means over pixels and channels,
 SSIM as `metrics.ssim_map` (11 x 11 Gaussian window, sigma 1.5, zero padding, C1 = 0.01^2, C2 = 0.03^2).
 In plain torch this is about a hundred kernels and, at 512 px, 0.5 ms of GPU time a step, most of it the
-window's blur as dense matrix products; here it is four memory-bound passes:
+window's blur as dense matrix products; here it is four memory-bound passes over planar [B, 3, H, W] copies:
 
 1. blur x, y, x^2, y^2, xy along rows;
 2. blur them along columns, then per pixel SSIM, the loss (one atomic add per block) and the weighted
@@ -11,8 +11,11 @@ window's blur as dense matrix products; here it is four memory-bound passes:
 3. blur those three maps along rows;
 4. along columns, then dLoss/dx = G*d_mu + 2 x G*d_xx + y G*d_xy + the L1 term.
 
-The Gaussian is symmetric, so the backward blur is the same blur. The gradient is made in the forward
-call (a loss is always differentiated) and scaled by the incoming gradient in backward.
+The Gaussian is symmetric, so the backward blur is the same blur. For the fit's CUDA graph
+(`fit_graph.GraphedLoss`) a prologue kernel also composites the raw render over the step's background and
+adds the alpha term, and pass 4 returns the gradients with respect to the raw colour and alpha: loss and
+gradients in five kernels, no autograd (`loss_and_grads`). For autograd callers `fused_l1_dssim` makes the
+gradient in the forward call (a loss is always differentiated) and scales it in backward.
 """
 
 from __future__ import annotations
@@ -130,34 +133,75 @@ def _hblur3(d_ptr, out_ptr, g_ptr, W, plane, BLOCK: tl.constexpr, R: tl.constexp
 
 
 @triton.jit
-def _vblur_grad(e_ptr, x_ptr, y_ptr, w_ptr, grad_ptr, g_ptr, H, W, plane, lam, inv_n,
-                HAS_W: tl.constexpr, CH: tl.constexpr, BLOCK: tl.constexpr, R: tl.constexpr):
-    row = tl.program_id(0)
-    p = row // H
+def _prologue(rgb_ptr, alpha_ptr, bg_ptr, target_ptr, ta_ptr, w_ptr, x_ptr, y_ptr, ga_ptr, loss_ptr, HW, n_pix,
+              alpha_weight, inv_pix, COMPOSITE: tl.constexpr, HAS_TA: tl.constexpr, HAS_W: tl.constexpr,
+              BLOCK: tl.constexpr):
+    """Per pixel: the render over the background and the target into planar [B, 3, H, W] images; the alpha
+    term's loss and its gradient w.r.t. alpha."""
+    pix = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = pix < n_pix
+    b = pix // HW
+    hw = pix % HW
+    if COMPOSITE:
+        a = tl.load(alpha_ptr + pix, mask=m, other=1.0)
+    for c in tl.static_range(3):
+        xv = tl.load(rgb_ptr + pix * 3 + c, mask=m, other=0.0)
+        if COMPOSITE:
+            xv += (1.0 - a) * tl.load(bg_ptr + c)
+        tl.store(x_ptr + (b * 3 + c) * HW + hw, xv, mask=m)
+        tl.store(y_ptr + (b * 3 + c) * HW + hw, tl.load(target_ptr + pix * 3 + c, mask=m, other=0.0), mask=m)
+    if COMPOSITE:
+        if HAS_TA:
+            if HAS_W:
+                wv = tl.load(w_ptr + pix, mask=m, other=0.0)
+            else:
+                wv = tl.where(m, 1.0, 0.0)
+            d = a - tl.load(ta_ptr + pix, mask=m, other=0.0)
+            scale = alpha_weight * wv * inv_pix
+            tl.atomic_add(loss_ptr, tl.sum(tl.where(m, scale * tl.abs(d), 0.0), axis=0))
+            tl.store(ga_ptr + pix, scale * tl.where(d > 0, 1.0, tl.where(d < 0, -1.0, 0.0)), mask=m)
+        else:
+            tl.store(ga_ptr + pix, tl.zeros([BLOCK], dtype=tl.float32), mask=m)
+
+
+@triton.jit
+def _vblur_grad(e_ptr, x_ptr, y_ptr, w_ptr, bg_ptr, grad_ptr, ga_ptr, g_ptr, H, W, plane, lam, inv_n,
+                COMPOSITE: tl.constexpr, HAS_W: tl.constexpr, BLOCK: tl.constexpr, R: tl.constexpr):
+    """Rows b, h of all three channels: dLoss/dx = G*d_mu + 2 x G*d_xx + y G*d_xy + the L1 term, stored as
+    dLoss/drgb [B, H, W, 3]; with COMPOSITE also dLoss/dalpha += -sum_c bg_c dLoss/dx_c."""
+    row = tl.program_id(0)  # b * H + h
+    b = row // H
     h = row % H
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     om = cols < W
-    d0 = tl.zeros([BLOCK], dtype=tl.float32)
-    d1 = tl.zeros([BLOCK], dtype=tl.float32)
-    d2 = tl.zeros([BLOCK], dtype=tl.float32)
-    for k in tl.static_range(2 * R + 1):
-        gk = tl.load(g_ptr + k)
-        hh = tl.zeros([BLOCK], dtype=tl.int32) + (h + (k - R))  # the source row, as a vector for the mask
-        m = om & (hh >= 0) & (hh < H)
-        off = (p * H + hh) * W + cols
-        d0 += gk * tl.load(e_ptr + off, mask=m, other=0.0)
-        d1 += gk * tl.load(e_ptr + plane + off, mask=m, other=0.0)
-        d2 += gk * tl.load(e_ptr + 2 * plane + off, mask=m, other=0.0)
-    here = row * W + cols
-    xv = tl.load(x_ptr + here, mask=om, other=0.0)
-    yv = tl.load(y_ptr + here, mask=om, other=0.0)
     if HAS_W:
-        wv = tl.load(w_ptr + ((p // CH) * H + h) * W + cols, mask=om, other=0.0)
+        wv = tl.load(w_ptr + row * W + cols, mask=om, other=0.0)
     else:
         wv = tl.where(om, 1.0, 0.0)
-    sign = tl.where(xv > yv, 1.0, tl.where(xv < yv, -1.0, 0.0))
-    grad = d0 + 2.0 * xv * d1 + yv * d2 + (1.0 - lam) * wv * inv_n * sign
-    tl.store(grad_ptr + here, grad, mask=om)
+    ga = tl.zeros([BLOCK], dtype=tl.float32)
+    for c in tl.static_range(3):
+        p = b * 3 + c
+        d0 = tl.zeros([BLOCK], dtype=tl.float32)
+        d1 = tl.zeros([BLOCK], dtype=tl.float32)
+        d2 = tl.zeros([BLOCK], dtype=tl.float32)
+        for k in tl.static_range(2 * R + 1):
+            gk = tl.load(g_ptr + k)
+            hh = tl.zeros([BLOCK], dtype=tl.int32) + (h + (k - R))  # the source row, as a vector for the mask
+            m = om & (hh >= 0) & (hh < H)
+            off = (p * H + hh) * W + cols
+            d0 += gk * tl.load(e_ptr + off, mask=m, other=0.0)
+            d1 += gk * tl.load(e_ptr + plane + off, mask=m, other=0.0)
+            d2 += gk * tl.load(e_ptr + 2 * plane + off, mask=m, other=0.0)
+        here = (p * H + h) * W + cols
+        xv = tl.load(x_ptr + here, mask=om, other=0.0)
+        yv = tl.load(y_ptr + here, mask=om, other=0.0)
+        sign = tl.where(xv > yv, 1.0, tl.where(xv < yv, -1.0, 0.0))
+        gx = d0 + 2.0 * xv * d1 + yv * d2 + (1.0 - lam) * wv * inv_n * sign
+        tl.store(grad_ptr + (row * W + cols) * 3 + c, gx, mask=om)
+        if COMPOSITE:
+            ga -= tl.load(bg_ptr + c) * gx
+    if COMPOSITE:
+        tl.store(ga_ptr + row * W + cols, tl.load(ga_ptr + row * W + cols, mask=om, other=0.0) + ga, mask=om)
 
 
 @functools.lru_cache(maxsize=8)
@@ -167,32 +211,60 @@ def _taps(device: torch.device) -> Tensor:
     return (g / g.sum()).float().to(device)
 
 
-def l1_dssim(rgb: Tensor, target: Tensor, weights: Tensor | None, ssim_weight: float) -> tuple[Tensor, Tensor]:
-    """rgb, target [B, H, W, C], weights [B, H, W] or None -> (loss [], dloss/drgb [B, H, W, C]), no autograd."""
+def loss_and_grads(rgb: Tensor, target: Tensor, weights: Tensor | None, ssim_weight: float,
+                   alpha: Tensor | None = None, background: Tensor | None = None,
+                   target_alpha: Tensor | None = None, alpha_weight: float = 0.0
+                   ) -> tuple[Tensor, Tensor, Tensor | None]:
+    """The loss [] and its gradients, no autograd: rgb, target [B, H, W, 3]; weights [B, H, W] or None.
+
+    With `alpha` [B, H, W] and `background` [3], rgb is the render before compositing (premultiplied, as the
+    rasteriser makes it without a background): the loss sees rgb + (1 - alpha) background, and also gets
+    alpha_weight x mean(w |alpha - target_alpha|) when target_alpha is given. Returns (loss, dloss/drgb,
+    dloss/dalpha or None)."""
     B, H, W, C = rgb.shape
+    if C != 3:
+        raise ValueError(f"rgb must have 3 channels, got {C}")
     dev = rgb.device
-    x = rgb.detach().float().permute(0, 3, 1, 2).contiguous()  # [B, C, H, W]: rows are contiguous
-    y = target.detach().float().permute(0, 3, 1, 2).contiguous()
-    w = None if weights is None else weights.detach().float().contiguous()
-    plane = B * C * H * W
-    rows = B * C * H
-    grid = (rows, triton.cdiv(W, BLOCK))
+    composite = alpha is not None
+    if composite and background is None:
+        raise ValueError("alpha needs a background to composite over")
+    f32 = lambda t: None if t is None else t.detach().float().contiguous()  # noqa: E731
+    rgb, target, weights, alpha, target_alpha = map(f32, (rgb, target, weights, alpha, target_alpha))
+    bg = f32(background.reshape(3)) if composite else rgb
+    plane, n_pix = B * C * H * W, B * H * W
     g = _taps(dev)
     R = WINDOW // 2
-    lam, inv_n = float(ssim_weight), 1.0 / (B * H * W * C)
+    lam, inv_n = float(ssim_weight), 1.0 / plane
+    loss = torch.zeros(1, device=dev)
+    x = torch.empty(B, C, H, W, device=dev)
+    y = torch.empty(B, C, H, W, device=dev)
+    grad_alpha = torch.empty(B, H, W, device=dev) if composite else None
+    dummy = rgb
+    _prologue[(triton.cdiv(n_pix, BLOCK),)](
+        rgb, alpha if composite else dummy, bg, target, target_alpha if target_alpha is not None else dummy,
+        weights if weights is not None else dummy, x, y, grad_alpha if composite else dummy, loss, H * W, n_pix,
+        float(alpha_weight), 1.0 / n_pix, COMPOSITE=composite, HAS_TA=target_alpha is not None,
+        HAS_W=weights is not None, BLOCK=BLOCK)
+    grid = (B * C * H, triton.cdiv(W, BLOCK))
     moments = torch.empty(5, plane, device=dev)
     _hblur_moments[grid](x, y, moments, g, W, plane, BLOCK=BLOCK, R=R)
     partials = torch.empty(3, plane, device=dev)
-    loss = torch.zeros(1, device=dev)
-    w_arg = w if w is not None else x  # unused when HAS_W is False
+    w_arg = weights if weights is not None else dummy
     _vblur_ssim[grid](moments, x, y, w_arg, partials, loss, g, H, W, plane, lam, inv_n,
-                      HAS_W=w is not None, CH=C, BLOCK=BLOCK, R=R)
+                      HAS_W=weights is not None, CH=C, BLOCK=BLOCK, R=R)
     blurred = moments[:3]  # reuse: the moments are no longer needed
     _hblur3[grid](partials, blurred, g, W, plane, BLOCK=BLOCK, R=R)
-    grad = torch.empty(B, C, H, W, device=dev)
-    _vblur_grad[grid](blurred, x, y, w_arg, grad, g, H, W, plane, lam, inv_n,
-                      HAS_W=w is not None, CH=C, BLOCK=BLOCK, R=R)
-    return loss[0], grad.permute(0, 2, 3, 1)
+    grad = torch.empty(B, H, W, C, device=dev)
+    _vblur_grad[(B * H, triton.cdiv(W, BLOCK))](
+        blurred, x, y, w_arg, bg, grad, grad_alpha if composite else dummy, g, H, W, plane, lam, inv_n,
+        COMPOSITE=composite, HAS_W=weights is not None, BLOCK=BLOCK, R=R)
+    return loss[0], grad, grad_alpha
+
+
+def l1_dssim(rgb: Tensor, target: Tensor, weights: Tensor | None, ssim_weight: float) -> tuple[Tensor, Tensor]:
+    """rgb, target [B, H, W, 3], weights [B, H, W] or None -> (loss [], dloss/drgb [B, H, W, 3]), no autograd."""
+    loss, grad, _ = loss_and_grads(rgb, target, weights, ssim_weight)
+    return loss, grad
 
 
 class _L1DSSIM(torch.autograd.Function):

@@ -142,3 +142,22 @@ def test_fused_loss_kernels_equal_the_torch_loss_on_cuda():
         out.backward()
         assert abs(float(ref) - float(out)) <= 1e-5 * float(ref)
         assert float((x1.grad - x2.grad).abs().max()) <= 1e-4 * float(x1.grad.abs().max())
+
+
+def test_fused_composite_loss_and_grads_on_cuda():
+    """The fit graph's form on CUDA: raw render + alpha over a background, alpha term, both gradients."""
+    from likeness3d.backend.stages.fit import photometric_loss
+    from likeness3d.backend.stages.fused_loss import loss_and_grads
+
+    gen = torch.Generator().manual_seed(12)
+    raw = (torch.rand(2, 256, 320, 3, generator=gen) * 0.5).cuda()
+    alpha, target = torch.rand(2, 256, 320, generator=gen).cuda(), torch.rand(2, 256, 320, 3, generator=gen).cuda()
+    ta, w, bg = torch.rand(2, 256, 320, generator=gen).cuda(), torch.rand(2, 256, 320, generator=gen).cuda(), torch.rand(3).cuda()
+    r1, a1 = raw.clone().requires_grad_(True), alpha.clone().requires_grad_(True)
+    ref = photometric_loss(r1 + (1 - a1)[..., None] * bg, target, a1, ta, w, 0.2, 0.1)
+    ref.backward()
+    loss, g_rgb, g_alpha = loss_and_grads(raw, target, w, 0.2, alpha=alpha, background=bg, target_alpha=ta,
+                                          alpha_weight=0.1)
+    assert abs(float(ref) - float(loss)) <= 1e-5 * float(ref)
+    assert float((g_rgb - r1.grad).abs().max()) <= 1e-4 * float(r1.grad.abs().max())
+    assert float((g_alpha - a1.grad).abs().max()) <= 1e-4 * float(a1.grad.abs().max())
