@@ -239,8 +239,9 @@ def bench_resplat(results: dict, pool: Pool, device: torch.device, size: int, co
     rgba = train_rgba.to(device)
     train_dev = train.to(device)
     steady = dict(refine_start=10**9, sh_degree_interval=1)  # no densification, SH degree 3 throughout
-    variants = {"graph": dict(cuda_graph=True), "loss graph only": dict(graph_update=False),
-                "eager": dict(cuda_graph=False)} if device.type == "cuda" else {"eager": {}}
+    variants = {"graph": dict(cuda_graph=True), "loss graph + fused Adam": dict(update="fused"),
+                "loss graph + foreach Adam": dict(update="foreach"), "eager": dict(cuda_graph=False)} \
+        if device.type == "cuda" else {"eager": {}}
     if compile_variant and device.type == "cuda":
         variants["graph+compile"] = dict(cuda_graph=True, compile_loss=True)
 

@@ -75,9 +75,11 @@ class FitConfig:
     cuda_graph: bool = True
     """CUDA only: replay the loss and its gradient w.r.t. the render as one CUDA graph (`fit_graph`). At
     512 px the loop is bound by host time per launched op, and the loss is most of the ops."""
-    graph_update: bool = True
-    """With `cuda_graph` and the default strategy: the strategy's per-step sums and Adam (fused kernels) on a
-    second CUDA graph, captured again whenever the strategy replaces the set (`fit_graph.GraphedUpdate`)."""
+    update: str = "graph"
+    """How the parameters are updated on CUDA. "graph": the default strategy's per-step sums and Adam
+    (torch's fused kernel per parameter) on a second CUDA graph, captured again whenever the strategy
+    replaces the set (`fit_graph.GraphedUpdate`; needs `cuda_graph`); "fused": the same kernels launched
+    one by one; "foreach": torch's multi-tensor Adam maths (`adam_step`, what the CPU and MCMC use)."""
     compile_loss: bool = False
     """CUDA only, for the torch loss (not with `fused_loss`): fuse it with torch.compile (inside the graph
     when both are on); the price is a compile per image size."""
@@ -94,6 +96,8 @@ class FitConfig:
             raise ValueError(f"ssim_weight must be in [0, 1], got {self.ssim_weight}")
         if self.strategy not in ("default", "mcmc"):
             raise ValueError(f"strategy must be 'default' or 'mcmc', got {self.strategy!r}")
+        if self.update not in ("graph", "fused", "foreach"):
+            raise ValueError(f"update must be 'graph', 'fused' or 'foreach', got {self.update!r}")
 
 
 @dataclass
@@ -200,6 +204,37 @@ def adam_step(optimizers: dict[str, torch.optim.Adam]) -> None:
     torch._foreach_div_(denom, [s[1] for s in sizes])
     torch._foreach_add_(denom, [s[2] for s in sizes])
     torch._foreach_addcdiv_(params, m, denom, [-s[0] for s in sizes])
+
+
+def fused_adam_step(optimizers: dict[str, torch.optim.Adam]) -> None:
+    """`adam_step` with torch's fused Adam kernel (CUDA): one launch per parameter, one pass over its memory
+    (the multi-tensor maths take about nine). Step counts live on the device."""
+    steps = []
+    for opt in optimizers.values():
+        p = opt.param_groups[0]["params"][0]
+        if p.grad is None:
+            continue
+        state = opt.state[p]
+        if "exp_avg" not in state:
+            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        step = state.get("step")
+        if step is None or step.device != p.device:
+            state["step"] = torch.full((), 0.0 if step is None else float(step), device=p.device)
+        steps.append(state["step"])
+    if not steps:
+        return
+    torch._foreach_add_(steps, 1)
+    for opt in optimizers.values():
+        group = opt.param_groups[0]
+        p = group["params"][0]
+        if p.grad is None:
+            continue
+        state = opt.state[p]
+        torch._fused_adam_([p.data], [p.grad], [state["exp_avg"]], [state["exp_avg_sq"]], [], [state["step"]],
+                           lr=group["lr"], beta1=group["betas"][0], beta2=group["betas"][1], weight_decay=0.0,
+                           eps=group["eps"], amsgrad=False, maximize=False)
+        p.grad = None
 
 
 def _check_inputs(images: Tensor, cameras: Cameras, weights: Tensor | None) -> None:
@@ -311,9 +346,11 @@ def fit(
                                                                 config.ssim_weight, config.alpha_weight),
             images, weights, torch.as_tensor(batches, device=device), backgrounds, use_alpha,
             fused=(config.ssim_weight, config.alpha_weight) if loss_fn is fused_photometric_loss else None)
-        if config.graph_update and not mcmc:  # MCMC's per-step relocation reads the host's learning rate
+        if config.update == "graph" and not mcmc:  # MCMC's per-step relocation reads the host's learning rate
             strategy.external_sums = True
             updater = GraphedUpdate("means", decay, strategy_sums=True)
+    fused_adam = device.type == "cuda" and not mcmc and (config.update == "fused" or
+                                                         (config.update == "graph" and updater is None))
 
     # 2. The loop.
     pending: list[Tensor] = []
@@ -364,7 +401,7 @@ def fit(
             updater.step(params, optimizers, state, out.meta)
             strategy.step_post_backward(params, optimizers, state, step, out.meta, packed=False)
         else:
-            adam_step(optimizers)
+            fused_adam_step(optimizers) if fused_adam else adam_step(optimizers)
             if mcmc:
                 lr = optimizers["means"].param_groups[0]["lr"]
                 strategy.step_post_backward(params, optimizers, state, step, out.meta, lr=lr)

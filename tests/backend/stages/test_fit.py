@@ -204,3 +204,23 @@ def test_sync_free_bookkeeping_equals_gsplats():
         theirs._update_state(params, s_theirs, info)
     assert torch.allclose(s_ours["grad2d"], s_theirs["grad2d"], atol=1e-6)
     assert torch.equal(s_ours["count"], s_theirs["count"])
+
+
+def test_fused_adam_step_is_the_multi_tensor_step():
+    from likeness3d.backend.stages.fit import adam_step, fused_adam_step
+
+    gen = torch.Generator().manual_seed(0)
+    a = [torch.nn.Parameter(torch.randn(7, 3, generator=gen)) for _ in range(3)]
+    b = [torch.nn.Parameter(p.detach().clone()) for p in a]
+    make = lambda ps: {str(i): torch.optim.Adam([{"params": [p], "lr": 0.01 * (i + 1)}], eps=1e-15)  # noqa: E731
+                       for i, p in enumerate(ps)}
+    oa, ob = make(a), make(b)
+    for _ in range(5):
+        for p, q in zip(a, b):
+            g = torch.randn(7, 3, generator=gen)
+            p.grad, q.grad = g.clone(), g.clone()
+        adam_step(oa)
+        fused_adam_step(ob)
+    assert all(p.grad is None for p in b)
+    for p, q in zip(a, b):
+        assert torch.allclose(p, q, atol=1e-6)
