@@ -36,8 +36,8 @@ class GraphedLoss:
         self.images, self.weights, self.batches, self.backgrounds = images, weights, batches, backgrounds
         self.loss_fn, self.use_alpha = loss_fn, use_alpha
         self.fused = fused
-        """(ssim_weight, alpha_weight): compositing, loss and gradients from `fused_loss.loss_and_grads`'
-        Triton kernels, without autograd; None: `loss_fn` and autograd."""
+        """(ssim_weight, alpha_weight): views, targets, compositing, loss, gradients and the log in
+        `fused_loss.FitLossKernels` (Triton, no autograd); None: `loss_fn` and autograd."""
         self.has_alpha = images.shape[-1] == 4
         steps, B = batches.shape
         if steps < warmup:
@@ -51,6 +51,12 @@ class GraphedLoss:
         self.alpha = torch.zeros(B, H, W, device=dev, requires_grad=True)
         self.step = torch.zeros((), dtype=torch.long, device=dev)
         self.log = torch.zeros(steps + warmup, device=dev)
+        self.kernels = None
+        if fused is not None:
+            from .fused_loss import FitLossKernels
+
+            self.kernels = FitLossKernels(self.rgb.detach(), self.alpha.detach(), images, weights, batches,
+                                          backgrounds, self.step, self.log, fused[0], fused[1], use_alpha)
         # warm-up on a side stream (allocator, cuBLAS handles, Triton's compile), then capture, as
         # torch.cuda.graph asks
         side = torch.cuda.Stream(device=dev)
@@ -67,6 +73,9 @@ class GraphedLoss:
             self.log.zero_()
 
     def _body(self) -> tuple[Tensor, Tensor]:
+        if self.kernels is not None:  # everything, step counter and log included, in the Triton kernels
+            self.kernels()
+            return self.kernels.grad_rgb, self.kernels.grad_alpha
         s = self.step.view(1)
         idx = self.batches.index_select(0, s)[0]  # [B]
         bg = self.backgrounds.index_select(0, s)  # [1, 3]
@@ -76,17 +85,10 @@ class GraphedLoss:
         else:
             target, target_alpha = self.images.index_select(0, idx), None
         w = None if self.weights is None else self.weights.index_select(0, idx)
-        if self.fused is not None:
-            from .fused_loss import loss_and_grads
-
-            loss, *grads = loss_and_grads(self.rgb, target, w, self.fused[0], alpha=self.alpha, background=bg,
-                                          target_alpha=target_alpha if self.use_alpha else None,
-                                          alpha_weight=self.fused[1])
-        else:
-            rgb = self.rgb + (1.0 - self.alpha)[..., None] * bg  # over the background, as gsplat composites
-            alpha = self.alpha if self.use_alpha else None
-            loss = self.loss_fn(rgb, target, alpha, target_alpha if self.use_alpha else None, w)
-            grads = torch.autograd.grad(loss, [self.rgb, self.alpha])
+        rgb = self.rgb + (1.0 - self.alpha)[..., None] * bg  # over the background, as gsplat composites
+        alpha = self.alpha if self.use_alpha else None
+        loss = self.loss_fn(rgb, target, alpha, target_alpha if self.use_alpha else None, w)
+        grads = torch.autograd.grad(loss, [self.rgb, self.alpha])
         with torch.no_grad():
             self.log.index_copy_(0, s, loss.detach().view(1))
             self.step.add_(1)

@@ -165,8 +165,9 @@ def _prologue(rgb_ptr, alpha_ptr, bg_ptr, target_ptr, ta_ptr, w_ptr, x_ptr, y_pt
 
 
 @triton.jit
-def _vblur_grad(e_ptr, x_ptr, y_ptr, w_ptr, bg_ptr, grad_ptr, ga_ptr, g_ptr, H, W, plane, lam, inv_n,
-                COMPOSITE: tl.constexpr, HAS_W: tl.constexpr, BLOCK: tl.constexpr, R: tl.constexpr):
+def _vblur_grad(e_ptr, x_ptr, y_ptr, w_ptr, bg_ptr, grad_ptr, ga_ptr, g_ptr, loss_ptr, log_ptr, step_ptr,
+                H, W, plane, lam, inv_n, COMPOSITE: tl.constexpr, HAS_W: tl.constexpr, LOG: tl.constexpr,
+                BLOCK: tl.constexpr, R: tl.constexpr):
     """Rows b, h of all three channels: dLoss/dx = G*d_mu + 2 x G*d_xx + y G*d_xy + the L1 term, stored as
     dLoss/drgb [B, H, W, 3]; with COMPOSITE also dLoss/dalpha += -sum_c bg_c dLoss/dx_c."""
     row = tl.program_id(0)  # b * H + h
@@ -202,6 +203,11 @@ def _vblur_grad(e_ptr, x_ptr, y_ptr, w_ptr, bg_ptr, grad_ptr, ga_ptr, g_ptr, H, 
             ga -= tl.load(bg_ptr + c) * gx
     if COMPOSITE:
         tl.store(ga_ptr + row * W + cols, tl.load(ga_ptr + row * W + cols, mask=om, other=0.0) + ga, mask=om)
+    if LOG:  # the fit graph's bookkeeping: the loss is complete (pass 2 has finished), no one reads the step
+        if (tl.program_id(0) == 0) & (tl.program_id(1) == 0):
+            step = tl.load(step_ptr)
+            tl.store(log_ptr + step, tl.load(loss_ptr))
+            tl.store(step_ptr, step + 1)
 
 
 @functools.lru_cache(maxsize=8)
@@ -256,9 +262,102 @@ def loss_and_grads(rgb: Tensor, target: Tensor, weights: Tensor | None, ssim_wei
     _hblur3[grid](partials, blurred, g, W, plane, BLOCK=BLOCK, R=R)
     grad = torch.empty(B, H, W, C, device=dev)
     _vblur_grad[(B * H, triton.cdiv(W, BLOCK))](
-        blurred, x, y, w_arg, bg, grad, grad_alpha if composite else dummy, g, H, W, plane, lam, inv_n,
-        COMPOSITE=composite, HAS_W=weights is not None, BLOCK=BLOCK, R=R)
+        blurred, x, y, w_arg, bg, grad, grad_alpha if composite else dummy, g, loss, dummy, dummy, H, W, plane,
+        lam, inv_n, COMPOSITE=composite, HAS_W=weights is not None, LOG=False, BLOCK=BLOCK, R=R)
     return loss[0], grad, grad_alpha
+
+
+@triton.jit
+def _prologue_fit(rgb_ptr, alpha_ptr, img_ptr, batches_ptr, step_ptr, bgs_ptr, w_ptr, x_ptr, y_ptr, wb_ptr,
+                  ga_ptr, bg_cur_ptr, loss_ptr, HW, n_pix, B, alpha_weight, inv_pix, RGBA: tl.constexpr,
+                  USE_ALPHA: tl.constexpr, HAS_W: tl.constexpr, BLOCK: tl.constexpr):
+    """`_prologue` for the fit graph: this step's views, background and targets looked up on the device (the
+    step counter, the [steps, B] view table, the [steps, 3] backgrounds, the [C, H, W, 3|4] images), the
+    per-pixel weights gathered for passes 2 and 4, the step's background kept for pass 4."""
+    step = tl.load(step_ptr)
+    pix = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = pix < n_pix
+    b = pix // HW
+    hw = pix % HW
+    view = tl.load(batches_ptr + step * B + b, mask=m, other=0)
+    a = tl.load(alpha_ptr + pix, mask=m, other=1.0)
+    if RGBA:
+        src = (view * HW + hw) * 4
+        ia = tl.load(img_ptr + src + 3, mask=m, other=0.0)
+    else:
+        src = (view * HW + hw) * 3
+    for c in tl.static_range(3):
+        bgc = tl.load(bgs_ptr + step * 3 + c)
+        if tl.program_id(0) == 0:
+            tl.store(bg_cur_ptr + c, bgc)
+        xv = tl.load(rgb_ptr + pix * 3 + c, mask=m, other=0.0) + (1.0 - a) * bgc
+        iv = tl.load(img_ptr + src + c, mask=m, other=0.0)
+        if RGBA:
+            yv = iv * ia + bgc * (1.0 - ia)  # straight alpha over this step's background
+        else:
+            yv = iv
+        tl.store(x_ptr + (b * 3 + c) * HW + hw, xv, mask=m)
+        tl.store(y_ptr + (b * 3 + c) * HW + hw, yv, mask=m)
+    if HAS_W:
+        wv = tl.load(w_ptr + view * HW + hw, mask=m, other=0.0)
+        tl.store(wb_ptr + pix, wv, mask=m)
+    else:
+        wv = tl.where(m, 1.0, 0.0)
+    if USE_ALPHA:
+        d = a - ia
+        scale = alpha_weight * wv * inv_pix
+        tl.atomic_add(loss_ptr, tl.sum(tl.where(m, scale * tl.abs(d), 0.0), axis=0))
+        tl.store(ga_ptr + pix, scale * tl.where(d > 0, 1.0, tl.where(d < 0, -1.0, 0.0)), mask=m)
+    else:
+        tl.store(ga_ptr + pix, tl.zeros([BLOCK], dtype=tl.float32), mask=m)
+
+
+class FitLossKernels:
+    """The fit graph's loss: buffers made once, five kernels and a memset a step, no host-side work.
+
+    rgb [B, H, W, 3] and alpha [B, H, W]: the static render (no background) the graph reads; images
+    [C, H, W, 3|4], weights [C, H, W] or None, batches [steps, B] (int64), backgrounds [steps, 3], step []
+    (int64, advanced by the kernels), log [>= steps] (each step's loss is written at its index)."""
+
+    def __init__(self, rgb: Tensor, alpha: Tensor, images: Tensor, weights: Tensor | None, batches: Tensor,
+                 backgrounds: Tensor, step: Tensor, log: Tensor, ssim_weight: float, alpha_weight: float,
+                 use_alpha: bool):
+        B, H, W, _ = rgb.shape
+        dev = rgb.device
+        self.rgb, self.alpha, self.images, self.weights = rgb, alpha, images.contiguous(), weights
+        self.batches, self.backgrounds, self.step, self.log = batches.contiguous(), backgrounds.contiguous(), step, log
+        self.rgba = images.shape[-1] == 4
+        self.use_alpha = use_alpha and self.rgba
+        self.lam, self.alpha_weight = float(ssim_weight), float(alpha_weight)
+        self.shape = (B, H, W)
+        plane = B * 3 * H * W
+        self.x, self.y = torch.empty(B, 3, H, W, device=dev), torch.empty(B, 3, H, W, device=dev)
+        self.wb = torch.empty(B, H, W, device=dev) if weights is not None else None
+        self.moments, self.partials = torch.empty(5, plane, device=dev), torch.empty(3, plane, device=dev)
+        self.loss, self.bg = torch.zeros(1, device=dev), torch.zeros(3, device=dev)
+        self.grad_rgb, self.grad_alpha = torch.empty(B, H, W, 3, device=dev), torch.empty(B, H, W, device=dev)
+        self.taps = _taps(dev)
+
+    def __call__(self) -> None:
+        B, H, W = self.shape
+        plane, n_pix = B * 3 * H * W, B * H * W
+        R, g = WINDOW // 2, self.taps
+        has_w = self.weights is not None
+        w, wb = (self.weights, self.wb) if has_w else (self.x, self.x)
+        self.loss.zero_()
+        _prologue_fit[(triton.cdiv(n_pix, BLOCK),)](
+            self.rgb, self.alpha, self.images, self.batches, self.step, self.backgrounds, w, self.x, self.y, wb,
+            self.grad_alpha, self.bg, self.loss, H * W, n_pix, B, self.alpha_weight, 1.0 / n_pix,
+            RGBA=self.rgba, USE_ALPHA=self.use_alpha, HAS_W=has_w, BLOCK=BLOCK)
+        grid = (B * 3 * H, triton.cdiv(W, BLOCK))
+        _hblur_moments[grid](self.x, self.y, self.moments, g, W, plane, BLOCK=BLOCK, R=R)
+        _vblur_ssim[grid](self.moments, self.x, self.y, wb, self.partials, self.loss, g, H, W, plane, self.lam,
+                          1.0 / plane, HAS_W=has_w, CH=3, BLOCK=BLOCK, R=R)
+        blurred = self.moments[:3]
+        _hblur3[grid](self.partials, blurred, g, W, plane, BLOCK=BLOCK, R=R)
+        _vblur_grad[(B * H, triton.cdiv(W, BLOCK))](
+            blurred, self.x, self.y, wb, self.bg, self.grad_rgb, self.grad_alpha, g, self.loss, self.log,
+            self.step, H, W, plane, self.lam, 1.0 / plane, COMPOSITE=True, HAS_W=has_w, LOG=True, BLOCK=BLOCK, R=R)
 
 
 def l1_dssim(rgb: Tensor, target: Tensor, weights: Tensor | None, ssim_weight: float) -> tuple[Tensor, Tensor]:

@@ -46,6 +46,33 @@ for B, H, W, weighted, with_ta in [(1, 20, 37, True, True), (2, 16, 130, False, 
     assert abs(float(ref) - float(loss)) <= 1e-6 * float(ref), (float(ref), float(loss))
     assert float((g_rgb - r1.grad).abs().max()) <= 1e-4 * float(r1.grad.abs().max())
     assert float((g_alpha - a1.grad).abs().max()) <= 1e-4 * float(a1.grad.abs().max())
+# the fit graph's kernels: views, background and targets looked up from the step counter; log and counter
+from likeness3d.backend.stages.fused_loss import FitLossKernels
+
+for rgba, weighted in [(True, True), (False, False)]:
+    C, B, H, W = 4, 2, 12, 17
+    images = torch.rand(C, H, W, 4 if rgba else 3)
+    weights = torch.rand(C, H, W) if weighted else None
+    batches = torch.tensor([[0, 1], [3, 2], [1, 0]])
+    backgrounds = torch.rand(3, 3)
+    step, log = torch.tensor(1), torch.zeros(3)
+    raw, alpha = torch.rand(B, H, W, 3) * 0.5, torch.rand(B, H, W)
+    kernels = FitLossKernels(raw, alpha, images, weights, batches, backgrounds, step, log, 0.2, 0.1, True)
+    kernels()
+    idx, bg = batches[1], backgrounds[1]
+    if rgba:
+        target = images[idx, ..., :3] * images[idx, ..., 3:] + bg * (1 - images[idx, ..., 3:])
+        ta = images[idx, ..., 3]
+    else:
+        target, ta = images[idx], None
+    r1, a1 = raw.clone().requires_grad_(True), alpha.clone().requires_grad_(True)
+    ref = photometric_loss(r1 + (1 - a1)[..., None] * bg, target, a1 if rgba else None, ta,
+                           None if weights is None else weights[idx], 0.2, 0.1)
+    ref.backward()
+    assert int(step) == 2 and log[0] == 0 and log[2] == 0
+    assert abs(float(ref) - float(log[1])) <= 1e-6 * float(ref), (float(ref), float(log[1]))
+    assert float((kernels.grad_rgb - r1.grad).abs().max()) <= 1e-4 * float(r1.grad.abs().max())
+    assert float((kernels.grad_alpha - a1.grad).abs().max()) <= 1e-4 * float(a1.grad.abs().max())
 print("ok")
 """
 
