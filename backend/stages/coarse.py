@@ -16,7 +16,6 @@ depth correlation term constrains a learned geometry; with the mesh given it has
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -26,6 +25,7 @@ from torch import Tensor
 
 from .cameras import Cameras, orbit
 from .gaussians import Gaussians, quat_to_rotation, rgb_to_sh
+from .loss_log import LossLog
 from .render import render
 from .sds import SDSConfig, sds_loss, timestep_fraction
 
@@ -181,10 +181,10 @@ def coarse_stage(
     uncond = encode_prompts(components, [""])
     images, masks = images.to(dev), masks.to(dev)
     fg = masks[..., None].float()
-    losses, counts, start = [], {m: 0 for m in MODES}, time.perf_counter()
+    counts, start = {m: 0 for m in MODES}, time.perf_counter()
     skipped = torch.zeros((), dtype=torch.long, device=dev)
     pending: list[Tensor] = []
-    l1_shown = float("nan")
+    log = LossLog(dev, "coarse loss")
     for step in range(config.steps):
         if cancel is not None:
             cancel()
@@ -210,16 +210,13 @@ def coarse_stage(
         loss.backward()
         opt.step()
         pending.append(torch.stack([loss.detach(), l1.detach()]))
-        if len(pending) == LOSS_WINDOW or step + 1 == config.steps:  # one device sync per window
-            window = torch.stack(pending).tolist()
+        if len(pending) == LOSS_WINDOW or step + 1 == config.steps:  # read back once per window, asynchronously
+            log.add(torch.stack(pending), step + 1)
             pending.clear()
-            bad = next((i for i, (v, _) in enumerate(window) if not math.isfinite(v)), None)
-            if bad is not None:
-                raise FloatingPointError(f"coarse loss became {window[bad][0]} at step {step + 1 - len(window) + bad}")
-            losses.extend(v for v, _ in window)
-            l1_shown = window[-1][1]
         if progress is not None:
+            l1_shown = log.latest[1] if log.latest else float("nan")
             progress(step + 1, config.steps, f"coarse SDS step {step + 1}/{config.steps} ({mode}, t={s.timestep}), reference L1 {l1_shown:.4f}")
+    log.poll(wait=True)
     out = Gaussians(gaussians.means.detach(), quats.detach(), gaussians.log_scales.detach(),
                     gaussians.logit_opacities.detach(), torch.cat([sh0.detach(), gaussians.sh[:, 1:].detach()], 1))
-    return CoarseResult(out, tuple(losses), counts, int(skipped), time.perf_counter() - start)
+    return CoarseResult(out, tuple(log.values), counts, int(skipped), time.perf_counter() - start)

@@ -11,15 +11,21 @@ from torch import Tensor
 
 
 class LossLog:
-    def __init__(self, device: torch.device, what: str = "loss"):
+    """Windows of per-step values: [n] losses, or [n, k] rows whose first column is the loss (the others,
+    e.g. a term shown in progress text, are kept as `latest`)."""
+
+    def __init__(self, device: torch.device, what: str = "fit loss"):
         self.device, self.what = device, what
         self.values: list[float] = []
+        """The loss of every step read so far."""
         self.shown = float("nan")
-        """Mean of the newest window read."""
+        """Mean loss of the newest window read."""
+        self.latest: list[float] = []
+        """The newest row read."""
         self._inflight: list[tuple[Tensor, torch.cuda.Event | None, int]] = []
 
     def add(self, window: Tensor, last_step: int) -> None:
-        """Queue the [n] losses of the steps ending at `last_step` (1-based); read what has arrived."""
+        """Queue the values of the steps ending at `last_step` (1-based); read what has arrived."""
         if self.device.type == "cuda":
             host = torch.empty(window.shape, dtype=window.dtype, pin_memory=True)
             host.copy_(window.detach(), non_blocking=True)
@@ -39,9 +45,10 @@ class LossLog:
                     return
                 event.synchronize()
             self._inflight.pop(0)
-            window = host.tolist()
+            rows = host.reshape(host.shape[0], -1).tolist()
+            window = [r[0] for r in rows]
             mean = sum(window) / len(window)
-            if not math.isfinite(mean):
-                raise FloatingPointError(f"fit: the {self.what} became {mean} before step {last_step}")
+            if not all(math.isfinite(v) for v in window):
+                raise FloatingPointError(f"the {self.what} became {mean} before step {last_step}")
             self.values.extend(window)
-            self.shown = mean
+            self.shown, self.latest = mean, rows[-1]

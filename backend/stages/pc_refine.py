@@ -14,6 +14,7 @@ from torch import Tensor
 
 from .cameras import Cameras
 from .deferred import DeferredPoints
+from .loss_log import LossLog
 
 LOSS_WINDOW = 25
 """Losses are read back from the device once per this many steps (a read each step stalls the GPU)."""
@@ -96,9 +97,8 @@ def refine_points(
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     gamma = config.lr_decay ** (1.0 / config.lr_decay_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(gamma ** s, config.lr_decay))
-    losses: list[float] = []
     pending: list[Tensor] = []
-    l1_shown = float("nan")
+    log = LossLog(images.device, "refine loss")
     start = time.perf_counter()
     for step in range(config.steps):
         if cancel is not None:
@@ -113,21 +113,17 @@ def refine_points(
         opt.step()
         sched.step()
         pending.append(torch.stack([loss.detach(), l1.detach()]))
-        last = step + 1 == config.steps
-        if len(pending) == LOSS_WINDOW or last:  # one device sync per window, not per step
-            window = torch.stack(pending).tolist()
+        if len(pending) == LOSS_WINDOW or step + 1 == config.steps:  # read back once per window, asynchronously
+            log.add(torch.stack(pending), step + 1)
             pending.clear()
-            bad = next((i for i, (v, _) in enumerate(window) if not math.isfinite(v)), None)
-            if bad is not None:
-                raise FloatingPointError(f"refine loss became {window[bad][0]} at step {step + 1 - len(window) + bad}")
-            losses.extend(v for v, _ in window)
-            l1_shown = window[-1][1]
         if progress is not None:
+            l1_shown = log.latest[1] if log.latest else float("nan")
             progress(step + 1, config.steps, f"point refine step {step + 1}/{config.steps}, reference L1 {l1_shown:.4f}")
+    log.poll(wait=True)
     with torch.no_grad():
         rgb, _ = model(cameras, backend)
         final = float(masked_l1(rgb, images, masks))
-    return PointRefineResult(tuple(losses), final, time.perf_counter() - start)
+    return PointRefineResult(tuple(log.values), final, time.perf_counter() - start)
 
 
 def masked_psnr(pred: Tensor, target: Tensor, mask: Tensor) -> float:

@@ -8,7 +8,6 @@ import sys
 
 import numpy as np
 import pytest
-import torch
 
 from likeness3d.backend.demo import write_inputs
 from likeness3d.backend.example import example_case

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
 from likeness3d.backend.stages.diffusion.models import load_components
 from likeness3d.backend.stages.diffusion.tiny import save_tiny
