@@ -289,7 +289,8 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     gaussians = from_mesh(mesh, count=config.gaussians, seed=config.seed).to(dev)
     coarse = coarse_stage(gaussians, comps, ref_rgb.to(dev), ref_mask.to(dev), cams.to(dev), class_word=asset.class_word,
                           center=center.to(dev), radius=radius, config=ccfg, seed=config.seed,
-                          progress=lambda s, n, t: ctx.progress("coarse", s, n, t), cancel=ctx.check_cancel)
+                          progress=lambda s, n, t: ctx.progress("coarse", s, n, t), cancel=ctx.check_cancel,
+                          depths=ref_passes.depth.to(dev))
     lap("coarse")
 
     # 4. Refine stage: points coloured from the photos (z-buffer), elsewhere from the coarse Gaussians; learned

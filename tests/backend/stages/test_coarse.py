@@ -82,3 +82,23 @@ def test_coarse_steps_run_every_mode_and_fit_the_reference():
     assert torch.equal(r.gaussians.means, g.means)  # geometry given: centres untouched
     assert not torch.equal(r.gaussians.sh, g.sh)
     assert r.losses[-1] < r.losses[0]
+
+
+def test_depth_correlation_loss_is_scale_free_and_signed():
+    from likeness3d.backend.stages.coarse import depth_correlation_loss
+
+    gen = torch.Generator().manual_seed(0)
+    target = 1 + torch.rand(2, 8, 9, generator=gen)
+    mask = torch.rand(2, 8, 9, generator=gen) > 0.3
+    assert float(depth_correlation_loss(target, target, mask)) == pytest.approx(0, abs=1e-6)
+    assert float(depth_correlation_loss(3 * target + 2, target, mask)) == pytest.approx(0, abs=1e-6)
+    assert float(depth_correlation_loss(-target, target, mask)) == pytest.approx(2, abs=1e-6)
+    noisy = depth_correlation_loss(target + torch.rand(2, 8, 9, generator=gen), target, mask)
+    assert 0 < float(noisy) < 1
+    # pixels outside the mask do not count; a view with no masked pixel adds 0
+    wild = torch.where(mask, target, torch.full_like(target, 1e3))
+    assert float(depth_correlation_loss(wild, target, mask)) == pytest.approx(0, abs=1e-5)
+    empty = torch.zeros_like(mask)
+    assert float(depth_correlation_loss(target, target, empty)) == 0.0
+    with pytest.raises(ValueError, match="depth_weight"):
+        CoarseConfig(depth_weight=-1.0)
