@@ -12,10 +12,11 @@ window's blur as dense matrix products; here it is four memory-bound passes over
 4. along columns, then dLoss/dx = G*d_mu + 2 x G*d_xx + y G*d_xy + the L1 term.
 
 The Gaussian is symmetric, so the backward blur is the same blur. For the fit's CUDA graph
-(`fit_graph.GraphedLoss`) a prologue kernel also composites the raw render over the step's background and
-adds the alpha term, and pass 4 returns the gradients with respect to the raw colour and alpha: loss and
-gradients in five kernels, no autograd (`loss_and_grads`). For autograd callers `fused_l1_dssim` makes the
-gradient in the forward call (a loss is always differentiated) and scales it in backward.
+(`fit_graph.GraphedLoss`, `FitLossKernels`) a prologue kernel also looks up the step's views and
+background, composites the raw render over that background and adds the alpha term, and pass 4 returns the
+gradients with respect to the raw colour and alpha and keeps the step counter and loss log: a memset and
+five kernels a step, no autograd. For autograd callers `fused_l1_dssim` makes the gradient in the forward
+call (a loss is always differentiated) and scales it in backward.
 """
 
 from __future__ import annotations
@@ -133,38 +134,6 @@ def _hblur3(d_ptr, out_ptr, g_ptr, W, plane, BLOCK: tl.constexpr, R: tl.constexp
 
 
 @triton.jit
-def _prologue(rgb_ptr, alpha_ptr, bg_ptr, target_ptr, ta_ptr, w_ptr, x_ptr, y_ptr, ga_ptr, loss_ptr, HW, n_pix,
-              alpha_weight, inv_pix, COMPOSITE: tl.constexpr, HAS_TA: tl.constexpr, HAS_W: tl.constexpr,
-              BLOCK: tl.constexpr):
-    """Per pixel: the render over the background and the target into planar [B, 3, H, W] images; the alpha
-    term's loss and its gradient w.r.t. alpha."""
-    pix = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
-    m = pix < n_pix
-    b = pix // HW
-    hw = pix % HW
-    if COMPOSITE:
-        a = tl.load(alpha_ptr + pix, mask=m, other=1.0)
-    for c in tl.static_range(3):
-        xv = tl.load(rgb_ptr + pix * 3 + c, mask=m, other=0.0)
-        if COMPOSITE:
-            xv += (1.0 - a) * tl.load(bg_ptr + c)
-        tl.store(x_ptr + (b * 3 + c) * HW + hw, xv, mask=m)
-        tl.store(y_ptr + (b * 3 + c) * HW + hw, tl.load(target_ptr + pix * 3 + c, mask=m, other=0.0), mask=m)
-    if COMPOSITE:
-        if HAS_TA:
-            if HAS_W:
-                wv = tl.load(w_ptr + pix, mask=m, other=0.0)
-            else:
-                wv = tl.where(m, 1.0, 0.0)
-            d = a - tl.load(ta_ptr + pix, mask=m, other=0.0)
-            scale = alpha_weight * wv * inv_pix
-            tl.atomic_add(loss_ptr, tl.sum(tl.where(m, scale * tl.abs(d), 0.0), axis=0))
-            tl.store(ga_ptr + pix, scale * tl.where(d > 0, 1.0, tl.where(d < 0, -1.0, 0.0)), mask=m)
-        else:
-            tl.store(ga_ptr + pix, tl.zeros([BLOCK], dtype=tl.float32), mask=m)
-
-
-@triton.jit
 def _vblur_grad(e_ptr, x_ptr, y_ptr, w_ptr, bg_ptr, grad_ptr, ga_ptr, g_ptr, loss_ptr, log_ptr, step_ptr,
                 H, W, plane, lam, inv_n, COMPOSITE: tl.constexpr, HAS_W: tl.constexpr, LOG: tl.constexpr,
                 BLOCK: tl.constexpr, R: tl.constexpr):
@@ -217,63 +186,42 @@ def _taps(device: torch.device) -> Tensor:
     return (g / g.sum()).float().to(device)
 
 
-def loss_and_grads(rgb: Tensor, target: Tensor, weights: Tensor | None, ssim_weight: float,
-                   alpha: Tensor | None = None, background: Tensor | None = None,
-                   target_alpha: Tensor | None = None, alpha_weight: float = 0.0
-                   ) -> tuple[Tensor, Tensor, Tensor | None]:
-    """The loss [] and its gradients, no autograd: rgb, target [B, H, W, 3]; weights [B, H, W] or None.
-
-    With `alpha` [B, H, W] and `background` [3], rgb is the render before compositing (premultiplied, as the
-    rasteriser makes it without a background): the loss sees rgb + (1 - alpha) background, and also gets
-    alpha_weight x mean(w |alpha - target_alpha|) when target_alpha is given. Returns (loss, dloss/drgb,
-    dloss/dalpha or None)."""
+def l1_dssim(rgb: Tensor, target: Tensor, weights: Tensor | None, ssim_weight: float) -> tuple[Tensor, Tensor]:
+    """rgb, target [B, H, W, 3], weights [B, H, W] or None -> (loss [], dloss/drgb [B, H, W, 3]), no autograd."""
     B, H, W, C = rgb.shape
     if C != 3:
         raise ValueError(f"rgb must have 3 channels, got {C}")
     dev = rgb.device
-    composite = alpha is not None
-    if composite and background is None:
-        raise ValueError("alpha needs a background to composite over")
-    f32 = lambda t: None if t is None else t.detach().float().contiguous()  # noqa: E731
-    rgb, target, weights, alpha, target_alpha = map(f32, (rgb, target, weights, alpha, target_alpha))
-    bg = f32(background.reshape(3)) if composite else rgb
-    plane, n_pix = B * C * H * W, B * H * W
-    g = _taps(dev)
-    R = WINDOW // 2
-    lam, inv_n = float(ssim_weight), 1.0 / plane
+    x = rgb.detach().float().permute(0, 3, 1, 2).contiguous()  # planar [B, 3, H, W]: rows are contiguous
+    y = target.detach().float().permute(0, 3, 1, 2).contiguous()
+    has_w = weights is not None
+    w = weights.detach().float().contiguous() if has_w else x  # x: a placeholder the kernels do not read
+    plane = B * C * H * W
+    g, R, lam = _taps(dev), WINDOW // 2, float(ssim_weight)
     loss = torch.zeros(1, device=dev)
-    x = torch.empty(B, C, H, W, device=dev)
-    y = torch.empty(B, C, H, W, device=dev)
-    grad_alpha = torch.empty(B, H, W, device=dev) if composite else None
-    dummy = rgb
-    _prologue[(triton.cdiv(n_pix, BLOCK),)](
-        rgb, alpha if composite else dummy, bg, target, target_alpha if target_alpha is not None else dummy,
-        weights if weights is not None else dummy, x, y, grad_alpha if composite else dummy, loss, H * W, n_pix,
-        float(alpha_weight), 1.0 / n_pix, COMPOSITE=composite, HAS_TA=target_alpha is not None,
-        HAS_W=weights is not None, BLOCK=BLOCK)
     grid = (B * C * H, triton.cdiv(W, BLOCK))
     moments = torch.empty(5, plane, device=dev)
     _hblur_moments[grid](x, y, moments, g, W, plane, BLOCK=BLOCK, R=R)
     partials = torch.empty(3, plane, device=dev)
-    w_arg = weights if weights is not None else dummy
-    _vblur_ssim[grid](moments, x, y, w_arg, partials, loss, g, H, W, plane, lam, inv_n,
-                      HAS_W=weights is not None, CH=C, BLOCK=BLOCK, R=R)
+    _vblur_ssim[grid](moments, x, y, w, partials, loss, g, H, W, plane, lam, 1.0 / plane,
+                      HAS_W=has_w, CH=C, BLOCK=BLOCK, R=R)
     blurred = moments[:3]  # reuse: the moments are no longer needed
     _hblur3[grid](partials, blurred, g, W, plane, BLOCK=BLOCK, R=R)
     grad = torch.empty(B, H, W, C, device=dev)
     _vblur_grad[(B * H, triton.cdiv(W, BLOCK))](
-        blurred, x, y, w_arg, bg, grad, grad_alpha if composite else dummy, g, loss, dummy, dummy, H, W, plane,
-        lam, inv_n, COMPOSITE=composite, HAS_W=weights is not None, LOG=False, BLOCK=BLOCK, R=R)
-    return loss[0], grad, grad_alpha
+        blurred, x, y, w, x, grad, x, g, loss, x, x, H, W, plane, lam, 1.0 / plane,
+        COMPOSITE=False, HAS_W=has_w, LOG=False, BLOCK=BLOCK, R=R)
+    return loss[0], grad
 
 
 @triton.jit
-def _prologue_fit(rgb_ptr, alpha_ptr, img_ptr, batches_ptr, step_ptr, bgs_ptr, w_ptr, x_ptr, y_ptr, wb_ptr,
+def _prologue(rgb_ptr, alpha_ptr, img_ptr, batches_ptr, step_ptr, bgs_ptr, w_ptr, x_ptr, y_ptr, wb_ptr,
                   ga_ptr, bg_cur_ptr, loss_ptr, HW, n_pix, B, alpha_weight, inv_pix, RGBA: tl.constexpr,
                   USE_ALPHA: tl.constexpr, HAS_W: tl.constexpr, BLOCK: tl.constexpr):
-    """`_prologue` for the fit graph: this step's views, background and targets looked up on the device (the
-    step counter, the [steps, B] view table, the [steps, 3] backgrounds, the [C, H, W, 3|4] images), the
-    per-pixel weights gathered for passes 2 and 4, the step's background kept for pass 4."""
+    """Per pixel of the fit graph's batch: this step's views, background and targets looked up on the device
+    (the step counter, the [steps, B] view table, the [steps, 3] backgrounds, the [C, H, W, 3|4] images); the
+    render over the background and the target into planar [B, 3, H, W] images; the weights gathered for
+    passes 2 and 4; the alpha term's loss and its gradient; the step's background kept for pass 4."""
     step = tl.load(step_ptr)
     pix = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     m = pix < n_pix
@@ -345,7 +293,7 @@ class FitLossKernels:
         has_w = self.weights is not None
         w, wb = (self.weights, self.wb) if has_w else (self.x, self.x)
         self.loss.zero_()
-        _prologue_fit[(triton.cdiv(n_pix, BLOCK),)](
+        _prologue[(triton.cdiv(n_pix, BLOCK),)](
             self.rgb, self.alpha, self.images, self.batches, self.step, self.backgrounds, w, self.x, self.y, wb,
             self.grad_alpha, self.bg, self.loss, H * W, n_pix, B, self.alpha_weight, 1.0 / n_pix,
             RGBA=self.rgba, USE_ALPHA=self.use_alpha, HAS_W=has_w, BLOCK=BLOCK)
@@ -358,12 +306,6 @@ class FitLossKernels:
         _vblur_grad[(B * H, triton.cdiv(W, BLOCK))](
             blurred, self.x, self.y, wb, self.bg, self.grad_rgb, self.grad_alpha, g, self.loss, self.log,
             self.step, H, W, plane, self.lam, 1.0 / plane, COMPOSITE=True, HAS_W=has_w, LOG=True, BLOCK=BLOCK, R=R)
-
-
-def l1_dssim(rgb: Tensor, target: Tensor, weights: Tensor | None, ssim_weight: float) -> tuple[Tensor, Tensor]:
-    """rgb, target [B, H, W, 3], weights [B, H, W] or None -> (loss [], dloss/drgb [B, H, W, 3]), no autograd."""
-    loss, grad, _ = loss_and_grads(rgb, target, weights, ssim_weight)
-    return loss, grad
 
 
 class _L1DSSIM(torch.autograd.Function):

@@ -144,20 +144,27 @@ def test_fused_loss_kernels_equal_the_torch_loss_on_cuda():
         assert float((x1.grad - x2.grad).abs().max()) <= 1e-4 * float(x1.grad.abs().max())
 
 
-def test_fused_composite_loss_and_grads_on_cuda():
-    """The fit graph's form on CUDA: raw render + alpha over a background, alpha term, both gradients."""
+def test_fit_loss_kernels_on_cuda():
+    """The fit graph's kernels on CUDA: views and background looked up from the step counter, raw render +
+    alpha over the background, alpha term, both gradients, log and counter; against the torch loss."""
     from likeness3d.backend.stages.fit import photometric_loss
-    from likeness3d.backend.stages.fused_loss import loss_and_grads
+    from likeness3d.backend.stages.fused_loss import FitLossKernels
 
     gen = torch.Generator().manual_seed(12)
+    images = torch.rand(5, 256, 320, 4, generator=gen).cuda()
+    weights = torch.rand(5, 256, 320, generator=gen).cuda()
+    batches = torch.tensor([[0, 1], [4, 2], [3, 0]]).cuda()
+    backgrounds, step, log = torch.rand(3, 3, generator=gen).cuda(), torch.tensor(1).cuda(), torch.zeros(3).cuda()
     raw = (torch.rand(2, 256, 320, 3, generator=gen) * 0.5).cuda()
-    alpha, target = torch.rand(2, 256, 320, generator=gen).cuda(), torch.rand(2, 256, 320, 3, generator=gen).cuda()
-    ta, w, bg = torch.rand(2, 256, 320, generator=gen).cuda(), torch.rand(2, 256, 320, generator=gen).cuda(), torch.rand(3).cuda()
+    alpha = torch.rand(2, 256, 320, generator=gen).cuda()
+    kernels = FitLossKernels(raw, alpha, images, weights, batches, backgrounds, step, log, 0.2, 0.1, True)
+    kernels()
+    idx, bg = batches[1], backgrounds[1]
+    target = images[idx, ..., :3] * images[idx, ..., 3:] + bg * (1 - images[idx, ..., 3:])
     r1, a1 = raw.clone().requires_grad_(True), alpha.clone().requires_grad_(True)
-    ref = photometric_loss(r1 + (1 - a1)[..., None] * bg, target, a1, ta, w, 0.2, 0.1)
+    ref = photometric_loss(r1 + (1 - a1)[..., None] * bg, target, a1, images[idx, ..., 3], weights[idx], 0.2, 0.1)
     ref.backward()
-    loss, g_rgb, g_alpha = loss_and_grads(raw, target, w, 0.2, alpha=alpha, background=bg, target_alpha=ta,
-                                          alpha_weight=0.1)
-    assert abs(float(ref) - float(loss)) <= 1e-5 * float(ref)
-    assert float((g_rgb - r1.grad).abs().max()) <= 1e-4 * float(r1.grad.abs().max())
-    assert float((g_alpha - a1.grad).abs().max()) <= 1e-4 * float(a1.grad.abs().max())
+    assert int(step) == 2 and float(log[0]) == 0 and float(log[2]) == 0
+    assert abs(float(ref) - float(log[1])) <= 1e-5 * float(ref)
+    assert float((kernels.grad_rgb - r1.grad).abs().max()) <= 1e-4 * float(r1.grad.abs().max())
+    assert float((kernels.grad_alpha - a1.grad).abs().max()) <= 1e-4 * float(a1.grad.abs().max())
