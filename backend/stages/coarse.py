@@ -211,7 +211,6 @@ def coarse_stage(
     fg = masks[..., None].float()
     counts, start = {m: 0 for m in MODES}, time.perf_counter()
     skipped = torch.zeros((), dtype=torch.long, device=dev)
-    pending: list[Tensor] = []
     log = LossLog(dev, "coarse loss")
     for step in range(config.steps):
         if cancel is not None:
@@ -239,14 +238,10 @@ def coarse_stage(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        pending.append(torch.stack([loss.detach(), l1.detach()]))
-        if len(pending) == LOSS_WINDOW or step + 1 == config.steps:  # read back once per window, asynchronously
-            log.add(torch.stack(pending), step + 1)
-            pending.clear()
+        log.record(torch.stack([loss, l1]), step + 1, config.steps, LOSS_WINDOW)  # read back once per window
         if progress is not None:
-            l1_shown = log.latest[1] if log.latest else float("nan")
+            l1_shown = log.latest_value(1)
             progress(step + 1, config.steps, f"coarse SDS step {step + 1}/{config.steps} ({mode}, t={s.timestep}), reference L1 {l1_shown:.4f}")
-    log.poll(wait=True)
     out = Gaussians(gaussians.means.detach(), quats.detach(), gaussians.log_scales.detach(),
                     gaussians.logit_opacities.detach(), torch.cat([sh0.detach(), gaussians.sh[:, 1:].detach()], 1))
     return CoarseResult(out, tuple(log.values), counts, int(skipped), time.perf_counter() - start)

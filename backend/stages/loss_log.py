@@ -23,6 +23,21 @@ class LossLog:
         self.latest: list[float] = []
         """The newest row read."""
         self._inflight: list[tuple[Tensor, torch.cuda.Event | None, int]] = []
+        self._pending: list[Tensor] = []
+
+    def record(self, row: Tensor, step: int, total: int, window: int = 25) -> None:
+        """Keep step `step`'s (1-based, of `total`) row of values [k] on the device; every `window` steps and
+        at the last one, queue them (`add`); after the last one, wait for everything."""
+        self._pending.append(row.detach())
+        if len(self._pending) == window or step == total:
+            self.add(torch.stack(self._pending), step)
+            self._pending.clear()
+        if step == total:
+            self.poll(wait=True)
+
+    def latest_value(self, column: int) -> float:
+        """`column` of the newest row read, NaN before the first window arrives."""
+        return self.latest[column] if len(self.latest) > column else float("nan")
 
     def add(self, window: Tensor, last_step: int) -> None:
         """Queue the values of the steps ending at `last_step` (1-based); read what has arrived."""

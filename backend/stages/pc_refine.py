@@ -97,7 +97,6 @@ def refine_points(
     opt = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     gamma = config.lr_decay ** (1.0 / config.lr_decay_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(gamma ** s, config.lr_decay))
-    pending: list[Tensor] = []
     log = LossLog(images.device, "refine loss")
     start = time.perf_counter()
     for step in range(config.steps):
@@ -112,14 +111,10 @@ def refine_points(
         loss.backward()
         opt.step()
         sched.step()
-        pending.append(torch.stack([loss.detach(), l1.detach()]))
-        if len(pending) == LOSS_WINDOW or step + 1 == config.steps:  # read back once per window, asynchronously
-            log.add(torch.stack(pending), step + 1)
-            pending.clear()
+        log.record(torch.stack([loss, l1]), step + 1, config.steps, LOSS_WINDOW)  # read back once per window
         if progress is not None:
-            l1_shown = log.latest[1] if log.latest else float("nan")
+            l1_shown = log.latest_value(1)
             progress(step + 1, config.steps, f"point refine step {step + 1}/{config.steps}, reference L1 {l1_shown:.4f}")
-    log.poll(wait=True)
     with torch.no_grad():
         rgb, _ = model(cameras, backend)
         final = float(masked_l1(rgb, images, masks))

@@ -14,3 +14,11 @@ def test_windows_arrive_in_order_and_a_non_finite_loss_stops_the_fit():
     assert log.values == [1.0, 2.0, 3.0, 4.0] and log.shown == 4.0
     with pytest.raises(FloatingPointError, match="before step 6"):
         log.add(torch.tensor([5.0, math.nan]), 6)
+
+
+def test_record_sends_windows_and_waits_at_the_last_step():
+    log = LossLog(torch.device("cpu"), "refine loss")
+    assert math.isnan(log.latest_value(1))
+    for step in range(1, 6):
+        log.record(torch.tensor([float(step), 10.0 * step]), step, 5, window=2)
+    assert log.values == [1.0, 2.0, 3.0, 4.0, 5.0] and log.latest_value(1) == 50.0 and log.shown == 5.0
