@@ -21,6 +21,7 @@ from torch import Tensor
 
 from .cameras import Cameras
 from .densify import SimpleStrategy, gsplat_default_strategy
+from .fit_graph import device_adam_state
 from .gaussians import Gaussians
 from .loss_log import LossLog
 from .metrics import ssim_map, weighted_mean
@@ -214,14 +215,7 @@ def fused_adam_step(optimizers: dict[str, torch.optim.Adam]) -> None:
         p = opt.param_groups[0]["params"][0]
         if p.grad is None:
             continue
-        state = opt.state[p]
-        if "exp_avg" not in state:
-            state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        step = state.get("step")
-        if step is None or step.device != p.device:
-            state["step"] = torch.full((), 0.0 if step is None else float(step), device=p.device)
-        steps.append(state["step"])
+        steps.append(device_adam_state(opt.state[p], p)["step"])
     if not steps:
         return
     torch._foreach_add_(steps, 1)

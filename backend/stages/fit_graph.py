@@ -113,6 +113,18 @@ class GraphedLoss:
         return self.log[start:stop]
 
 
+def device_adam_state(state: dict, p: Tensor) -> dict:
+    """Adam's state for `p` as the fused kernel wants it: zero moments when new, the step count as a tensor on
+    p's device (torch's eager Adam keeps it on the CPU; reading that in a loop would sync)."""
+    if "exp_avg" not in state:
+        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+    step = state.get("step")
+    if step is None or step.device != p.device:
+        state["step"] = torch.full((), 0.0 if step is None else float(step), device=p.device)
+    return state
+
+
 class GraphedUpdate:
     """What follows the backward pass and keeps its shapes, as one CUDA graph: DefaultStrategy's per-step
     sums of the screen-space gradients, then Adam on every parameter (torch's fused kernel, one per
@@ -169,12 +181,7 @@ class GraphedUpdate:
         for n in self.names:
             opt, p = optimizers[n], params[n]
             group, st = opt.param_groups[0], opt.state[p]
-            if "exp_avg" not in st:
-                st["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                st["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-            step = st.get("step")
-            if step is None or step.device != dev:  # counted on the device here (torch's eager Adam: CPU)
-                st["step"] = torch.full((), 0.0 if step is None else float(step), device=dev)
+            device_adam_state(st, p)
             if n not in self.lrs:
                 self.lrs[n] = torch.full((), float(group["lr"]), device=dev)
             slots.append((p, st["exp_avg"], st["exp_avg_sq"], st["step"], self.lrs[n], group["betas"], group["eps"]))

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from .cameras import Cameras, orbit
+from .diffusion.steps import step_callback
 
 
 @dataclass(frozen=True)
@@ -142,18 +143,11 @@ def enhance_views(
         groups.setdefault(k, []).append(i)
     calls = [(k, idx[j : j + config.batch_size]) for k, idx in sorted(groups.items())
              for j in range(0, len(idx), config.batch_size)]
-    total, done = sum(k for k, _ in calls), 0
+    total = sum(k for k, _ in calls)
     x = images.permute(0, 3, 1, 2).float().clamp(0, 1)  # [V, 3, H, W]
     out = torch.empty(V, H, W, 3)
 
-    def on_step(pipeline, i, t, kwargs):  # diffusers' callback_on_step_end
-        nonlocal done
-        if cancel is not None:
-            cancel()
-        done += 1
-        if progress is not None:
-            progress(done, total)
-        return {}
+    on_step = step_callback(total, progress, cancel)
 
     for k, idx in calls:
         n = len(idx)

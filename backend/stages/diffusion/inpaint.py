@@ -12,6 +12,7 @@ import numpy as np
 import torch
 
 from .images import as_image_batch, as_mask_batch
+from .steps import step_callback
 from .text import prompt_list
 
 ProgressFn = Callable[[int, int, str], None]
@@ -128,17 +129,9 @@ def inpaint_views(
             f"step; use strength 0 to keep the input, or more steps"
         )
     total = steps * math.ceil(N / config.batch_size)
-    done = 0
     out = np.empty_like(keep)
 
-    def on_step(pipeline, i, t, kwargs):  # diffusers' callback_on_step_end
-        nonlocal done
-        if cancel is not None:
-            cancel()
-        done += 1
-        if progress is not None:
-            progress(done, total, f"inpainting: denoising step {done}/{total}")
-        return {}
+    on_step = step_callback(total, progress, cancel, lambda d, n: f"inpainting: denoising step {d}/{n}")
 
     for start in range(0, N, config.batch_size):
         sl = slice(start, min(start + config.batch_size, N))

@@ -29,6 +29,8 @@ from typing import Callable
 
 import numpy as np
 
+from .steps import step_callback
+
 CACHE_VERSION = 1
 """Bumped whenever what a key stands for changes (generation code, file layout)."""
 STALE_TMP_S = 3600.0
@@ -110,16 +112,9 @@ def generate_class_images(
     )
     pipe.set_progress_bar_config(disable=True)
     total = steps * math.ceil(count / batch_size)
-    done = 0
 
-    def on_step(pipeline, i, t, kwargs):  # diffusers' callback_on_step_end
-        nonlocal done
-        if cancel is not None:
-            cancel()
-        done += 1
-        if progress is not None:
-            progress(done, total, f"class images for prior preservation: denoising step {done}/{total} ({count} images)")
-        return {}
+    on_step = step_callback(total, progress, cancel,
+                            lambda d, n: f"class images for prior preservation: denoising step {d}/{n} ({count} images)")
 
     unet = components.unet
     adapters = bool(getattr(unet, "peft_config", None))
