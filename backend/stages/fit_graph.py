@@ -14,6 +14,7 @@ that counter; each step's loss goes into a log the host reads once per window.
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Callable
 
 import torch
@@ -127,23 +128,40 @@ def device_adam_state(state: dict, p: Tensor) -> dict:
 
 class GraphedUpdate:
     """What follows the backward pass and keeps its shapes, as one CUDA graph: DefaultStrategy's per-step
-    sums of the screen-space gradients, then Adam on every parameter (torch's fused kernel, one per
-    parameter, learning rates and step counts as device tensors), then the decay of the `decaying` group's
-    learning rate.
+    sums of the screen-space gradients, then Adam on every parameter (`adam_kernel`, one Triton kernel per
+    parameter; torch's fused kernel where Triton is missing; learning rates and step counts as device
+    tensors), then the decay of the `decaying` group's learning rate.
 
     A graph holds fixed addresses, and the strategy replaces parameters, moments and sums when it grows,
-    prunes or resets opacities: the graph is captured again when any tensor it touches is a different
-    object (about every `refine_every` steps while densifying; a capture takes milliseconds). It keeps those
-    tensors referenced, so a replaced one cannot be freed and a new one take its place unnoticed. The
-    gradients arrive in new tensors each step and are copied into the graph's inputs (one multi-tensor copy).
+    prunes or resets opacities: the graphs are dropped and made again when any tensor they update is a
+    different object (about every `refine_every` steps while densifying; a capture takes milliseconds).
+    They keep those tensors referenced, so a replaced one cannot be freed and a new one take its place
+    unnoticed.
+
+    The gradients are new tensors every step. In a steady loop the caching allocator hands the same blocks
+    out in the same order (or in a short cycle of orders), so once a step's gradients sit at addresses an
+    earlier step's did, a graph is captured that reads them where they are, and every later step whose
+    gradients sit there again replays it with no copy (24 MB a step for 100k Gaussians at SH degree 3). The addresses are checked every
+    step; a step whose gradients sit elsewhere copies them into a graph of its own buffers instead.
     """
+
+    use_triton = True
+    """Adam by `adam_kernel` where Triton is installed (False: torch's fused kernel, for comparisons)."""
+    max_in_place = 4
+    """Graphs reading the gradients in place, at most, per set of parameters (0: always copy)."""
 
     def __init__(self, decaying: str, decay: float, strategy_sums: bool):
         self.decaying, self.decay, self.strategy_sums = decaying, decay, strategy_sums
-        self.graph: torch.cuda.CUDAGraph | None = None
         self.held: list = []
         self.lrs: dict[str, Tensor] = {}
+        self.copying: torch.cuda.CUDAGraph | None = None
+        self.in_place: dict[tuple[int, ...], torch.cuda.CUDAGraph] = {}
+        self.seen: set[tuple[int, ...]] = set()
+        self.stream: torch.cuda.Stream | None = None
         self.captures = 0
+        """Graphs captured so far."""
+        self.in_place_steps = 0
+        """Steps that read their gradients in place (the others copied them)."""
 
     def _touched(self, params, optimizers, state) -> list:
         out = []
@@ -159,55 +177,97 @@ class GraphedUpdate:
             a is b or (isinstance(a, (str, bool)) and a == b) for a, b in zip(touched, self.held))
 
     def step(self, params, optimizers, state, info) -> None:
-        if self.graph is None or not self._unchanged(self._touched(params, optimizers, state)):
-            self._capture(params, optimizers, state, info)
+        if not self.held or not self._unchanged(self._touched(params, optimizers, state)):
+            self._prepare(params, optimizers, state, info)
             self.held = self._touched(params, optimizers, state)
-        torch._foreach_copy_(self.grads, [params[n].grad for n in self.names])
+        inputs = [params[n].grad for n in self.names]
         if self.strategy_sums:
-            self.means2d_grad.copy_(info["means2d"].grad)
-            self.radii.copy_(info["radii"])
-        self.graph.replay()
+            inputs += [info["means2d"].grad, info["radii"]]
+        key = tuple(t.data_ptr() for t in inputs) if all(t.is_contiguous() for t in inputs) else None
+        graph = self.in_place.get(key)
+        if graph is None and key in self.seen and len(self.in_place) < self.max_in_place:
+            graph = self.in_place[key] = self._record(inputs)  # the second step at these addresses
+        elif graph is None and key is not None and len(self.seen) < 64:
+            self.seen.add(key)
+        if graph is not None:
+            self.in_place_steps += 1
+        else:
+            if self.copying is None:
+                self.buffers = [torch.empty_like(t) for t in inputs]
+                self.copying = self._record(self.buffers)
+            floats = len(self.names) + self.strategy_sums  # the gradients, then means2d's
+            torch._foreach_copy_(self.buffers[:floats], inputs[:floats])
+            if self.strategy_sums:
+                self.buffers[-1].copy_(inputs[-1])
+            graph = self.copying
+        graph.replay()
         for p in params.values():
             p.grad = None
         for group in optimizers[self.decaying].param_groups:  # the host's copy, for anyone who reads it
             group["lr"] *= self.decay
 
-    def _capture(self, params, optimizers, state, info) -> None:
-        self.graph = None  # the old graph's memory pool goes first
+    def _prepare(self, params, optimizers, state, info) -> None:
+        """A new set of parameters: drop the graphs (their memory pools go first) and gather what they update."""
+        self.copying, self.in_place, self.seen = None, {}, set()
         dev = params["means"].device
         self.names = [n for n, p in params.items() if p.grad is not None]
-        self.grads = [torch.empty_like(params[n].grad) for n in self.names]
-        slots = []
+        self.slots = []
         for n in self.names:
             opt, p = optimizers[n], params[n]
             group, st = opt.param_groups[0], opt.state[p]
             device_adam_state(st, p)
             if n not in self.lrs:
                 self.lrs[n] = torch.full((), float(group["lr"]), device=dev)
-            slots.append((p, st["exp_avg"], st["exp_avg_sq"], st["step"], self.lrs[n], group["betas"], group["eps"]))
+            self.slots.append((p, st["exp_avg"], st["exp_avg_sq"], st["step"], self.lrs[n], group["betas"],
+                               group["eps"]))
         if self.strategy_sums:
             n = len(params["means"])
             if state["grad2d"] is None:
                 state["grad2d"] = torch.zeros(n, device=dev)
             if state["count"] is None:
                 state["count"] = torch.zeros(n, device=dev)
-            self.means2d_grad = torch.empty_like(info["means2d"].grad)
-            self.radii = torch.empty_like(info["radii"])
+            self.sums = (state["grad2d"], state["count"])
             C = info["n_cameras"]
-            # an attribute, not a local: the graph reads its memory at every replay
-            self.scale = scale = torch.tensor([info["width"] / 2.0 * C, info["height"] / 2.0 * C]).to(dev)
-        torch.cuda.synchronize(dev)
+            # an attribute, not a local: the graphs read its memory at every replay
+            self.scale = torch.tensor([info["width"] / 2.0 * C, info["height"] / 2.0 * C]).to(dev)
+        self.adam = None
+        if self.use_triton and importlib.util.find_spec("triton") is not None:
+            from .adam_kernel import adam_, warm_up
+
+            warm_up(dev)
+            self.adam = adam_
+        if self.stream is None:
+            self.stream = torch.cuda.Stream(device=dev)
+
+    def _record(self, inputs: list[Tensor]) -> torch.cuda.CUDAGraph:
+        """Capture the update reading the gradients (and means2d's gradient and radii) from `inputs`.
+
+        capture_begin directly, not torch.cuda.graph: that empties the allocator's cache first, which would
+        move the next gradients to new addresses."""
+        grads = inputs[:len(self.names)]
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph), torch.no_grad():
-            if self.strategy_sums:
-                seen = (self.radii > 0).all(dim=-1)  # [C, N]
-                norms = torch.linalg.vector_norm(self.means2d_grad * scale, dim=-1) * seen
-                state["grad2d"].add_(norms.sum(dim=0))
-                state["count"].add_(seen.sum(dim=0))
-            for (p, m, v, step, lr, (b1, b2), eps), g in zip(slots, self.grads):
-                step.add_(1)
-                torch._fused_adam_([p.data], [g], [m], [v], [], [step], lr=lr, beta1=b1, beta2=b2,
-                                   weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
-            self.lrs[self.decaying].mul_(self.decay)
-        self.graph = graph
+        self.stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(self.stream), torch.no_grad():
+            graph.capture_begin(capture_error_mode="thread_local")
+            try:
+                if self.strategy_sums:
+                    means2d_grad, radii = inputs[len(self.names):]
+                    seen = (radii > 0).all(dim=-1)  # [C, N]
+                    norms = torch.linalg.vector_norm(means2d_grad * self.scale, dim=-1) * seen
+                    self.sums[0].add_(norms.sum(dim=0))
+                    self.sums[1].add_(seen.sum(dim=0))
+                for (p, m, v, step, lr, (b1, b2), eps), g in zip(self.slots, grads):
+                    if self.adam is not None:  # reads step + 1; the counts advance together below
+                        self.adam(p.data, g, m, v, step, lr, b1, b2, eps)
+                    else:
+                        step.add_(1)
+                        torch._fused_adam_([p.data], [g], [m], [v], [], [step], lr=lr, beta1=b1, beta2=b2,
+                                           weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+                if self.adam is not None:
+                    torch._foreach_add_([slot[3] for slot in self.slots], 1)
+                self.lrs[self.decaying].mul_(self.decay)
+            finally:
+                graph.capture_end()
+        torch.cuda.current_stream().wait_stream(self.stream)
         self.captures += 1
+        return graph

@@ -168,3 +168,86 @@ def test_fit_loss_kernels_on_cuda():
     assert abs(float(ref) - float(log[1])) <= 1e-5 * float(ref)
     assert float((kernels.grad_rgb - r1.grad).abs().max()) <= 1e-4 * float(r1.grad.abs().max())
     assert float((kernels.grad_alpha - a1.grad).abs().max()) <= 1e-4 * float(a1.grad.abs().max())
+
+
+def test_adam_kernel_in_a_cuda_graph_is_torch_adam():
+    """`adam_kernel.adam_` captured once and replayed: torch.optim.Adam's parameters, step by step."""
+    from likeness3d.backend.stages.adam_kernel import adam_, warm_up
+
+    gen = torch.Generator().manual_seed(13)
+    ref = torch.nn.Parameter(torch.randn(300_001, generator=gen).cuda())
+    opt = torch.optim.Adam([ref], lr=0.05, eps=1e-15)
+    p, g = ref.detach().clone(), torch.zeros_like(ref)
+    m, v, step, lr = torch.zeros_like(p), torch.zeros_like(p), torch.zeros((), device="cuda"), torch.tensor(0.05).cuda()
+    warm_up(p.device)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        adam_(p, g, m, v, step, lr, 0.9, 0.999, 1e-15)
+        step.add_(1)
+    for _ in range(5):
+        grad = torch.randn(300_001, generator=gen).cuda()
+        ref.grad = grad.clone()
+        opt.step()
+        g.copy_(grad)
+        graph.replay()
+    assert int(step) == 5
+    err = float((p - ref.detach()).abs().max())  # float32 rounding of |p| up to about 5
+    assert err <= 1e-5, err
+
+
+@pytest.mark.parametrize("max_in_place", [0, 4])
+def test_graphed_update_is_eager_adam_and_reads_gradients_in_place(max_in_place):
+    """`fit_graph.GraphedUpdate` against the eager multi-tensor Adam and the strategy's sums, over steps with
+    fresh gradients each, a replaced parameter set midway; with in-place graphs allowed, steady steps use them."""
+    from likeness3d.backend.stages.fit import adam_step
+    from likeness3d.backend.stages.fit_graph import GraphedUpdate
+
+    gen = torch.Generator().manual_seed(14)
+    shapes = {"means": (500, 3), "opacities": (500,), "shN": (500, 15, 3)}
+    start = {k: torch.randn(*s, generator=gen).cuda() for k, s in shapes.items()}
+    steps = 20
+    weights = [{k: torch.randn(*s, generator=gen).cuda() for k, s in shapes.items()} for _ in range(steps)]
+    radii = [(torch.rand(1, 500, 2, generator=gen) > 0.2).int().cuda() for _ in range(steps)]
+    scale = torch.tensor([32.0, 24.0], device="cuda")
+    runs = {}
+    for graphed in (False, True):
+        params = {k: torch.nn.Parameter(v.clone()) for k, v in start.items()}
+        opts = {k: torch.optim.Adam([{"params": [p], "lr": 0.01 * (i + 1)}], eps=1e-15)
+                for i, (k, p) in enumerate(params.items())}
+        state = {"grad2d": None, "count": None}
+        updater = GraphedUpdate("means", 0.99, strategy_sums=True)
+        updater.max_in_place = max_in_place
+        sums = [torch.zeros(500, device="cuda"), torch.zeros(500, device="cuda")]
+        for step in range(steps):
+            if step == steps // 2:  # as a strategy does: new parameter objects, the Adam state carried over
+                for k in list(params):
+                    new = torch.nn.Parameter(params[k].detach().clone())
+                    opts[k].state[new] = opts[k].state.pop(params[k])
+                    opts[k].param_groups[0]["params"] = [new]
+                    params[k] = new
+            means2d = params["means"][None, :, :2] * 2.0  # [C, N, 2], as the rasteriser's
+            means2d.retain_grad()
+            loss = sum((p * weights[step][k]).sum() for k, p in params.items()) + (means2d**2).sum()
+            loss.backward()
+            # the rasteriser's radii are a new tensor each step, like the gradients
+            info = {"means2d": means2d, "radii": radii[step].clone(), "width": 64, "height": 48, "n_cameras": 1}
+            if graphed:
+                updater.step(params, opts, state, info)
+            else:
+                seen = (radii[step] > 0).all(-1)
+                sums[0] += (torch.linalg.vector_norm(means2d.grad * scale, dim=-1) * seen).sum(0)
+                sums[1] += seen.sum(0)
+                adam_step(opts)
+                for group in opts["means"].param_groups:
+                    group["lr"] *= 0.99
+            del means2d, loss, info
+        runs[graphed] = (params, state["grad2d"] if graphed else sums[0], state["count"] if graphed else sums[1])
+        if graphed:
+            stats = (updater.captures, updater.in_place_steps)
+            assert updater.captures <= 2 + 2 * max_in_place, stats
+            assert (updater.in_place_steps > 0) == (max_in_place > 0), stats
+    (pa, ga, ca), (pb, gb, cb) = runs[False], runs[True]
+    for k in shapes:
+        err = float((pa[k] - pb[k]).abs().max())
+        assert err <= 1e-5, (k, err)
+    assert float((ga - gb).abs().max()) <= 1e-5 * float(ga.abs().max()) and torch.equal(ca, cb)
