@@ -14,10 +14,14 @@ class LossLog:
     """Windows of per-step values: [n] losses, or [n, k] rows whose first column is the loss (the others,
     e.g. a term shown in progress text, are kept as `latest`)."""
 
-    def __init__(self, device: torch.device, what: str = "fit loss"):
-        self.device, self.what = device, what
+    def __init__(self, device: torch.device, what: str = "fit loss", finite: bool = True):
+        self.device, self.what, self.finite = device, what, finite
+        """finite: raise FloatingPointError on a non-finite loss (False: keep it, e.g. a mixed-precision
+        step whose loss scaler skips the update)."""
         self.values: list[float] = []
         """The loss of every step read so far."""
+        self.rows: list[list[float]] = []
+        """Every row read so far ([loss] for a plain log)."""
         self.shown = float("nan")
         """Mean loss of the newest window read."""
         self.latest: list[float] = []
@@ -52,7 +56,8 @@ class LossLog:
         self.poll()
 
     def poll(self, wait: bool = False) -> None:
-        """Take in every window whose copy has landed (all of them with `wait`); raise on a non-finite loss."""
+        """Take in every window whose copy has landed (all of them with `wait`); raise on a non-finite loss
+        (unless made with finite=False)."""
         while self._inflight:
             host, event, last_step = self._inflight[0]
             if event is not None and not event.query():
@@ -63,7 +68,8 @@ class LossLog:
             rows = host.reshape(host.shape[0], -1).tolist()
             window = [r[0] for r in rows]
             mean = sum(window) / len(window)
-            if not all(math.isfinite(v) for v in window):
+            if self.finite and not all(math.isfinite(v) for v in window):
                 raise FloatingPointError(f"the {self.what} became {mean} before step {last_step}")
             self.values.extend(window)
+            self.rows.extend(rows)
             self.shown, self.latest = mean, rows[-1]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .upload import to_device
+
 
 def flip_rotate(
     images: torch.Tensor,  # [B, 3, H, W] any range
@@ -29,7 +31,7 @@ def flip_rotate(
     theta[:, 0, 1] = -sin * (H / W)
     theta[:, 1, 0] = sin * (W / H) * sx
     theta[:, 1, 1] = cos
-    theta = theta.to(images.device, images.dtype)
+    theta = to_device(theta.to(images.dtype), images.device)
     grid = F.affine_grid(theta, [B, 1, H, W], align_corners=False)
     fill = fill.to(images.device, images.dtype).view(1, 3, 1, 1)
     out = F.grid_sample(images - fill, grid, mode="bilinear", padding_mode="zeros", align_corners=False) + fill

@@ -12,11 +12,13 @@ from typing import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..loss_log import LossLog
 from .augment import random_flip_rotate
 from .images import as_image_batch, as_mask_batch
 from .masks import latent_weights, masked_mse, random_inpaint_masks
 from .prior import ClassPrior
 from .text import encode_prompts, prompt_list
+from .upload import host_noise, to_device
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"
 """The file diffusers' `load_lora_weights(folder)` looks for."""
@@ -208,28 +210,39 @@ def _denoising(
     """
     unet, vae, dev = components.unet, components.vae, components.device
     B, _, H, W = images.shape
-    bg = torch.tensor(config.background, dtype=images.dtype, device=dev).view(1, 3, 1, 1)
+    bg = to_device(torch.tensor(config.background, dtype=images.dtype), dev).view(1, 3, 1, 1)
     # 1. background out, then augment (fill = background, so rotated-in corners carry no information)
     x = images * valid + bg * (1 - valid)
     x, valid = random_flip_rotate(x, valid, config.max_rotation_deg, config.hflip_prob, bg.view(3), generator)
     x = x * 2 - 1
     sf = vae.config.scaling_factor
-    # 2. latents and noise
+    inpainting = unet.config.in_channels == 9
+    if not inpainting and unet.config.in_channels != 4:
+        raise ValueError(f"the UNet must take 4 or 9 input channels, it takes {unet.config.in_channels}")
+    # 2. the step's random draws, in this order from the host generator: latent sample, noise, timesteps,
+    # inpainting mask, masked image's latent sample
+    down = 2 ** (len(vae.config.block_out_channels) - 1)  # diffusers' vae_scale_factor
+    shape = (B, vae.config.latent_channels, H // down, W // down)
+    eps = torch.randn(shape, generator=generator, dtype=components.dtype)
+    noise = host_noise(shape, generator, dev)
+    t = to_device(torch.randint(0, noise_scheduler.config.num_train_timesteps, (B,), generator=generator), dev)
+    if inpainting:
+        m = to_device(random_inpaint_masks(B, H, W, config.full_mask_prob, generator), dev).to(x.dtype)
+        eps_masked = torch.randn(shape, generator=generator, dtype=components.dtype)
+        # the image and (3.) the image with the inpainting region blanked, through the encoder in one call
+        x = torch.cat([x, x * (m < 0.5)])
+        eps = torch.cat([eps, eps_masked])
     with torch.no_grad():
-        latents = vae.encode(x.to(components.dtype)).latent_dist.sample(generator=generator) * sf
-    noise = torch.randn(latents.shape, generator=generator).to(dev, latents.dtype)
-    t = torch.randint(0, noise_scheduler.config.num_train_timesteps, (B,), generator=generator).to(dev)
+        dist = vae.encode(x.to(components.dtype)).latent_dist
+        both = (dist.mean + dist.std * to_device(eps, dev)) * sf  # as dist.sample(generator) draws it
+    latents = both[:B]
+    noise = noise.to(latents.dtype)
     model_in = noise_scheduler.add_noise(latents, noise, t)
     h, w = latents.shape[-2:]
-    # 3. inpainting conditioning
-    if unet.config.in_channels == 9:
-        m = random_inpaint_masks(B, H, W, config.full_mask_prob, generator).to(dev, x.dtype)
-        with torch.no_grad():
-            masked = vae.encode((x * (m < 0.5)).to(components.dtype)).latent_dist.sample(generator=generator) * sf
+    # 3. inpainting conditioning, as diffusers' inpainting training and pipeline do (9 channels)
+    if inpainting:
         m_lat = F.interpolate(m, size=(h, w)).to(latents.dtype)  # nearest, as the pipeline resizes it
-        model_in = torch.cat([model_in, m_lat, masked], dim=1)
-    elif unet.config.in_channels != 4:
-        raise ValueError(f"the UNet must take 4 or 9 input channels, it takes {unet.config.in_channels}")
+        model_in = torch.cat([model_in, m_lat, both[B:]], dim=1)
     if noise_scheduler.config.prediction_type == "v_prediction":
         target = noise_scheduler.get_velocity(latents, noise, t)
     else:
@@ -279,15 +292,14 @@ def train_subject_lora(
         class_embeds = encode_prompts(components, [prior.prompt]).expand(config.batch_size, -1, -1)
 
     params = add_lora(components, config, resume=resume)
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = training_optimizer(params, config.learning_rate, config.weight_decay, dev)
     mixed = dev.type == "cuda" and components.dtype == torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=mixed)
     unet = components.unet
     gen = torch.Generator().manual_seed(seed)
     order = Shuffled(N, gen)
     class_order = Shuffled(len(prior), gen) if prior is not None else None
-    losses: list[float] = []
-    prior_losses: list[float] = []
+    log = LossLog(dev, "subject LoRA loss", finite=False)
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
     unet.train()
@@ -296,34 +308,48 @@ def train_subject_lora(
         for step in range(config.steps):
             if cancel is not None:
                 cancel()
-            idx = order.take(config.batch_size)  # epochs of shuffled images
+            idx = to_device(order.take(config.batch_size), dev)  # epochs of shuffled images
             with torch.autocast("cuda", dtype=torch.float16, enabled=mixed):
                 if prior is None:
                     loss = subject_loss(components, noise_scheduler, imgs[idx], valid[idx], embeds[idx], config, gen)
+                    row = loss.detach().view(1)
                 else:
                     classes = prior.batch(class_order.take(config.batch_size), dev)
                     loss, prior_loss = subject_prior_loss(components, noise_scheduler, imgs[idx], valid[idx], embeds[idx],
                                                           classes, class_embeds, config, gen)
-                    prior_losses.append(float(prior_loss.detach()))
                     loss = loss + prior.weight * prior_loss
+                    row = torch.stack([loss.detach(), prior_loss.detach()])
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            scaler.step(optimizer)
+            scaler.step(optimizer)  # no sync: the fused AdamW skips a step with inf gradients on the device
             scaler.update()
-            value = float(loss.detach())
-            losses.append(value)
+            log.record(row, step + 1, config.steps)
             if progress is not None:
-                progress(step + 1, config.steps, f"subject LoRA step {step + 1}/{config.steps}, loss {value:.4f}")
+                progress(step + 1, config.steps, f"subject LoRA step {step + 1}/{config.steps}{loss_text(log)}")
     finally:
         unet.eval()
         if config.gradient_checkpointing:
             unet.disable_gradient_checkpointing()
         for p in params:
             p.requires_grad_(False)
-    return LoraTrainResult(config.adapter_name, config.steps, tuple(losses), time.perf_counter() - start,
-                           tuple(prior_losses))
+    prior_losses = tuple(r[1] for r in log.rows) if prior is not None else ()
+    return LoraTrainResult(config.adapter_name, config.steps, tuple(log.values), time.perf_counter() - start,
+                           prior_losses)
+
+
+def training_optimizer(params, lr: float, weight_decay: float, device: torch.device) -> torch.optim.AdamW:
+    """AdamW for the training loops here; on CUDA torch's fused kernel, which applies the GradScaler's
+    unscaling and inf check on the device (the default implementation makes the scaler read the inf flag
+    back, a sync every step)."""
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.type == "cuda")
+
+
+def loss_text(log: LossLog) -> str:
+    """", loss 0.1234" for progress text: the mean of the newest window of losses read back (none before the
+    first window has arrived: the loss is read asynchronously)."""
+    return f", loss {log.shown:.4f}" if math.isfinite(log.shown) else ""
 
 
 def save_lora(components, folder: str | Path, adapter_name: str = "subject") -> Path:

@@ -28,7 +28,8 @@ from typing import Callable
 
 import numpy as np
 
-from .lora import LoraTrainResult, Shuffled, SubjectLoraConfig, subject_loss, subject_prior_loss, train_subject_lora
+from .lora import (LoraTrainResult, Shuffled, SubjectLoraConfig, loss_text, subject_loss, subject_prior_loss,
+                   train_subject_lora, training_optimizer)
 from .prior import ClassPrior
 
 MODALITIES = ("mask", "depth", "normal", "rgb")
@@ -215,8 +216,10 @@ def train_full(components, images, valid, prompt_text: str, config: SubjectLoraC
     import torch
     from diffusers import DDPMScheduler
 
+    from ..loss_log import LossLog
     from .images import as_image_batch, as_mask_batch
     from .text import encode_prompts, tokenize
+    from .upload import to_device
 
     if getattr(components.unet, "peft_config", None):
         raise ValueError("the UNet carries LoRA adapters: remove them before a full fine-tune")
@@ -235,41 +238,43 @@ def train_full(components, images, valid, prompt_text: str, config: SubjectLoraC
     for m in models:
         m.float().requires_grad_(True).train()
     params = [p for m in models for p in m.parameters()]
-    opt = torch.optim.AdamW(params, lr=learning_rate, weight_decay=config.weight_decay)
+    opt = training_optimizer(params, learning_rate, config.weight_decay, dev)
     scaler = torch.amp.GradScaler("cuda", enabled=mixed)
     gen = torch.Generator().manual_seed(seed)
     class_order = Shuffled(len(prior), gen) if prior is not None else None
-    losses, prior_losses, start = [], [], time.perf_counter()
+    log, start = LossLog(dev, "full fine-tune loss", finite=False), time.perf_counter()
     try:
         for step in range(config.steps):
             if cancel is not None:
                 cancel()
-            idx = torch.randint(0, N, (B,), generator=gen)
+            idx = to_device(torch.randint(0, N, (B,), generator=gen), dev)
             with torch.autocast("cuda", dtype=torch.float16, enabled=mixed):
                 embeds = text_encoder(ids)[0] if train_text_encoder else frozen
                 if prior is None:
                     loss = subject_loss(components, noise_scheduler, imgs[idx], masks[idx], embeds, config, gen)
+                    row = loss.detach().view(1)
                 else:
                     classes = prior.batch(class_order.take(B), dev)
                     loss, prior_loss = subject_prior_loss(components, noise_scheduler, imgs[idx], masks[idx], embeds[:B],
                                                           classes, embeds[B:], config, gen)
-                    prior_losses.append(float(prior_loss.detach()))
                     loss = loss + prior.weight * prior_loss
+                    row = torch.stack([loss.detach(), prior_loss.detach()])
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
             scaler.unscale_(opt)
             torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
             scaler.step(opt)
             scaler.update()
-            losses.append(float(loss.detach()))
+            log.record(row, step + 1, config.steps)
             if progress is not None:
-                progress(step + 1, config.steps, f"full fine-tune step {step + 1}/{config.steps}, loss {losses[-1]:.4f}")
+                progress(step + 1, config.steps, f"full fine-tune step {step + 1}/{config.steps}{loss_text(log)}")
     finally:
         del opt
         for m in models:
             m.eval().requires_grad_(False)
             m.to(components.dtype)
-    return LoraTrainResult("full", config.steps, tuple(losses), time.perf_counter() - start, tuple(prior_losses))
+    prior_losses = tuple(r[1] for r in log.rows) if prior is not None else ()
+    return LoraTrainResult("full", config.steps, tuple(log.values), time.perf_counter() - start, prior_losses)
 
 
 def save_full(components, folder, *, text_encoder: bool = True) -> "Path":

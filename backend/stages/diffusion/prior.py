@@ -71,8 +71,10 @@ class ClassPrior:
     def batch(self, idx, device):  # idx [B] long -> [B, 3, H, W] float32 in [0, 1] on `device`
         import torch
 
+        from .upload import to_device
+
         x = torch.from_numpy(self.images[np.asarray(idx, dtype=np.int64)])
-        return x.to(device).permute(0, 3, 1, 2).float() / 255.0
+        return to_device(x, device).permute(0, 3, 1, 2).float() / 255.0
 
 
 def generate_class_images(

@@ -174,3 +174,41 @@ def test_bad_inputs_name_the_argument(inpaint_components, views):
         train_subject_lora(c, images, masks, prompts=["a"], config=FAST)
     with pytest.raises(ValueError, match="no LoRA adapter named 'nope'"):
         save_lora(c, "/nonexistent", adapter_name="nope")
+
+
+def test_a_step_draws_what_two_encoder_calls_and_diffusers_sampling_drew(inpaint_components, views):
+    """The step encodes the image and the masked image in one VAE call and moves its host-drawn randomness to
+    the device itself: the same draws, in the same order, as two calls of diffusers' latent_dist.sample."""
+    import torch.nn.functional as F
+    from diffusers import DDPMScheduler
+
+    from likeness3d.backend.stages.diffusion.augment import random_flip_rotate
+    from likeness3d.backend.stages.diffusion.images import as_image_batch, as_mask_batch
+    from likeness3d.backend.stages.diffusion.lora import _denoising
+    from likeness3d.backend.stages.diffusion.masks import random_inpaint_masks
+    from likeness3d.backend.stages.diffusion.text import encode_prompts
+
+    c, cfg = inpaint_components, SubjectLoraConfig()
+    images, masks = views(1)
+    imgs = as_image_batch(images, "images")
+    valid = as_mask_batch(masks, "masks", like=imgs)
+    sched = DDPMScheduler.from_config(c.scheduler.config)
+    embeds = encode_prompts(c, ["a photo of sks cat"])
+    with torch.no_grad():
+        pred, target, _ = _denoising(c, sched, imgs, valid, embeds, cfg, torch.Generator().manual_seed(3))
+        g = torch.Generator().manual_seed(3)  # the sequence before: two encoder calls, diffusers' sampling
+        bg = torch.tensor(cfg.background).view(1, 3, 1, 1)
+        x, _ = random_flip_rotate(imgs * valid + bg * (1 - valid), valid, cfg.max_rotation_deg, cfg.hflip_prob,
+                                  bg.view(3), g)
+        x = x * 2 - 1
+        sf = c.vae.config.scaling_factor
+        latents = c.vae.encode(x).latent_dist.sample(generator=g) * sf
+        noise = torch.randn(latents.shape, generator=g)
+        t = torch.randint(0, sched.config.num_train_timesteps, (1,), generator=g)
+        m = random_inpaint_masks(1, *x.shape[-2:], cfg.full_mask_prob, g)
+        masked = c.vae.encode(x * (m < 0.5)).latent_dist.sample(generator=g) * sf
+        model_in = torch.cat([sched.add_noise(latents, noise, t), F.interpolate(m, size=latents.shape[-2:]), masked], 1)
+        ref = c.unet(model_in, t, encoder_hidden_states=embeds).sample
+    want = sched.get_velocity(latents, noise, t) if sched.config.prediction_type == "v_prediction" else noise
+    assert torch.allclose(target, want, atol=1e-6)
+    assert torch.allclose(pred, ref, atol=1e-5), float((pred - ref).abs().max())
