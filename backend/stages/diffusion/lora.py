@@ -3,6 +3,7 @@ valid foreground; saved and loaded in diffusers' LoRA format (`pytorch_lora_weig
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from dataclasses import dataclass
@@ -70,6 +71,9 @@ class SubjectLoraConfig:
     """peft adapter name inside the UNet."""
     gradient_checkpointing: bool = False
     """Trade compute for memory in the UNet (not needed at 512 px, batch 1, on a 16 GB GPU)."""
+    cuda_graph: bool = True
+    """CUDA only, without gradient checkpointing: the UNet's forward and backward replayed from CUDA graphs
+    captured at the first step (`graphed_unet`); the step is otherwise bound by the host's Python."""
 
     def __post_init__(self):
         _positive_int("steps", self.steps)
@@ -165,10 +169,12 @@ def subject_loss(
     text_embeds: torch.Tensor,  # [B, L, D]
     config: SubjectLoraConfig,
     generator: torch.Generator,  # a CPU generator: every random draw of the step comes from it
+    denoise: Callable | None = None,
 ) -> torch.Tensor:  # [] scalar
     """One step's masked denoising loss (DreamBooth objective restricted to the valid foreground); see
     `_denoising` for the steps."""
-    return masked_mse(*_denoising(components, noise_scheduler, images, valid, text_embeds, config, generator))
+    return masked_mse(*_denoising(components, noise_scheduler, images, valid, text_embeds, config, generator,
+                                  denoise))
 
 
 def subject_prior_loss(
@@ -181,6 +187,7 @@ def subject_prior_loss(
     class_embeds: torch.Tensor,  # [Bc, L, D] the class prompt (no identifier)
     config: SubjectLoraConfig,
     generator: torch.Generator,
+    denoise: Callable | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:  # ([] instance loss, [] prior loss)
     """DreamBooth with class-specific prior preservation (Ruiz et al. 2023; diffusers' train_dreambooth.py
     `--with_prior_preservation`): subject and class images go through the UNet as one batch, and the
@@ -190,15 +197,16 @@ def subject_prior_loss(
     x = torch.cat([images, class_images.to(images)])
     v = torch.cat([valid, torch.ones_like(class_images[:, :1]).to(valid)])
     e = torch.cat([text_embeds, class_embeds.to(text_embeds)])
-    pred, target, weights = _denoising(components, noise_scheduler, x, v, e, config, generator)
+    pred, target, weights = _denoising(components, noise_scheduler, x, v, e, config, generator, denoise)
     return masked_mse(pred[:B], target[:B], weights[:B]), masked_mse(pred[B:], target[B:], weights[B:])
 
 
 def _denoising(
     components, noise_scheduler, images: torch.Tensor, valid: torch.Tensor, text_embeds: torch.Tensor,
-    config: SubjectLoraConfig, generator: torch.Generator,
+    config: SubjectLoraConfig, generator: torch.Generator, denoise: Callable | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # (pred, target [B, 4, h, w], weights [B, 1, h, w])
-    """The UNet's prediction on noised latents, its target and the per-cell loss weights.
+    """The UNet's prediction on noised latents, its target and the per-cell loss weights. `denoise(sample,
+    timestep, hidden)` stands for the UNet call (`graphed_unet.GraphedDenoiser`); default the UNet itself.
 
     1. Replace the background by `config.background`, then flip/rotate image and mask jointly.
     2. Encode to latents, add noise at a random timestep.
@@ -248,7 +256,10 @@ def _denoising(
     else:
         target = noise
     # 4. prediction, target and weights of the masked loss
-    pred = unet(model_in, t, encoder_hidden_states=text_embeds).sample
+    if denoise is None:
+        pred = unet(model_in, t, encoder_hidden_states=text_embeds).sample
+    else:
+        pred = denoise(model_in, t, text_embeds)
     return pred, target, latent_weights(valid, (h, w)).to(dev)
 
 
@@ -302,6 +313,11 @@ def train_subject_lora(
     log = LossLog(dev, "subject LoRA loss", finite=False)
     if config.gradient_checkpointing:
         unet.enable_gradient_checkpointing()
+    denoise = None
+    if config.cuda_graph and dev.type == "cuda" and not config.gradient_checkpointing:
+        from .graphed_unet import GraphedDenoiser
+
+        denoise = GraphedDenoiser(unet)
     unet.train()
     start = time.perf_counter()
     try:
@@ -309,14 +325,16 @@ def train_subject_lora(
             if cancel is not None:
                 cancel()
             idx = to_device(order.take(config.batch_size), dev)  # epochs of shuffled images
-            with torch.autocast("cuda", dtype=torch.float16, enabled=mixed):
+            # no autocast cache with graphs: a graph must cast its weights itself at every replay
+            with torch.autocast("cuda", dtype=torch.float16, enabled=mixed, cache_enabled=denoise is None):
                 if prior is None:
-                    loss = subject_loss(components, noise_scheduler, imgs[idx], valid[idx], embeds[idx], config, gen)
+                    loss = subject_loss(components, noise_scheduler, imgs[idx], valid[idx], embeds[idx], config, gen,
+                                        denoise)
                     row = loss.detach().view(1)
                 else:
                     classes = prior.batch(class_order.take(config.batch_size), dev)
                     loss, prior_loss = subject_prior_loss(components, noise_scheduler, imgs[idx], valid[idx], embeds[idx],
-                                                          classes, class_embeds, config, gen)
+                                                          classes, class_embeds, config, gen, denoise)
                     loss = loss + prior.weight * prior_loss
                     row = torch.stack([loss.detach(), prior_loss.detach()])
             optimizer.zero_grad(set_to_none=True)
@@ -334,6 +352,9 @@ def train_subject_lora(
             unet.disable_gradient_checkpointing()
         for p in params:
             p.requires_grad_(False)
+        if denoise is not None:  # the graphs' memory pool goes now, not at some later garbage collection
+            denoise = None
+            gc.collect()
     prior_losses = tuple(r[1] for r in log.rows) if prior is not None else ()
     return LoraTrainResult(config.adapter_name, config.steps, tuple(log.values), time.perf_counter() - start,
                            prior_losses)
