@@ -34,13 +34,12 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_render import Pool, rasterizer, sync, the_mesh  # noqa: E402
+from gpu_render import BareLoop, Pool, sync, the_mesh  # noqa: E402
 
 from likeness3d.backend.stages import fit_graph  # noqa: E402
 from likeness3d.backend.stages.cameras import orbit  # noqa: E402
-from likeness3d.backend.stages.fit import FitConfig, fit, to_params  # noqa: E402
+from likeness3d.backend.stages.fit import FitConfig, fit  # noqa: E402
 from likeness3d.backend.stages.gaussians import from_mesh  # noqa: E402
-from likeness3d.backend.stages.render import gsplat_intrinsics  # noqa: E402
 
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy",
               "cudaMemcpyAsync")
@@ -280,32 +279,11 @@ def main() -> None:
             updates[name] = {"captures": made[-1].captures, "in_place_steps": made[-1].in_place_steps, "steps": steps}
         return marks
 
-    raster = rasterizer(device)
-    params = {k: v.detach().clone().requires_grad_(True) for k, v in to_params(g).items()}
-    views = [train_dev[i] for i in range(len(train))]
-    Ks = [gsplat_intrinsics(v.Ks) for v in views]
-    targets = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
-
-    def bare(i: int) -> None:
-        k = i % len(views)
-        sh = torch.cat([params["sh0"], params["shN"]], 1)
-        img, _, _ = raster(params["means"], params["quats"], params["scales"].exp(),
-                           torch.sigmoid(params["opacities"]), sh, views[k].viewmats, Ks[k], size, size, sh_degree=3)
-        (img[0] - targets[k]).abs().mean().backward()
-
-    def bare_rate() -> float:
-        for i in range(50):
-            bare(i)
-        sync(device)
-        t = time.perf_counter()
-        for i in range(args.steps):
-            bare(i)
-        sync(device)
-        return args.steps / (time.perf_counter() - t)
+    bare = BareLoop(device, g, rgba, train_dev, size)
 
     rounds = []
     for r in range(args.rounds):
-        row = {"bare": bare_rate()}
+        row = {"bare": bare.rate(args.steps)}
         for name in args.variants:
             marks = run_fit(name, 50 + args.steps, (50, 50 + args.steps))
             row[name] = args.steps / (marks[50 + args.steps] - marks[50])
@@ -324,11 +302,11 @@ def main() -> None:
     traces = {}
     prof = profile(activities=[ProfilerActivity.CUDA])
     for i in range(50):
-        bare(i)
+        bare.step(i)
     sync(device)
     prof.start()
     for i in range(T):
-        bare(i)
+        bare.step(i)
     sync(device)
     prof.stop()
     prof.export_chrome_trace(str(args.out / "trace_bare.json"))

@@ -169,6 +169,37 @@ def bench_fwd_bwd(results: dict, device: torch.device, size: int, sizes: list[in
     results["fwd_bwd"] = {"size": size, "rows": rows}
 
 
+class BareLoop:
+    """The reference of issue 4's loop-rate ratio: gsplat's rasterization (SH colours, exp/sigmoid
+    activations) + L1 + backward() on copies of the fit's Gaussians, over its views; no optimiser.
+    rgba: [C, H, W, 4] targets (over white) on the device; cams: their C cameras on the device."""
+
+    def __init__(self, device: torch.device, g: Gaussians, rgba: torch.Tensor, cams: Cameras, size: int):
+        self.device, self.size, self.raster = device, size, rasterizer(device)
+        self.params = {k: v.detach().clone().requires_grad_(True) for k, v in to_params(g).items()}
+        self.views = [cams[i] for i in range(len(cams))]
+        self.Ks = [gsplat_intrinsics(v.Ks) for v in self.views]
+        self.targets = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
+
+    def step(self, i: int) -> None:
+        p, k = self.params, i % len(self.views)
+        sh = torch.cat([p["sh0"], p["shN"]], 1)
+        img, _, _ = self.raster(p["means"], p["quats"], p["scales"].exp(), torch.sigmoid(p["opacities"]), sh,
+                                self.views[k].viewmats, self.Ks[k], self.size, self.size, sh_degree=3)
+        (img[0] - self.targets[k]).abs().mean().backward()
+
+    def rate(self, steps: int, warmup: int = 50) -> float:
+        """Iterations per second over `steps` after `warmup` untimed ones."""
+        for i in range(warmup):
+            self.step(i)
+        sync(self.device)
+        t = time.perf_counter()
+        for i in range(steps):
+            self.step(i)
+        sync(self.device)
+        return steps / (time.perf_counter() - t)
+
+
 class Reached(Exception):
     """Raised by the cancel hook once the held-out PSNR reaches the target."""
 
@@ -258,33 +289,10 @@ def bench_resplat(results: dict, pool: Pool, device: torch.device, size: int, co
             progress=progress, check_cancel=lambda: None)
         return ratio_steps / (marks[50 + ratio_steps] - marks[50]), marks[1] - t
 
-    raster = rasterizer(device)
-    params = {k: v.detach().clone().requires_grad_(True) for k, v in to_params(g).items()}
-    views = [train_dev[i] for i in range(len(train))]
-    Ks = [gsplat_intrinsics(v.Ks) for v in views]
-    targets = rgba[..., :3] * rgba[..., 3:] + (1 - rgba[..., 3:])
-
-    def bare(i: int) -> None:
-        k = i % len(views)
-        sh = torch.cat([params["sh0"], params["shN"]], 1)
-        img, _, _ = raster(params["means"], params["quats"], params["scales"].exp(),
-                           torch.sigmoid(params["opacities"]), sh, views[k].viewmats, Ks[k], size, size,
-                           sh_degree=3)
-        (img[0] - targets[k]).abs().mean().backward()
-
-    def bare_rate() -> float:
-        for i in range(50):
-            bare(i)
-        sync(device)
-        t = time.perf_counter()
-        for i in range(ratio_steps):
-            bare(i)
-        sync(device)
-        return ratio_steps / (time.perf_counter() - t)
-
+    bare = BareLoop(device, g, rgba, train_dev, size)
     per_round = []
     for r in range(rounds):
-        row = {"bare_its": bare_rate()}
+        row = {"bare_its": bare.rate(ratio_steps)}
         for name, extra in variants.items():
             its, first = fit_rate(extra)
             row[name] = {"its": its, "ratio": its / row["bare_its"], "first_step_s": first}
@@ -304,7 +312,7 @@ def bench_resplat(results: dict, pool: Pool, device: torch.device, size: int, co
 
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         for name, run in (("fit", lambda: fit(g, rgba, train_dev, config=FitConfig(steps=30, **steady), **hooks)),
-                          ("bare", lambda: [bare(i) for i in range(30)])):
+                          ("bare", lambda: [bare.step(i) for i in range(30)])):
             with profile(activities=activities) as prof:
                 run()
                 sync(device)
