@@ -78,9 +78,10 @@ class FitConfig:
     512 px the loop is bound by host time per launched op, and the loss is most of the ops."""
     update: str = "graph"
     """How the parameters are updated on CUDA. "graph": the default strategy's per-step sums and Adam
-    (`adam_kernel`, a Triton kernel per parameter) on a second CUDA graph, captured again whenever the strategy
-    replaces the set (`fit_graph.GraphedUpdate`; needs `cuda_graph`); "fused": torch's fused Adam kernel
-    per parameter, launched one by one; "foreach": torch's multi-tensor Adam maths (`adam_step`, what the CPU and MCMC use)."""
+    (`adam_kernel`, a Triton kernel per parameter) on a second CUDA graph, captured again whenever the
+    strategy replaces the set (`fit_graph.GraphedUpdate`; needs `cuda_graph`); "fused": torch's fused Adam
+    kernel per parameter, launched one by one; "foreach": torch's multi-tensor Adam maths (`adam_step`,
+    what the CPU and MCMC use)."""
     compile_loss: bool = False
     """CUDA only, for the torch loss (not with `fused_loss`): fuse it with torch.compile (inside the graph
     when both are on); the price is a compile per image size."""

@@ -141,8 +141,9 @@ class GraphedUpdate:
     The gradients are new tensors every step. In a steady loop the caching allocator hands the same blocks
     out in the same order (or in a short cycle of orders), so once a step's gradients sit at addresses an
     earlier step's did, a graph is captured that reads them where they are, and every later step whose
-    gradients sit there again replays it with no copy (24 MB a step for 100k Gaussians at SH degree 3). The addresses are checked every
-    step; a step whose gradients sit elsewhere copies them into a graph of its own buffers instead.
+    gradients sit there again replays it with no copy (24 MB a step for 100k Gaussians at SH degree 3).
+    The addresses are checked every step; a step whose gradients sit elsewhere copies them into a graph of
+    its own buffers instead.
     """
 
     use_triton = True

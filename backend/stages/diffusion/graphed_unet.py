@@ -11,6 +11,8 @@ the caller runs the step under `torch.autocast(..., cache_enabled=False)`.
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 
 
@@ -25,12 +27,16 @@ class _Denoise(torch.nn.Module):
 
 class GraphedDenoiser:
     """`denoiser(sample, timestep, hidden) -> unet(...).sample`, replayed from CUDA graphs for the shapes of its
-    first call (captured then, after three warm-up passes) and run eagerly for any other shapes."""
+    first call (captured then, after three warm-up passes) and run eagerly for any other shapes. A UNet
+    that cannot be captured (a module that synchronises with the host, say) runs eagerly, with a warning
+    that says why: slower, the same result."""
 
     def __init__(self, unet: torch.nn.Module):
         self.unet = unet
         self.graphed = None
         self.key = None
+        self.failed: str | None = None
+        """Why the capture failed, if it did."""
 
     @staticmethod
     def _key(*tensors: torch.Tensor) -> tuple:
@@ -38,11 +44,16 @@ class GraphedDenoiser:
 
     def __call__(self, sample: torch.Tensor, timestep: torch.Tensor, hidden: torch.Tensor) -> torch.Tensor:
         key = self._key(sample, timestep, hidden)
-        if self.graphed is None:
+        if self.graphed is None and self.failed is None:
             # the sample arguments become the graphs' static inputs: copies, not the caller's tensors
             args = (sample.detach().clone(), timestep.detach().clone(), hidden.detach().clone())
-            self.graphed = torch.cuda.make_graphed_callables(_Denoise(self.unet), args, num_warmup_iters=3)
-            self.key = key
-        if key != self.key:
+            try:
+                self.graphed = torch.cuda.make_graphed_callables(_Denoise(self.unet), args, num_warmup_iters=3)
+                self.key = key
+            except RuntimeError as e:
+                self.failed = f"{type(e).__name__}: {e}"
+                warnings.warn(f"the UNet could not be captured in a CUDA graph, training it eagerly: {self.failed}",
+                              RuntimeWarning, stacklevel=2)
+        if self.graphed is None or key != self.key:
             return self.unet(sample, timestep, encoder_hidden_states=hidden).sample
         return self.graphed(sample, timestep, hidden)

@@ -212,3 +212,27 @@ def test_a_step_draws_what_two_encoder_calls_and_diffusers_sampling_drew(inpaint
     want = sched.get_velocity(latents, noise, t) if sched.config.prediction_type == "v_prediction" else noise
     assert torch.allclose(target, want, atol=1e-6)
     assert torch.allclose(pred, ref, atol=1e-5), float((pred - ref).abs().max())
+
+
+def test_a_unet_that_cannot_be_graphed_trains_eagerly_with_a_warning(inpaint_components, monkeypatch):
+    """`GraphedDenoiser` falls back to the eager UNet, once, with a warning naming the capture's error."""
+    from likeness3d.backend.stages.diffusion.graphed_unet import GraphedDenoiser
+
+    calls = []
+
+    def refuse(*args, **kwargs):
+        calls.append(1)
+        raise RuntimeError("operation not permitted when stream is capturing")
+
+    monkeypatch.setattr(torch.cuda, "make_graphed_callables", refuse)
+    unet = inpaint_components.unet
+    d = GraphedDenoiser(unet)
+    x = torch.randn(1, unet.config.in_channels, 8, 8)
+    t = torch.tensor([10])
+    e = torch.randn(1, 77, unet.config.cross_attention_dim)
+    with pytest.warns(RuntimeWarning, match="could not be captured.*stream is capturing"):
+        out = d(x, t, e)
+    again = d(x, t, e)
+    with torch.no_grad():
+        ref = unet(x, t, encoder_hidden_states=e).sample
+    assert calls == [1] and torch.allclose(out, ref) and torch.allclose(again, ref)
