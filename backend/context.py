@@ -40,13 +40,16 @@ class JobContext:
         self._log_fn = log_fn
         self.artifacts: list[str] = []
 
-    def progress(self, stage: str, step: int, total: int, text: str = "", preview: np.ndarray | None = None) -> None:
-        """Report a step of a stage; also a cancel point. `preview` is [H, W, 4] uint8 (or [H, W, 3])."""
+    def progress(self, stage: str, step: int, total: int, text: str = "", preview: np.ndarray | None = None,
+                 *, cancel_point: bool = True) -> None:
+        """Report a step of a stage; also a cancel point unless `cancel_point` is False. `preview` is [H, W, 4]
+        uint8 (or [H, W, 3])."""
         if preview is not None:
             preview = _rgba_u8(preview)
         if self._on_progress is not None:
             self._on_progress(stage, int(step), int(total), text, time.monotonic() - self.started, preview)
-        self.check_cancel()
+        if cancel_point:
+            self.check_cancel()
 
     def check_cancel(self) -> None:
         """Raise Cancelled if the job was cancelled; pipelines call this between optimisation steps."""

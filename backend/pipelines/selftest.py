@@ -52,7 +52,9 @@ def run(ctx, asset, config: SelftestConfig) -> None:
             preview[..., 1] = ramp[:, None]
             preview[..., 2] = int(255 * step / config.steps)
             preview[..., 3] = 255
-        ctx.progress("selftest", step, config.steps, f"step {step} of {config.steps}", preview)
+        # a stuck pipeline checks nothing, not even in its one progress report
+        ctx.progress("selftest", step, config.steps, f"step {step} of {config.steps}", preview,
+                     cancel_point=config.honour_cancel)
     summary = {
         "steps": config.steps,
         "seconds": round(time.monotonic() - t0, 4),

@@ -1,6 +1,5 @@
 """Import of textured meshes (arrays, result GLB, "Import from file") and of 3DGS splat PLYs (small and 1M)."""
 
-import time
 
 import bpy
 import numpy as np
@@ -176,13 +175,11 @@ def _evaluated_pointcloud(obj):
 
 def test_one_million_splats(tmp_path):
     path = write_ply(tmp_path / "big.ply", random_splats(1_000_000, 3, seed=9))
-    t0 = time.perf_counter()
     obj = import_splat_file(path, display_cap=250_000)
-    seconds = time.perf_counter() - t0
     assert len(obj.data.vertices) == 1_000_000
     assert len(obj.data.attributes) >= 3 + 45 + 1 + 1 + 1 + 3 + 2  # f_dc, f_rest, opacity, scale, rot, nx..nz, display
     assert len(_evaluated_pointcloud(obj).points) == 250_000  # every 4th point shown; all kept in the mesh
-    assert seconds < 10.0, f"importing 1M splats took {seconds:.2f} s"  # the benchmark holds the real goal
+    # its speed is bench/blender_io.py's to measure
 
 
 def test_plys_that_are_not_3dgs_are_named(tmp_path):

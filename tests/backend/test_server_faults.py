@@ -84,18 +84,18 @@ def test_dropped_client_job_completes_and_attach_gets_result(server, asset):
         assert b.status(job.id)["state"] == "done"
 
 
-def test_cancel_honoured_worker_idle_within_2s(server, asset):
+def test_cancel_honoured_by_the_pipeline_keeps_the_worker(server, asset):
     with Client(server.address, timeout=20) as c:
         job = c.submit("selftest", asset, SLOW)
         _first_progress(job)
-        t0 = time.monotonic()
+        pid = c.status()["workers"][0]["pid"]
         c.cancel(job.id)
-        with pytest.raises(Cancelled):
-            job.wait(5)
-        _wait_idle(c, 2.0 - (time.monotonic() - t0))
-        assert time.monotonic() - t0 < 2.0
+        with pytest.raises(Cancelled, match="cancelled by request"):
+            job.wait(30)
+        w = _wait_idle(c, 30)
+        assert w["pid"] == pid and w["restarts"] == 0  # stopped by its own check, not ended by the server
         assert c.status(job.id)["state"] == "cancelled"
-        assert c.submit("inspect", asset).wait(30)
+        assert c.submit("inspect", asset).wait(30).artifacts[0].name == "inspect.json"
 
 
 def test_cancel_enforced_when_the_pipeline_ignores_it(server, asset):
@@ -108,7 +108,7 @@ def test_cancel_enforced_when_the_pipeline_ignores_it(server, asset):
         with pytest.raises(Cancelled, match="did not stop in time"):
             job.wait(30)  # grace 1 s, then a kill and a fresh worker: generous bounds for a loaded machine
         w = _wait_idle(c, 30)
-        assert w["pid"] != pid
+        assert w["pid"] != pid and w["restarts"] == 1
         print(f"enforced cancel: worker replaced and idle after {time.monotonic() - t0:.2f} s")
 
 
@@ -116,10 +116,11 @@ def test_cancel_queued_job(server, asset):
     with Client(server.address, timeout=20) as c:
         running = c.submit("selftest", asset, SLOW)
         queued = c.submit("inspect", asset)
+        _first_progress(running)  # the one worker is busy: the second job waits in the queue
         assert c.status(queued.id)["state"] == "queued"
         c.cancel(queued.id)
         with pytest.raises(Cancelled, match="before it started"):
-            queued.wait(5)
+            queued.wait(30)
         c.cancel(running.id)
-        with pytest.raises(Cancelled):
-            running.wait(5)
+        with pytest.raises(Cancelled, match="cancelled by request"):
+            running.wait(30)

@@ -3,7 +3,6 @@
 import json
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
@@ -61,11 +60,10 @@ def test_cancel_a_running_tire_job(server, case):
         for ev in job.events(timeout=300):
             if isinstance(ev, Progress) and ev.stage == "resplat":
                 break
-        t0 = time.monotonic()
         c.cancel(job.id)
+        # "by request": honoured by the fit's per-step check; an enforced cancel says "did not stop in time"
         with pytest.raises(Cancelled, match="cancelled by request"):
-            job.wait(10)
-        assert time.monotonic() - t0 < 2.0  # honoured by the fit's per-step check, not enforced by a kill
+            job.wait(60)
         assert c.status()["workers"][0]["restarts"] == 0
 
 

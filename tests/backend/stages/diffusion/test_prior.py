@@ -85,25 +85,26 @@ def test_a_crash_while_writing_leaves_no_entry(tmp_path, counted, monkeypatch):
     assert class_images(comp, PROMPT, 3, cache=tmp_path, **GEN).from_cache and counted == [3, 3]
 
 
-def test_generation_is_batch_independent_and_uses_the_base_model(views):
+def test_generation_is_batch_independent_and_uses_the_base_model(views, monkeypatch):
+    """Class images come from the base model (adapters off) and do not depend on the batch. CPU kernels
+    differ by a rounding step across batch sizes, so equality is within one uint8 level on a few pixels;
+    a leaked adapter moves the images by far more (checked below with the switch-off disabled)."""
     from likeness3d.backend.stages.diffusion.lora import add_lora
 
     comp = load_components("base", "tiny")
-    one = prior_mod.generate_class_images(comp, PROMPT, 3, batch_size=1, **GEN)
+    one = prior_mod.generate_class_images(comp, PROMPT, 3, batch_size=1, **GEN).astype(np.int16)
     add_lora(comp, SubjectLoraConfig(rank=4, adapter_name="customize"))
     for p in comp.unet.parameters():  # a LoRA that changes the output (B is zero-initialised)
         if p.requires_grad:
             torch.nn.init.normal_(p, std=0.5)
-    x, t, emb = torch.randn(1, 4, 8, 8), torch.tensor([500]), torch.randn(1, 77, 32)
-    with torch.no_grad():
-        on = comp.unet(x, t, encoder_hidden_states=emb).sample
-        comp.unet.disable_adapters()
-        off = comp.unet(x, t, encoder_hidden_states=emb).sample
-        comp.unet.enable_adapters()
-    assert (on - off).abs().max() > 1e-3
-    three = prior_mod.generate_class_images(comp, PROMPT, 3, batch_size=3, **GEN)
-    np.testing.assert_array_equal(one, three)  # adapters off while generating: the base model's prior
+    three = prior_mod.generate_class_images(comp, PROMPT, 3, batch_size=3, **GEN).astype(np.int16)
     assert comp.unet.active_adapters() == ["customize"]  # and on again afterwards
+    batch_diff = np.abs(three - one)
+    assert batch_diff.max() <= 1 and (batch_diff > 0).mean() < 0.01
+    # the same generation with the adapter left on: what a broken switch-off would give
+    monkeypatch.setattr(comp.unet, "disable_adapters", lambda: None)
+    leaked = prior_mod.generate_class_images(comp, PROMPT, 3, batch_size=3, **GEN).astype(np.int16)
+    assert np.abs(leaked - one).mean() > 5.0
 
 
 def test_prior_term_is_in_the_loss_with_its_weight(views):
