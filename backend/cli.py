@@ -28,7 +28,7 @@ def _client(args) -> Client:
 def cmd_serve(args) -> int:
     import logging
 
-    from .models import models_dir
+    from .model_dirs import models_dir
     from .server import Server
     from .workers import resolve_devices
 

@@ -51,7 +51,7 @@ def write_inputs(case, inputs: Path) -> dict[str, Path]:
 
 def run_demo(out: Path, device: str | None = None) -> int:
     """TIRE on the bundled example subject, from the files it writes, scored against held-out true views."""
-    from .example import example_case
+    from .synthetic.example import example_case
     from .refine import default_device, refine
 
     out = out.resolve()

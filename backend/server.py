@@ -19,7 +19,7 @@ from ..protocol import messages as M
 from ..protocol.errors import BadMessage, Internal, ProtocolError
 from ..protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
 from .jobs import JobManager
-from .models import models_found
+from .model_dirs import models_found
 from .pipelines import available, get_pipeline
 from .security import is_local_address, secure_server_socket
 from .store import FINAL_STATES, JobStore, media_type

@@ -54,10 +54,10 @@ def timed(fn, iters: int, warmup: int = 3) -> float:
 
 
 def warm_up_gsplat() -> float:
-    from likeness3d.backend.stages.cameras import orbit
-    from likeness3d.backend.stages.deferred import splat_features
-    from likeness3d.backend.stages.gaussians import random_gaussians
-    from likeness3d.backend.stages.render import render
+    from likeness3d.backend.stages.views.cameras import orbit
+    from likeness3d.backend.stages.customize.deferred import splat_features
+    from likeness3d.backend.stages.splats.gaussians import random_gaussians
+    from likeness3d.backend.stages.splats.render import render
 
     t0 = time.monotonic()
     g = random_gaussians(1000).to(DEVICE)
@@ -73,7 +73,7 @@ def warm_up_gsplat() -> float:
 
 def bench_sds(comps) -> dict:
     from likeness3d.backend.stages.diffusion.text import encode_prompts
-    from likeness3d.backend.stages.sds import SDSConfig, sds_loss
+    from likeness3d.backend.stages.diffusion.sds import SDSConfig, sds_loss
 
     cond, uncond = encode_prompts(comps, ["a rgb photo of sks pebble"]), encode_prompts(comps, [""])
     img = torch.rand(1, 3, SIZE, SIZE, device=DEVICE, requires_grad=True)
@@ -111,7 +111,7 @@ def bench_sds(comps) -> dict:
 def bench_dreambooth(comps) -> dict:
     import dataclasses
 
-    from likeness3d.backend.stages.diffusion.lora import SubjectLoraConfig, remove_lora, train_subject_lora
+    from likeness3d.backend.stages.diffusion.train.lora import SubjectLoraConfig, remove_lora, train_subject_lora
 
     imgs = torch.rand(4, SIZE, SIZE, 3).numpy()
     masks = torch.ones(4, SIZE, SIZE, dtype=torch.bool).numpy()
@@ -126,14 +126,14 @@ def bench_dreambooth(comps) -> dict:
 
 
 def bench_refine(comps, points: int) -> dict:
-    from likeness3d.backend.example import example_case
-    from likeness3d.backend.stages.cameras import Cameras, bounding_sphere
-    from likeness3d.backend.stages.coarse import CoarseConfig, sample_views
-    from likeness3d.backend.stages.deferred import DeferredPoints
+    from likeness3d.backend.synthetic.example import example_case
+    from likeness3d.backend.stages.views.cameras import Cameras, bounding_sphere
+    from likeness3d.backend.stages.customize.coarse import CoarseConfig, sample_views
+    from likeness3d.backend.stages.customize.deferred import DeferredPoints
     from likeness3d.backend.stages.diffusion.text import encode_prompts
-    from likeness3d.backend.stages.pc_refine import PointRefineConfig, refine_points
-    from likeness3d.backend.stages.pointcloud import surface_points
-    from likeness3d.backend.stages.sds import SDSConfig, sds_loss
+    from likeness3d.backend.stages.customize.refine_points import PointRefineConfig, refine_points
+    from likeness3d.backend.stages.customize.pointcloud import surface_points
+    from likeness3d.backend.stages.diffusion.sds import SDSConfig, sds_loss
 
     case = example_case(image_size=SIZE, texture_size=256)
     t0 = time.monotonic()
@@ -160,7 +160,7 @@ def bench_refine(comps, points: int) -> dict:
     rows = {"points": len(cloud), "references": len(refs), "surface_sampling_s": round(sample_s, 1)}
     # where a view's cost goes: one splat call forward + backward per level and channel count, all points
     # or a 1 / s^2 subset at level 1 / s (the density that level resolves)
-    from likeness3d.backend.stages.deferred import splat_features
+    from likeness3d.backend.stages.customize.deferred import splat_features
 
     one = cams[[0]]
     for channels in (19, 17, 16):
@@ -196,12 +196,12 @@ def bench_refine(comps, points: int) -> dict:
 
 
 def bench_pseudo_views(comps, points: int, views: int, strength: float = 0.1) -> dict:
-    from likeness3d.backend.example import example_case
-    from likeness3d.backend.stages.cameras import Cameras, bounding_sphere
-    from likeness3d.backend.stages.deferred import DeferredPoints
-    from likeness3d.backend.stages.pc_refine import PointRefineConfig, refine_points
-    from likeness3d.backend.stages.pointcloud import surface_points
-    from likeness3d.backend.stages.pseudo_views import (
+    from likeness3d.backend.synthetic.example import example_case
+    from likeness3d.backend.stages.views.cameras import Cameras, bounding_sphere
+    from likeness3d.backend.stages.customize.deferred import DeferredPoints
+    from likeness3d.backend.stages.customize.refine_points import PointRefineConfig, refine_points
+    from likeness3d.backend.stages.customize.pointcloud import surface_points
+    from likeness3d.backend.stages.customize.pseudo_views import (
         PseudoViewConfig, PseudoViews, build_img2img, enhance_views, pseudo_view_cameras, render_views,
     )
 
@@ -240,7 +240,7 @@ def bench_pseudo_views(comps, points: int, views: int, strength: float = 0.1) ->
 
 
 def bench_class_images(comps, n: int, steps: int) -> dict:
-    from likeness3d.backend.stages.diffusion.prior import generate_class_images
+    from likeness3d.backend.stages.diffusion.train.prior import generate_class_images
 
     prompt = "a rgb photo of pebble"
     generate_class_images(comps, prompt, 1, resolution=SIZE, steps=2)  # warm-up
@@ -258,7 +258,7 @@ def bench_class_images(comps, n: int, steps: int) -> dict:
 
 def bench_default_run(comps, divide: int, out: Path, smoke: dict | None = None, refine_novel: str = "sds") -> dict:
     from likeness3d.backend.context import JobContext
-    from likeness3d.backend.example import example_case
+    from likeness3d.backend.synthetic.example import example_case
     from likeness3d.backend.pipelines import customize
     from likeness3d.protocol.assets import Asset
 
@@ -322,7 +322,7 @@ def main() -> None:
     args = ap.parse_args()
     global DEVICE, SIZE
     DEVICE, SIZE = args.device, args.size
-    from likeness3d.backend.stages.diffusion.models import components_from_modules
+    from likeness3d.backend.stages.diffusion.components import components_from_modules
     from likeness3d.backend.stages.diffusion.tiny import SD2_SIZED_LABEL, TINY_LABEL, build_modules
 
     if DEVICE == "cuda":

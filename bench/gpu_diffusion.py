@@ -23,9 +23,9 @@ import time
 import numpy as np
 import torch
 
-from likeness3d.backend.stages.diffusion.inpaint import DiffusionInpaintConfig, build_inpainter, inpaint_views
-from likeness3d.backend.stages.diffusion.lora import SubjectLoraConfig, train_subject_lora
-from likeness3d.backend.stages.diffusion.models import components_from_modules
+from likeness3d.backend.stages.diffusion.sample.inpaint import DiffusionInpaintConfig, build_inpainter, inpaint_views
+from likeness3d.backend.stages.diffusion.train.lora import SubjectLoraConfig, train_subject_lora
+from likeness3d.backend.stages.diffusion.components import components_from_modules
 from likeness3d.backend.stages.diffusion.tiny import SD2_SIZED_LABEL, TINY_LABEL, build_modules
 
 

@@ -36,10 +36,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_render import BareLoop, Pool, sync, the_mesh  # noqa: E402
 
-from likeness3d.backend.stages import fit_graph  # noqa: E402
-from likeness3d.backend.stages.cameras import orbit  # noqa: E402
-from likeness3d.backend.stages.fit import FitConfig, fit  # noqa: E402
-from likeness3d.backend.stages.gaussians import from_mesh  # noqa: E402
+from likeness3d.backend.stages.splats.fast import fit_graph  # noqa: E402
+from likeness3d.backend.stages.views.cameras import orbit  # noqa: E402
+from likeness3d.backend.stages.splats.fit import FitConfig, fit  # noqa: E402
+from likeness3d.backend.stages.splats.gaussians import from_mesh  # noqa: E402
 
 SYNC_CALLS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy",
               "cudaMemcpyAsync")
@@ -149,7 +149,7 @@ def graph_time_us(fn, reps: int = 20, before=None) -> float:
 def adam_blocks(device: torch.device, count: int) -> list[dict]:
     """GPU time of the Adam update of a fit's six parameters (`count` Gaussians, SH degree 3) by the
     kernel's elements and warps per program, and with torch's fused Adam."""
-    from likeness3d.backend.stages import adam_kernel
+    from likeness3d.backend.stages.splats.fast import adam_kernel
 
     sizes = [3, 3, 4, 1, 3, 45]
     p = [torch.rand(count * k, device=device) for k in sizes]
@@ -183,7 +183,7 @@ def adam_blocks(device: torch.device, count: int) -> list[dict]:
 def loss_blocks(device: torch.device, size: int) -> list[dict]:
     """GPU time of one call of the fit graph's loss kernels (B = 1, RGBA, weights) by the blurs' columns and
     warps per program."""
-    from likeness3d.backend.stages import fused_loss
+    from likeness3d.backend.stages.splats.fast import fused_loss
 
     gen = torch.Generator(device=device).manual_seed(0)
     images = torch.rand(4, size, size, 4, generator=gen, device=device)

@@ -26,8 +26,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_diffusion import subject_views  # noqa: E402
 from gpu_fit_trace import timeline  # noqa: E402
 
-from likeness3d.backend.stages.diffusion.lora import SubjectLoraConfig, remove_lora, train_subject_lora  # noqa: E402
-from likeness3d.backend.stages.diffusion.models import components_from_modules  # noqa: E402
+from likeness3d.backend.stages.diffusion.train.lora import SubjectLoraConfig, remove_lora, train_subject_lora  # noqa: E402
+from likeness3d.backend.stages.diffusion.components import components_from_modules  # noqa: E402
 from likeness3d.backend.stages.diffusion.tiny import SD2_SIZED_LABEL, build_modules  # noqa: E402
 
 

@@ -27,15 +27,15 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from likeness3d.backend.stages import render_ref
-from likeness3d.backend.stages.cameras import Cameras, orbit
-from likeness3d.backend.stages.fit import FitConfig, fit, to_params
-from likeness3d.backend.stages.gaussians import Gaussians, from_mesh, rgb_to_sh, rotation_to_quat
-from likeness3d.backend.stages.mesh_passes import Raycaster, mesh_rgba
-from likeness3d.backend.stages.meshes import TexturedMesh
-from likeness3d.backend.stages.metrics import psnr
-from likeness3d.backend.stages.render import gsplat_intrinsics, render
-from likeness3d.backend.stages.shapes import procedural_texture, uv_sphere
+from likeness3d.backend.stages.splats import render_ref
+from likeness3d.backend.stages.views.cameras import Cameras, orbit
+from likeness3d.backend.stages.splats.fit import FitConfig, fit, to_params
+from likeness3d.backend.stages.splats.gaussians import Gaussians, from_mesh, rgb_to_sh, rotation_to_quat
+from likeness3d.backend.stages.views.mesh_passes import Raycaster, mesh_rgba
+from likeness3d.backend.stages.views.meshes import TexturedMesh
+from likeness3d.backend.stages.quality.metrics import psnr
+from likeness3d.backend.stages.splats.render import gsplat_intrinsics, render
+from likeness3d.backend.synthetic.shapes import procedural_texture, uv_sphere
 
 _worker_caster: Raycaster | None = None
 

@@ -26,15 +26,15 @@ os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 import torch  # noqa: E402
 
 from likeness3d.backend.context import JobContext  # noqa: E402
-from likeness3d.backend.example import example_case  # noqa: E402
+from likeness3d.backend.synthetic.example import example_case  # noqa: E402
 from likeness3d.backend.pipelines import tire  # noqa: E402
 from likeness3d.protocol.assets import Asset  # noqa: E402
 
 
 def warm_up_gsplat(device: str) -> float:
-    from likeness3d.backend.stages.cameras import orbit
-    from likeness3d.backend.stages.gaussians import random_gaussians
-    from likeness3d.backend.stages.render import render
+    from likeness3d.backend.stages.views.cameras import orbit
+    from likeness3d.backend.stages.splats.gaussians import random_gaussians
+    from likeness3d.backend.stages.splats.render import render
 
     t0 = time.monotonic()
     g = random_gaussians(1000).to(device)
@@ -69,8 +69,8 @@ def main() -> None:
     rows = {}
 
     if not args.skip_a:
-        from likeness3d.backend.stages.diffusion.models import components_from_modules
-        from likeness3d.backend.stages.diffusion.subject import personalise
+        from likeness3d.backend.stages.diffusion.components import components_from_modules
+        from likeness3d.backend.stages.diffusion.sample.subject import personalise
         from likeness3d.backend.stages.diffusion.tiny import SD2_SIZED_LABEL, build_modules
 
         with torch.device(device):

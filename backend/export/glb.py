@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..stages.meshes import MeshLike, TexturedMesh, check_mesh
+from ..stages.views.meshes import MeshLike, TexturedMesh, check_mesh
 
 _TO_GLTF = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=np.float64)
 """glTF = _TO_GLTF @ Blender: (x, y, z) -> (x, z, -y)."""

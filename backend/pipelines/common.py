@@ -49,7 +49,7 @@ def to_u8(img):
 
 
 def export_textured(ctx, mesh, groups, texture_size: int, caster, center, radius: float, turntable_views: int):
-    """The refinements' shared export: bake `groups` of views (see stages.bake_views) onto the artist's UVs,
+    """The refinements' shared export: bake `groups` of views (see stages.texture.bake_views) onto the artist's UVs,
     then publish mesh.glb (same geometry and UVs, new texture), texture.png and sheet.png (initial | refined
     turntable). Returns (the refined mesh, [Ht, Wt] texels no view saw)."""
     import io
@@ -59,11 +59,11 @@ def export_textured(ctx, mesh, groups, texture_size: int, caster, center, radius
 
     from ..export.glb import write_glb
     from ..export.sheet import turntable_sheet
-    from ..stages.bake import BakeConfig
-    from ..stages.bake_views import bake_views
-    from ..stages.cameras import turntable
-    from ..stages.mesh_passes import Raycaster, mesh_rgba
-    from ..stages.meshes import TexturedMesh
+    from ..stages.texture.bake import BakeConfig
+    from ..stages.texture.bake_views import bake_views
+    from ..stages.views.cameras import turntable
+    from ..stages.views.mesh_passes import Raycaster, mesh_rgba
+    from ..stages.views.meshes import TexturedMesh
 
     size = texture_size or (mesh.texture.shape[0] if mesh.texture is not None else 1024)
     texture, unseen = bake_views(mesh, groups, BakeConfig(texture_size=(size, size)), base_texture=mesh.texture)

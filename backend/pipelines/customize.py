@@ -16,10 +16,10 @@ reach them):
   by the base model before it is personalised, from "a rgb photo of <class>", and cached on disk
   ($LIKENESS3D_CACHE, a server's `<store>/cache`, else ~/.cache/likeness3d) under a hash of the model, prompt,
   size, count, steps and seed; the rgb stage then trains on instance + prior_weight x prior loss (why only
-  the rgb stage: `stages/diffusion/multimodal.py`). report.json says whether it ran, how many class images
+  the rgb stage: `stages/diffusion/train/multimodal.py`). report.json says whether it ran, how many class images
   and whether they came from the cache.
 - `refine_novel="pseudo"`: the refine stage's novel-view loss is a masked L1 to `pseudo_views` img2img-
-  enhanced views (strength in `pseudo_strength`) made once before refining (`stages/pseudo_views.py`)
+  enhanced views (strength in `pseudo_strength`) made once before refining (`stages/customize/pseudo_views.py`)
   instead of SDS every step.
 
 This module imports no torch at module level (the server front imports it to validate configs).
@@ -184,7 +184,7 @@ def load_base_model(config: CustomizeConfig, device: str):
     import os
 
     from ...protocol.errors import ModelMissing
-    from ..stages.diffusion.models import load_components
+    from ..stages.diffusion.components import load_components
 
     models = config.models or os.environ.get("LIKENESS3D_MODELS", "")
     if not models:
@@ -204,19 +204,19 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
 
     from ...protocol.errors import InvalidAsset
     from ..export.ply import write_ply
-    from ..stages.cameras import Cameras, bounding_sphere, orbit
-    from ..stages.coarse import CoarseConfig, coarse_stage, sample_views
-    from ..stages.deferred import DeferredPoints
-    from ..stages.diffusion.lora import SubjectLoraConfig, save_lora
-    from ..stages.diffusion.multimodal import MultiModalConfig, modality_images, prompt, save_full, train_multimodal
+    from ..stages.views.cameras import Cameras, bounding_sphere, orbit
+    from ..stages.customize.coarse import CoarseConfig, coarse_stage, sample_views
+    from ..stages.customize.deferred import DeferredPoints
+    from ..stages.diffusion.train.lora import SubjectLoraConfig, save_lora
+    from ..stages.diffusion.train.multimodal import MultiModalConfig, modality_images, prompt, save_full, train_multimodal
     from ..stages.diffusion.text import encode_prompts
-    from ..stages.evaluate import evaluate
-    from ..stages.gaussians import from_mesh, rgb_to_sh
-    from ..stages.mesh_passes import Raycaster
-    from ..stages.pc_refine import PointRefineConfig, masked_psnr, refine_points
-    from ..stages.pointcloud import project_colors, surface_points
-    from ..stages.sds import SDSConfig, sds_loss, timestep_fraction
-    from ..stages.track import KnownView
+    from ..stages.quality.evaluate import evaluate
+    from ..stages.splats.gaussians import from_mesh, rgb_to_sh
+    from ..stages.views.mesh_passes import Raycaster
+    from ..stages.customize.refine_points import PointRefineConfig, masked_psnr, refine_points
+    from ..stages.customize.pointcloud import project_colors, surface_points
+    from ..stages.diffusion.sds import SDSConfig, sds_loss, timestep_fraction
+    from ..stages.views.track import KnownView
     from .common import StageClock, check_refinable, export_textured, float_image
     from .peak_memory import PeakMemory
 
@@ -398,8 +398,8 @@ def _class_prior(ctx, comps, class_word: str, config: CustomizeConfig, size: int
     import numpy as np
 
     from ..cache import cache_dir
-    from ..stages.diffusion.multimodal import class_prompt
-    from ..stages.diffusion.prior import ClassPrior, class_images
+    from ..stages.diffusion.train.multimodal import class_prompt
+    from ..stages.diffusion.train.prior import ClassPrior, class_images
 
     text = class_prompt("rgb", class_word)
     batch = 8 if comps.device.type == "cuda" else 1
@@ -418,8 +418,8 @@ def _class_prior(ctx, comps, class_word: str, config: CustomizeConfig, size: int
 
 def _pseudo_views(ctx, model, comps, class_word: str, center, radius: float, config: CustomizeConfig):
     """The refine stage's pseudo views (made now, from the model before refining) -> (loss, weight, PseudoViews)."""
-    from ..stages.diffusion.multimodal import prompt
-    from ..stages.pseudo_views import PseudoViewConfig, make_pseudo_views
+    from ..stages.diffusion.train.multimodal import prompt
+    from ..stages.customize.pseudo_views import PseudoViewConfig, make_pseudo_views
 
     pcfg = PseudoViewConfig(views=config.pseudo_views, strength=tuple(config.pseudo_strength))
     pseudo = make_pseudo_views(model, comps, prompt("rgb", class_word), center, radius, config.resolution, pcfg,

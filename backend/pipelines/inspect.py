@@ -129,7 +129,7 @@ def overlay(ref: Reference, uv: np.ndarray, inside: np.ndarray, max_points: int,
 def comparison_png(ref: Reference, caster, config: InspectConfig) -> tuple[bytes, float]:
     """PNG of one row, the photo | the mesh rendered from its camera | both blended, and their silhouette IoU."""
     from ..export.sheet import grid_sheet
-    from ..stages.alignment import reference_view
+    from ..stages.views.alignment import reference_view
 
     view = reference_view(caster, ref.image, ref.camera, config.render_max_side, min_alpha=config.min_alpha)
     grey = np.float32(0.25)
@@ -152,7 +152,7 @@ def run(ctx, asset: Asset, config: InspectConfig) -> None:
             report["renders_skipped"] = f"this backend lacks {missing}: no renders from the reference cameras"
             ctx.log(report["renders_skipped"])
         else:
-            from ..stages.mesh_passes import Raycaster
+            from ..stages.views.mesh_passes import Raycaster
 
             caster = Raycaster(asset.mesh)
     # 2. Each reference: where its camera sees the mesh, with an overlay preview, and the mesh rendered

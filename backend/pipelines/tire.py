@@ -88,12 +88,12 @@ def make_inpainter(config: TireConfig, ctx, asset: Asset, device: str):
     """The diffusion inpainter with a subject LoRA when models are configured, else the labelled OpenCV one."""
     import os
 
-    from ..stages.inpaint_cv import OpenCVInpainter
+    from ..stages.tire.inpaint_cv import OpenCVInpainter
 
     models = config.models or os.environ.get("LIKENESS3D_MODELS", "")
     if config.inpainter == "opencv" or (config.inpainter == "auto" and not models):
         return OpenCVInpainter()
-    from ..stages.diffusion.subject import personalised_inpainter
+    from ..stages.diffusion.sample.subject import personalised_inpainter
 
     return personalised_inpainter(models, asset, config, ctx, device)
 
@@ -103,13 +103,13 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     import torch
 
     from ..export.ply import write_ply
-    from ..stages.cameras import Cameras, bounding_sphere, orbit
-    from ..stages.evaluate import evaluate
-    from ..stages.fit import FitConfig
-    from ..stages.mesh_passes import Raycaster
-    from ..stages.progressive import InpaintConfig, progressive_inpaint
-    from ..stages.resplat import ResplatConfig, resplat
-    from ..stages.track import KnownView
+    from ..stages.views.cameras import Cameras, bounding_sphere, orbit
+    from ..stages.quality.evaluate import evaluate
+    from ..stages.splats.fit import FitConfig
+    from ..stages.views.mesh_passes import Raycaster
+    from ..stages.tire.progressive import InpaintConfig, progressive_inpaint
+    from ..stages.tire.resplat import ResplatConfig, resplat
+    from ..stages.views.track import KnownView
     from .common import StageClock, check_refinable, export_textured, float_image, to_u8
     from .peak_memory import PeakMemory
 

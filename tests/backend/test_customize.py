@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from likeness3d.backend.demo import write_inputs
-from likeness3d.backend.example import example_case
+from likeness3d.backend.synthetic.example import example_case
 from likeness3d.backend.export.glb import read_glb
 from likeness3d.backend.pipelines import get_pipeline
 from likeness3d.backend.pipelines.customize import PRESETS, CustomizeConfig
@@ -27,7 +27,7 @@ SMALL = {"resolution": 32, "dreambooth_resolution": 32, "dreambooth_steps": [1, 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
     case = example_case(image_size=32, texture_size=64)
-    from likeness3d.backend.example import ExampleCase
+    from likeness3d.backend.synthetic.example import ExampleCase
 
     small = ExampleCase(case.initial, case.truth, case.references[:2], case.eval_views[:2])
     return small, write_inputs(small, tmp_path_factory.mktemp("in"))
@@ -36,7 +36,7 @@ def inputs(tmp_path_factory):
 def test_customize_end_to_end_with_tiny_models(inputs, tmp_path):
     from diffusers import StableDiffusionPipeline
 
-    from likeness3d.backend.stages.diffusion.models import load_components
+    from likeness3d.backend.stages.diffusion.components import load_components
 
     case, paths = inputs
     out = tmp_path / "out"
@@ -63,7 +63,7 @@ def test_customize_end_to_end_with_tiny_models(inputs, tmp_path):
 
 
 def test_customize_with_pseudo_views_prior_preservation_and_full_fine_tune(inputs, tmp_path, monkeypatch):
-    from likeness3d.backend.stages.diffusion import prior as prior_mod
+    from likeness3d.backend.stages.diffusion.train import prior as prior_mod
 
     _, paths = inputs
     monkeypatch.setenv("LIKENESS3D_CACHE", str(tmp_path / "cache"))

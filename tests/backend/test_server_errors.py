@@ -98,7 +98,7 @@ def test_too_large(server_factory, tmp_path):
         time.sleep(0.3)
     finally:
         big.close()
-    from likeness3d.backend.example import example_asset
+    from likeness3d.backend.synthetic.example import example_asset
 
     with Client(server.address, timeout=20) as c:
         with pytest.raises(TooLarge, match="accepts at most 1048576"):

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from likeness3d.backend.demo import write_inputs
-from likeness3d.backend.example import example_case
+from likeness3d.backend.synthetic.example import example_case
 from likeness3d.backend.export.glb import read_glb
 from likeness3d.protocol.assets import Asset, Mesh
 from likeness3d.protocol.client import Client
@@ -103,8 +103,8 @@ def test_tire_with_tiny_diffusion_models(tmp_path, case, one_thread):
     diffusers' format and loadable by `load_lora_weights`; the report says the output is noise."""
     from likeness3d.backend.context import JobContext
     from likeness3d.backend.pipelines.tire import TireConfig, run
-    from likeness3d.backend.stages.diffusion.inpaint import build_inpainter
-    from likeness3d.backend.stages.diffusion.models import load_components
+    from likeness3d.backend.stages.diffusion.sample.inpaint import build_inpainter
+    from likeness3d.backend.stages.diffusion.components import load_components
 
     asset = Asset(case.initial, case.references, "pebble", "pebble")
     stages = []

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from likeness3d.backend.example import example_asset
+from likeness3d.backend.synthetic.example import example_asset
 from likeness3d.backend.inputs.transforms import read_transforms, write_transforms
 from likeness3d.protocol.errors import InvalidAsset
 

@@ -1,8 +1,7 @@
-"""Diffusion toolkit shared by the pipelines: SD models by role from local folders (or tiny ones built in
-code), subject LoRA training in diffusers' format, and mask-respecting inpainting at a given strength.
+"""Diffusion toolkit shared by the pipelines: Stable Diffusion components by role from local folders (or tiny
+ones built in code), prompt encoding, step callbacks, host-to-device uploads, score distillation (`sds`).
 
-Modules: models (loading by role), tiny (models built in code), text (prompt encoding), images (array
-checks), augment (flips and rotations), masks (random inpainting masks, masked loss), lora (training, save,
-remove), inpaint (the pipeline and the batch call). Importing this package imports torch; diffusers,
-transformers and peft are imported by the functions that need them.
+Subpackages: `train/` personalises a model on the subject (the one training loop for LoRA and full
+fine-tune, multi-modal DreamBooth, prior preservation), `sample/` draws from it (inpainting, the personalised
+inpainter). diffusers, transformers and peft are imported by the functions that need them.
 """

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from likeness3d.backend.export.glb import blender_to_gltf, gltf_to_blender, read_glb, write_glb
-from likeness3d.backend.stages.meshes import TexturedMesh
-from likeness3d.backend.stages.shapes import uv_cube, uv_sphere
+from likeness3d.backend.stages.views.meshes import TexturedMesh
+from likeness3d.backend.synthetic.shapes import uv_cube, uv_sphere
 
 
 def gltf_json(data: bytes) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from likeness3d.backend.stages.diffusion.models import load_components
+from likeness3d.backend.stages.diffusion.components import load_components
 from likeness3d.backend.stages.diffusion.tiny import save_tiny
 
 
