@@ -1,11 +1,15 @@
 """Quality presets: for each pipeline, the config each preset sends (merged under the user's extra settings).
 
-A pipeline missing here runs its own defaults (the paper's) for every preset; each pipeline's issue adds
-its presets here. Keys must be fields of the pipeline's config: the backend rejects unknown keys."""
+A pipeline missing here runs its own defaults (the paper's) for every preset. Configs are trees in the shape
+of the pipeline's config (`{"fit": {"steps": 150}}`); the extra settings merge into them key by key, and a
+dotted key there (`"fit.steps": 3000`) reaches into the tree. Keys must be fields of the pipeline's config:
+the backend rejects unknown keys, naming them."""
 
 from __future__ import annotations
 
 import json
+
+from ..protocol.config_maps import dotted, merge_config
 
 QUALITY_ITEMS = [
     ("DRAFT", "Draft", "Fast, for checking the setup"),
@@ -18,18 +22,20 @@ PRESETS: dict[str, dict[str, dict]] = {
     "selftest": {"DRAFT": {"steps": 3}, "STANDARD": {}, "HIGH": {"steps": 30}},
     # TIRE: DRAFT is the backend's `fast` preset (minutes on a CPU); STANDARD the authors' 24 x 2 views at 512 px
     "tire": {
-        "DRAFT": {"resolution": 96, "azimuths": 12, "elevations_deg": [0.0, 30.0], "gaussians": 2500,
-                  "fit_resolution": 64, "fit_steps": 150, "lora_steps": 100, "turntable_views": 6},
+        "DRAFT": {"resolution": 96, "azimuths": 12, "elevations_deg": [0.0, 30.0], "turntable_views": 6,
+                  "lora": {"steps": 100}, "resplat": {"gaussians": 2500, "fit_resolution": 64},
+                  "fit": {"steps": 150, "refine_start": 37}},
         "STANDARD": {},
-        "HIGH": {"fit_steps": 6000, "gaussians": 200000, "lora_steps": 800, "consistency_rounds": 2},
+        "HIGH": {"fit": {"steps": 6000}, "resplat": {"gaussians": 200000, "rounds": 2}, "lora": {"steps": 800}},
     },
     # Customize-It-3D: DRAFT is the backend's `fast` preset; STANDARD the authors' settings at 512 px
     "customize": {
-        "DRAFT": {"resolution": 128, "dreambooth_resolution": 256, "dreambooth_steps": [5, 10, 10, 15],
-                  "coarse_steps": 150, "coarse_resolution": 64, "gaussians": 5000, "sds_resolution": 256,
-                  "points": 30000, "refine_steps": 200, "refine_lr": 0.01, "bake_azimuths": 8, "turntable_views": 6},
+        "DRAFT": {"resolution": 128, "dreambooth": {"resolution": 256, "steps": [5, 10, 10, 15]},
+                  "coarse": {"steps": 150, "resolution": 64, "gaussians": 5000}, "sds": {"resolution": 256},
+                  "refine": {"points": 30000, "steps": 200, "learning_rate": 0.01}, "bake_azimuths": 8,
+                  "turntable_views": 6},
         "STANDARD": {},
-        "HIGH": {"coarse_steps": 2000, "refine_steps": 5000, "bake_azimuths": 24},
+        "HIGH": {"coarse": {"steps": 2000}, "refine": {"steps": 5000}, "bake_azimuths": 24},
     },
 }
 
@@ -39,7 +45,7 @@ class ConfigError(ValueError):
 
 
 def build_config(pipeline: str, quality: str, extra_json: str = "") -> dict:
-    config = dict(PRESETS.get(pipeline, {}).get(quality, {}))
+    config = merge_config({}, PRESETS.get(pipeline, {}).get(quality, {}))
     if extra_json.strip():
         try:
             extra = json.loads(extra_json)
@@ -47,5 +53,6 @@ def build_config(pipeline: str, quality: str, extra_json: str = "") -> dict:
             raise ConfigError(f"extra settings are not valid JSON ({exc.msg} at column {exc.colno}): {extra_json!r}") from None
         if not isinstance(extra, dict):
             raise ConfigError(f"extra settings must be a JSON object, got {extra_json!r}")
-        config.update(extra)
+        for key, value in extra.items():
+            config = merge_config(config, dotted(key, value) if "." in key else {key: value})
     return config

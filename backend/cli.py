@@ -96,15 +96,20 @@ def cmd_cancel(args) -> int:
 
 
 def _parse_set(items: list[str]) -> dict:
-    out = {}
+    """--set KEY=VALUE items as one nested map: a dotted KEY reaches into the config tree (fit.steps=500)."""
+    from .config import dotted, merge_config
+
+    out: dict = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE (VALUE as JSON, e.g. fit_steps=500)")
+        if not sep or not key or any(not part for part in key.split(".")):
+            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY a field or a dotted path (VALUE as JSON, "
+                             f"e.g. fit.steps=500)")
         try:
-            out[key] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            out[key] = value
+            parsed = value
+        out = merge_config(out, dotted(key, parsed))
     return out
 
 

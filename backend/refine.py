@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..protocol.assets import Asset
-from .config import config_from_dict
+from .config import canonical, config_from_dict, merge_config
 from .context import JobContext
 from .inputs.mesh import read_mesh
 from .inputs.transforms import read_transforms
@@ -65,8 +65,7 @@ def refine(
     preset = preset or ("quality" if device.startswith("cuda") else "fast")
     if presets and preset not in presets:
         raise ValueError(f"--preset {preset!r}: this pipeline has {sorted(presets)}")
-    settings = dict(presets.get(preset, {}))
-    settings.update(overrides or {})
+    settings = merge_config(presets.get(preset, {}), canonical(spec.config_cls, overrides or {}))
     if models:
         settings["models"] = models
     config = config_from_dict(spec.config_cls, settings)

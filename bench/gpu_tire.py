@@ -70,18 +70,25 @@ def main() -> None:
 
     if not args.skip_a:
         from likeness3d.backend.stages.diffusion.components import components_from_modules
-        from likeness3d.backend.stages.diffusion.sample.subject import personalise
+        from likeness3d.backend.stages.diffusion.config import SubjectLoraConfig
+        from likeness3d.backend.stages.diffusion.sample.subject import personalised_inpainter
         from likeness3d.backend.stages.diffusion.tiny import SD2_SIZED_LABEL, build_modules
 
         with torch.device(device):
             parts = build_modules("inpaint", scale="sd2")
         comps = components_from_modules(parts, role="inpaint", device=device, source="random sd2", label=SD2_SIZED_LABEL)
         original = tire.make_inpainter
-        tire.make_inpainter = lambda config, ctx, asset, dev: personalise(comps, asset, config, ctx)
+        def make_inpainter(config, ctx, asset, dev):  # the pipeline's own call, on the in-memory random model
+            return personalised_inpainter(
+                comps, asset.references, asset.class_word, lora=config.lora, resolution=config.resolution,
+                seed=config.seed, progress=lambda s, n, t: ctx.progress("personalise", s, n, t), cancel=ctx.check_cancel,
+                publish=ctx.add_artifact)
+
+        tire.make_inpainter = make_inpainter
         try:
             torch.cuda.reset_peak_memory_stats()
             log: list = []
-            cfg = tire.TireConfig(lora_steps=args.lora_steps)  # the quality preset: 512 px, 24 x 2 views
+            cfg = tire.TireConfig(lora=SubjectLoraConfig(steps=args.lora_steps))  # the quality preset: 512 px, 24 x 2 views
             t0 = time.monotonic()
             rep = tire.run(quiet_context(out / "a", device, log), asset, cfg)
             wall = time.monotonic() - t0

@@ -17,6 +17,12 @@ def check_refinable(asset: Asset, pipeline: str) -> None:
                            field="mesh.uvs")
 
 
+def flat_texture_size(side):
+    """The flat `texture_size` of the configs before the tree (one side, 0 = the mesh's own) as the
+    `bake.texture_size` it now is ((height, width), or None for the mesh's own size)."""
+    return None if side in (0, None) else [side, side]
+
+
 class StageClock:
     """Seconds per stage: `lap(name)` closes the stage that started at the previous lap."""
 
@@ -33,25 +39,11 @@ class StageClock:
         return {**self.seconds, "total": round(sum(self.seconds.values()), 3)}
 
 
-def float_image(img):
-    """[H, W, D] uint8 or float32 array -> float32 tensor in [0, 1] (imports torch: call inside run())."""
-    import numpy as np
-    import torch
-
-    return torch.from_numpy(img.astype(np.float32) / (255.0 if img.dtype == np.uint8 else 1.0))
-
-
-def to_u8(img):
-    """Tensor in [0, 1] -> uint8 numpy array (previews, PNGs)."""
-    import numpy as np
-
-    return (np.clip(img.detach().cpu().numpy(), 0, 1) * 255 + 0.5).astype(np.uint8)
-
-
-def export_textured(ctx, mesh, groups, texture_size: int, caster, center, radius: float, turntable_views: int):
-    """The refinements' shared export: bake `groups` of views (see stages.texture.bake_views) onto the artist's UVs,
-    then publish mesh.glb (same geometry and UVs, new texture), texture.png and sheet.png (initial | refined
-    turntable). Returns (the refined mesh, [Ht, Wt] texels no view saw)."""
+def export_textured(ctx, mesh, groups, bake, caster, center, radius: float, turntable_views: int):
+    """The refinements' shared export: bake `groups` of views (see stages.texture.bake_views) onto the artist's
+    UVs with `bake` (a BakeConfig; its texture_size None keeps the mesh's own height x width), then publish
+    mesh.glb (same geometry and UVs, new texture), texture.png and sheet.png (initial | refined turntable).
+    Returns (the refined mesh, [Ht, Wt] texels no view saw)."""
     import io
 
     import numpy as np
@@ -59,14 +51,13 @@ def export_textured(ctx, mesh, groups, texture_size: int, caster, center, radius
 
     from ..export.glb import write_glb
     from ..export.sheet import turntable_sheet
-    from ..stages.texture.bake import BakeConfig
+    from ..stages.common.images import to_u8
     from ..stages.texture.bake_views import bake_views
     from ..stages.views.cameras import turntable
     from ..stages.views.mesh_passes import Raycaster, mesh_rgba
     from ..stages.views.meshes import TexturedMesh
 
-    size = texture_size or (mesh.texture.shape[0] if mesh.texture is not None else 1024)
-    texture, unseen = bake_views(mesh, groups, BakeConfig(texture_size=(size, size)), base_texture=mesh.texture)
+    texture, unseen = bake_views(mesh, groups, bake, base_texture=mesh.texture)
     tex_u8 = np.concatenate([to_u8(texture), np.full(texture.shape[:2] + (1,), 255, np.uint8)], -1)
     refined = TexturedMesh(mesh.vertices, mesh.faces, mesh.uvs, tex_u8)
     ctx.add_artifact("mesh.glb", write_glb(refined))

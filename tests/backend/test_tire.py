@@ -101,6 +101,7 @@ def test_refine_cli_on_files(tmp_path, case):
 def test_tire_with_tiny_diffusion_models(tmp_path, case, one_thread):
     """Every stage with the real diffusers/peft classes (tiny random weights): LoRA trained, saved in
     diffusers' format and loadable by `load_lora_weights`; the report says the output is noise."""
+    from likeness3d.backend.config import config_from_dict
     from likeness3d.backend.context import JobContext
     from likeness3d.backend.pipelines.tire import TireConfig, run
     from likeness3d.backend.stages.diffusion.sample.inpaint import build_inpainter
@@ -109,7 +110,7 @@ def test_tire_with_tiny_diffusion_models(tmp_path, case, one_thread):
     asset = Asset(case.initial, case.references, "pebble", "pebble")
     stages = []
     ctx = JobContext(tmp_path / "out", tmp_path / "work", on_progress=lambda st, *a: stages.append(st))
-    cfg = TireConfig(**{**SMALL, "elevations_deg": (0.0,), "models": "tiny", "lora_steps": 2})
+    cfg = config_from_dict(TireConfig, {**SMALL, "elevations_deg": (0.0,), "models": "tiny", "lora": {"steps": 2}})
     report = run(ctx, asset, cfg, list(case.eval_views[:2]))
     assert report["personalised"] is True and "output is noise" in report["inpainter"]
     assert {"render", "personalise", "inpaint", "resplat"} <= set(stages)

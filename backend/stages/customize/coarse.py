@@ -20,7 +20,7 @@ Gaussians cover a pixel, and at what depth): a small term, kept because the meth
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -30,55 +30,12 @@ from ..views.cameras import Cameras, orbit
 from ..splats.gaussians import Gaussians, quat_to_rotation, rgb_to_sh
 from ..common.loss_log import LossLog
 from ..splats.render import render
+from .config import CoarseConfig
 from ..diffusion.sds import SDSConfig, sds_loss, timestep_fraction
 
 MODES = ("normal", "albedo", "textureless", "lambertian")
 LOSS_WINDOW = 25
 """Losses are read back from the device once per this many steps."""
-
-
-@dataclass(frozen=True)
-class CoarseConfig:
-    steps: int = 1000
-    """SDS steps (ours: the authors optimise a NeRF for far longer; colour-only Gaussians converge sooner)."""
-    normal_frac: float = 0.1
-    """Fraction of the steps that render normals with the normal-map prompt."""
-    albedo_frac: float = 0.3
-    """Until this fraction: albedo only; after it the random mix."""
-    mix: tuple[float, float, float] = (0.4, 0.2, 0.4)
-    """Probabilities of albedo, textureless, lambertian in the random mix."""
-    ambient: float = 0.3
-    """Ambient term of the Lambertian shading."""
-    resolution: int = 128
-    """Side of the rendered novel views (resized to the SDS resolution before encoding)."""
-    polar_deg: tuple[float, float] = (70.0, 110.0)
-    radius_scale: tuple[float, float] = (1.0, 1.5)
-    fov_deg: float = 60.0
-    reference_weight: float = 1000.0
-    mask_weight: float = 100.0
-    depth_weight: float = 10.0
-    """Weight of 1 - depth correlation on the references (ours: the paper names the term, not its weight)."""
-    sds_weight: float = 1.0
-    lr_color: float = 1e-2
-    lr_quat: float = 1e-3
-    sds: SDSConfig = field(default_factory=SDSConfig)
-
-    def __post_init__(self):
-        if not (isinstance(self.steps, int) and self.steps >= 1):
-            raise ValueError(f"CoarseConfig.steps must be a positive integer, got {self.steps!r}")
-        if not (0 <= self.normal_frac <= self.albedo_frac <= 1):
-            raise ValueError(f"CoarseConfig needs 0 <= normal_frac <= albedo_frac <= 1, got {self.normal_frac}, {self.albedo_frac}")
-        if len(self.mix) != 3 or min(self.mix) < 0 or sum(self.mix) <= 0:
-            raise ValueError(f"CoarseConfig.mix must be 3 non-negative weights, got {self.mix!r}")
-        lo, hi = self.polar_deg
-        if not (0 < lo <= hi < 180):
-            raise ValueError(f"CoarseConfig.polar_deg must be within (0, 180), got {self.polar_deg!r}")
-        if not (0 < self.radius_scale[0] <= self.radius_scale[1]):
-            raise ValueError(f"CoarseConfig.radius_scale must be 0 < lo <= hi, got {self.radius_scale!r}")
-        if not self.depth_weight >= 0:
-            raise ValueError(f"CoarseConfig.depth_weight must be >= 0, got {self.depth_weight!r}")
-        if not (isinstance(self.resolution, int) and self.resolution >= 8 and self.resolution % 8 == 0):
-            raise ValueError(f"CoarseConfig.resolution must be a multiple of 8, got {self.resolution!r}")
 
 
 def depth_correlation_loss(rendered: Tensor, target: Tensor, mask: Tensor) -> Tensor:
@@ -183,6 +140,7 @@ def coarse_stage(
     center: Tensor,
     radius: float,
     config: CoarseConfig = CoarseConfig(),
+    sds: SDSConfig = SDSConfig(),
     seed: int = 0,
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], None] | None = None,
@@ -191,7 +149,7 @@ def coarse_stage(
     """Optimise the Gaussians' colours and orientations; returns the new Gaussians (the input is untouched)."""
     from ..diffusion.text import encode_prompts
 
-    if config.sds.schedule != "random" and config.steps < 2:
+    if sds.schedule != "random" and config.steps < 2:
         raise ValueError("linear and sqrt timestep schedules need at least 2 steps")
     dev = gaussians.device
     gen = torch.Generator().manual_seed(seed)
@@ -231,8 +189,8 @@ def coarse_stage(
         colors = shade(g, cam, mode, gen, config.ambient)
         bg = (0.0, 0.0, 0.0) if mode == "normal" else (1.0, 1.0, 1.0)  # normal maps have black backgrounds
         view = render_colors(g, colors, cam, background=bg).rgb.permute(0, 3, 1, 2)  # [1, 3, H, W]
-        frac = timestep_fraction(config.sds.schedule, step, config.steps, config.sds.t_range, gen)
-        s = sds_loss(components, view, embeds[mode], uncond, config.sds, fraction=frac, generator=gen)
+        frac = timestep_fraction(sds.schedule, step, config.steps, sds.t_range, gen)
+        s = sds_loss(components, view, embeds[mode], uncond, sds, fraction=frac, generator=gen)
         skipped += (~s.ok).long()
         loss = loss + config.sds_weight * s.loss
         opt.zero_grad(set_to_none=True)

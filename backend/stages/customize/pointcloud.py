@@ -18,7 +18,7 @@ from ..views.cameras import Cameras
 from ..splats.gaussians import sample_surface
 from ..views.mesh_passes import MeshPasses
 from ..views.meshes import MeshLike, check_mesh, face_normals, sample_texture, texture_float, to_trimesh
-from ..views.track import _sample, project
+from ..views.track import project, sample_image
 
 
 @dataclass
@@ -95,5 +95,25 @@ def project_colors(
     for c in range(C):
         pick = seen & (best == c)
         if pick.any():
-            rgb[pick] = _sample(images[c], uv[c, pick], "bilinear")
+            rgb[pick] = sample_image(images[c], uv[c, pick], "bilinear")
     return PointCloud(cloud.points, cloud.normals, rgb.clamp(0, 1), seen, cloud.spacing)
+
+
+def coloured_points(
+    mesh: MeshLike,
+    count: int,
+    gaussians,  # splats.gaussians.Gaussians: the coarse stage's result
+    images: Tensor,  # [C, H, W, 3] reference photos in [0, 1]
+    masks: Tensor,  # [C, H, W] bool photo foreground
+    cameras: Cameras,
+    passes: MeshPasses,
+    seed: int = 0,
+) -> PointCloud:
+    """The refine stage's point cloud (Customize-It-3D step 4): `count` surface points, each coloured from the
+    photo that sees it (z-buffer, `project_colors`), elsewhere by its nearest coarse Gaussian."""
+    from scipy.spatial import cKDTree
+
+    cloud = surface_points(mesh, count, seed=seed)
+    _, nearest = cKDTree(gaussians.means.detach().cpu().numpy()).query(cloud.points.numpy())
+    cloud.rgb = gaussians.rgb.detach().clamp(0, 1).cpu()[torch.as_tensor(nearest)]
+    return project_colors(cloud, images, masks, cameras, passes)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -22,48 +21,8 @@ import torch
 from torch import Tensor
 
 from ..views.cameras import Cameras, orbit
+from .config import PseudoViewConfig
 from ..diffusion.steps import step_callback
-
-
-@dataclass(frozen=True)
-class PseudoViewConfig:
-    """Pseudo views of the refine stage; `views` and `strength` are the authors'."""
-
-    views: int = 33
-    """Views spread around the subject, enhanced once before refining (the authors: 33)."""
-    strength: tuple[float, float] = (0.05, 0.15)
-    """Img2img strength of each view, uniform in [lo, hi] (the authors: 0.05-0.15). diffusers runs
-    int(num_inference_steps x strength) denoising steps, so the strength is effectively that count over
-    num_inference_steps; the report gives those effective values."""
-    num_inference_steps: int = 50
-    """Length of the full schedule (SD's default); 0.05 of it is 2 denoising steps, 0.15 is 7."""
-    guidance_scale: float = 7.5
-    """Classifier-free guidance of the img2img pipeline (SD's default)."""
-    batch_size: int = 8
-    """Views per pipeline call (views with the same number of denoising steps share a call); results do not
-    depend on it."""
-    polar_deg: tuple[float, float] = (70.0, 110.0)
-    """Polar angles of the views (those of the SDS views, coarse.CoarseConfig)."""
-    distance_scale: float = 1.25
-    """Distance in units of the framing distance (the middle of the SDS views' 1.0-1.5)."""
-    fov_deg: float = 60.0
-
-    def __post_init__(self):
-        for name in ("views", "num_inference_steps", "batch_size"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
-                raise ValueError(f"PseudoViewConfig.{name} must be a positive integer, got {v!r}")
-        if not (len(self.strength) == 2 and 0 < self.strength[0] <= self.strength[1] <= 1):
-            raise ValueError(f"PseudoViewConfig.strength must be [lo, hi] with 0 < lo <= hi <= 1, got {self.strength!r}")
-        if int(self.strength[0] * self.num_inference_steps) < 1:
-            raise ValueError(f"PseudoViewConfig.strength {self.strength[0]} x num_inference_steps {self.num_inference_steps} "
-                             f"runs no denoising step; raise either")
-        lo, hi = self.polar_deg
-        if not (0 < lo <= hi < 180):
-            raise ValueError(f"PseudoViewConfig.polar_deg must be within (0, 180), got {self.polar_deg!r}")
-        if not (self.distance_scale > 0 and 0 < self.fov_deg < 180):
-            raise ValueError(f"PseudoViewConfig needs distance_scale > 0 and fov_deg in (0, 180), got "
-                             f"{self.distance_scale!r}, {self.fov_deg!r}")
 
 
 def pseudo_view_cameras(center, radius: float, n: int, size: int, config: PseudoViewConfig = PseudoViewConfig()) -> Cameras:
@@ -80,13 +39,20 @@ def pseudo_view_cameras(center, radius: float, n: int, size: int, config: Pseudo
     return Cameras.cat(cams)
 
 
-def draw_strengths(n: int, config: PseudoViewConfig, generator: torch.Generator) -> list[float]:
-    """n strengths uniform in config.strength, each rounded down to whole denoising steps as diffusers runs
-    them (k / num_inference_steps, k >= 1)."""
+def step_range(config: PseudoViewConfig) -> tuple[int, int]:
+    """The whole numbers of denoising steps k whose strength k / num_inference_steps lies in config.strength
+    (diffusers runs whole steps); (k_lo, k_hi), empty when k_lo > k_hi."""
     lo, hi = config.strength
     steps = config.num_inference_steps
-    u = torch.rand(n, generator=generator).tolist()
-    return [max(1, int((lo + (hi - lo) * x) * steps)) / steps for x in u]
+    return math.ceil(lo * steps - 1e-9), math.floor(hi * steps + 1e-9)
+
+
+def draw_strengths(n: int, config: PseudoViewConfig, generator: torch.Generator) -> list[float]:
+    """n strengths drawn uniformly from the whole-step strengths k / num_inference_steps inside config.strength
+    (both ends included when they are whole steps: the default 100 steps make 0.05-0.15 exactly 5-15 steps)."""
+    k_lo, k_hi = step_range(config)
+    ks = torch.randint(k_lo, k_hi + 1, (n,), generator=generator).tolist()
+    return [k / config.num_inference_steps for k in ks]
 
 
 def build_img2img(components):
@@ -163,16 +129,18 @@ def enhance_views(
 
 
 class PseudoViews:
-    """The enhanced views and their loss; `loss(model, step)` is `pc_refine.refine_points`' `novel_loss`."""
+    """The enhanced views and their loss; `weighted_loss(model, step)` is `refine_points.refine_points`'
+    `novel_loss`."""
 
     def __init__(self, cameras: Cameras, targets: Tensor, renders: Tensor, alphas: Tensor, strengths: list[float],
-                 seconds: float, seed: int = 0):
+                 seconds: float, seed: int = 0, weight: float = 1.0):
         self.cameras = cameras  # V cameras, on the targets' device
         self.targets = targets  # [V, H, W, 3] enhanced views in [0, 1], on the device
         self.renders = renders  # [V, H, W, 3] the renders they were made from, CPU
         self.alphas = alphas  # [V, H, W] the splats' coverage of each view, CPU
         self.strengths = list(strengths)
         self.seconds = seconds
+        self.weight = weight  # of the L1 in the refine stage's loss (PseudoViewConfig.weight)
         self._gen = torch.Generator().manual_seed(seed)
         self._order: list[int] = []
 
@@ -193,6 +161,10 @@ class PseudoViews:
         a = alpha.detach()[..., None]
         pred = rgb * a + (1 - a)
         return ((pred - self.targets[i : i + 1]).abs() * a).sum() / (3 * a.sum()).clamp_min(1e-6)
+
+    def weighted_loss(self, model, step: int) -> Tensor:
+        """`weight` x `loss`: the refine stage's novel-view term."""
+        return self.weight * self.loss(model, step)
 
     def summary(self) -> dict:
         """For report.json: how many views, their effective strengths, how far the targets moved from the renders."""
@@ -232,4 +204,5 @@ def make_pseudo_views(
             progress(done, total, f"img2img pseudo views: denoising step {done}/{total} ({config.views} views)")
 
     targets = enhance_views(pipe, renders, prompt, strengths, config, seed=seed, progress=step, cancel=cancel)
-    return PseudoViews(cams.to(dev), targets.to(dev), renders, alphas, strengths, time.perf_counter() - start, seed)
+    return PseudoViews(cams.to(dev), targets.to(dev), renders, alphas, strengths, time.perf_counter() - start, seed,
+                       config.weight)

@@ -4,7 +4,6 @@ deferred decoder, by Adam (lr 1e-3, decayed 0.1x over 1000 steps) on the masked 
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -12,53 +11,16 @@ from typing import Callable
 import torch
 from torch import Tensor
 
-from ..views.cameras import Cameras
-from .deferred import DeferredPoints
 from ..common.loss_log import LossLog
+from ..diffusion.config import SDSConfig
+from ..diffusion.sds import sds_loss, timestep_fraction
+from ..views.cameras import Cameras
+from .coarse import sample_views
+from .config import CoarseConfig, PointRefineConfig
+from .deferred import DeferredPoints
 
 LOSS_WINDOW = 25
 """Losses are read back from the device once per this many steps (a read each step stalls the GPU)."""
-
-
-@dataclass(frozen=True)
-class PointRefineConfig:
-    """Refine-stage settings; defaults are the authors' (700k points, 16 features, 3000 steps)."""
-
-    points: int = 700_000
-    """Surface samples."""
-    features: int = 16
-    """Learned feature channels per point (besides RGB)."""
-    filters: tuple[int, int, int] = (16, 32, 64)
-    """Gated-convolution UNet widths at full, 1/2, 1/4 resolution."""
-    radius_px: float = 2.0
-    """Splat radius in pixels at every level."""
-    opacity: float = 0.9
-    steps: int = 3000
-    learning_rate: float = 1e-3
-    lr_decay: float = 0.1
-    """The learning rate is multiplied by this over `lr_decay_steps` (exponentially, per step)."""
-    lr_decay_steps: int = 1000
-    reference_weight: float = 1000.0
-    """Weight of the masked L1 to the reference photos."""
-    novel_weight: float = 1.0
-    """Weight of the novel-view loss (SDS) when the pipeline supplies one."""
-    drift_weight: float = 100.0
-    """Weight of the colour-drift regulariser (mean squared change of the point colours). Ours: the paper
-    names the regulariser, not its weight."""
-
-    def __post_init__(self):
-        for name in ("points", "steps", "lr_decay_steps"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and v > 0):
-                raise ValueError(f"PointRefineConfig.{name} must be a positive integer, got {v!r}")
-        for name in ("learning_rate", "radius_px"):
-            if not getattr(self, name) > 0:
-                raise ValueError(f"PointRefineConfig.{name} must be > 0, got {getattr(self, name)!r}")
-        if not 0 < self.lr_decay <= 1:
-            raise ValueError(f"PointRefineConfig.lr_decay must be in (0, 1], got {self.lr_decay!r}")
-        for name in ("reference_weight", "novel_weight", "drift_weight"):
-            if not getattr(self, name) >= 0:
-                raise ValueError(f"PointRefineConfig.{name} must be >= 0, got {getattr(self, name)!r}")
 
 
 @dataclass(frozen=True)
@@ -88,7 +50,8 @@ def refine_points(
     cancel: Callable[[], None] | None = None,
     backend: str = "auto",
 ) -> PointRefineResult:
-    """Optimise `model` in place. `novel_loss(model, step)` returns a [] loss on novel views (e.g. SDS)."""
+    """Optimise `model` in place. `novel_loss(model, step)` returns the weighted [] loss on novel views (SDS or
+    pseudo views: `sds_novel_loss`, `pseudo_views.PseudoViews.weighted_loss`), added as it is."""
     if images.ndim != 4 or images.shape[-1] != 3 or masks.shape != images.shape[:3] or len(cameras) != images.shape[0]:
         raise ValueError(f"images must be [C, H, W, 3], masks [C, H, W] and cameras C, got {tuple(images.shape)}, "
                          f"{tuple(masks.shape)}, {len(cameras)}")
@@ -105,8 +68,8 @@ def refine_points(
         rgb, _ = model(cameras, backend)
         l1 = masked_l1(rgb, images, masks)
         loss = config.reference_weight * l1 + config.drift_weight * model.drift()
-        if novel_loss is not None and config.novel_weight > 0:
-            loss = loss + config.novel_weight * novel_loss(model, step)
+        if novel_loss is not None:
+            loss = loss + novel_loss(model, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -121,8 +84,45 @@ def refine_points(
     return PointRefineResult(tuple(log.values), final, time.perf_counter() - start)
 
 
-def masked_psnr(pred: Tensor, target: Tensor, mask: Tensor) -> float:
-    """PSNR (dB) over the masked pixels of [C, H, W, 3] images in [0, 1] (pred clamped)."""
-    m = mask[..., None].to(pred.dtype)
-    mse = float((((pred.clamp(0, 1) - target) ** 2) * m).sum() / (3 * m.sum()).clamp_min(1))
-    return float("inf") if mse == 0 else -10 * math.log10(mse)
+def sds_novel_loss(
+    components,
+    prompt_text: str,
+    sds: SDSConfig,
+    center: Tensor,
+    radius: float,
+    size: int,
+    steps: int,
+    weight: float,
+    seed: int = 0,
+) -> Callable[[DeferredPoints, int], Tensor]:
+    """The refine stage's novel-view loss with score distillation: each call decodes one random view around the
+    subject (size x size, the coarse stage's view distribution), composited over white by the splats' coverage
+    (no ray casting in the loop), and returns `weight` x its SDS loss with the personalised model, the
+    timestep annealed over `steps` as `sds.schedule` says."""
+    from ..diffusion.text import encode_prompts
+
+    embeds, uncond = encode_prompts(components, [prompt_text]), encode_prompts(components, [""])
+    gen = torch.Generator().manual_seed(seed)
+    views = CoarseConfig()
+
+    def loss(model: DeferredPoints, step: int) -> Tensor:
+        cam = sample_views(center, radius, 1, size, views, gen)
+        rgb, alpha = model(cam.to(next(model.parameters()).device))
+        view = (rgb * alpha[..., None] + (1 - alpha[..., None])).permute(0, 3, 1, 2)
+        frac = timestep_fraction(sds.schedule, step, steps, sds.t_range, gen)
+        return weight * sds_loss(components, view, embeds, uncond, sds, fraction=frac, generator=gen).loss
+
+    return loss
+
+
+@torch.no_grad()
+def decode_views(model: DeferredPoints, cameras: Cameras, cancel: Callable[[], None] | None = None) -> Tensor:
+    """[V, H, W, 3] the decoder's images at V cameras, one view per call, in [0, 1], on the CPU."""
+    dev = next(model.parameters()).device
+    out = []
+    for i in range(len(cameras)):
+        rgb, _ = model(cameras[i : i + 1].to(dev))
+        out.append(rgb.clamp(0, 1).cpu())
+        if cancel is not None:
+            cancel()
+    return torch.cat(out)

@@ -18,48 +18,9 @@ import math
 from dataclasses import dataclass
 
 import torch
+from .config import SCHEDULES, SDSConfig
 import torch.nn.functional as F
 
-SCHEDULES = ("random", "linear", "sqrt")
-WEIGHTINGS = ("sds", "uniform")
-
-
-@dataclass(frozen=True)
-class SDSConfig:
-    """Score distillation settings (DESIGN.md 5.2.3: t in [0.2, 0.6], w(t) = 1 - alpha_bar_t)."""
-
-    guidance_scale: float = 100.0
-    """Classifier-free guidance scale s: eps_hat = eps_u + s (eps_c - eps_u) (DreamFusion uses 100)."""
-    t_range: tuple[float, float] = (0.2, 0.6)
-    """Fractions of the training schedule [t_min, t_max] timesteps are drawn from (Customize-It-3D)."""
-    schedule: str = "random"
-    """`random`, `linear` or `sqrt` (see the module docstring)."""
-    weighting: str = "sds"
-    """`sds`: w(t) = 1 - alpha_bar_t (DreamFusion); `uniform`: w(t) = 1."""
-    grad_clip: float | None = None
-    """Clamp every element of w(t) (eps_hat - eps) to +-this (threestudio's `grad_clip`); None: no clamp."""
-    resolution: int | None = None
-    """Images are resized to resolution x resolution before encoding (SD: 512); None: as given."""
-    encode_scale: float = 1.0
-    """Encode at resolution x encode_scale and upsample the latents to the full latent size (a cheaper
-    encoder forward/backward; 0.5 quarters its cost). 1: exact."""
-
-    def __post_init__(self):
-        if not (isinstance(self.guidance_scale, (int, float)) and math.isfinite(self.guidance_scale) and self.guidance_scale >= 0):
-            raise ValueError(f"SDSConfig.guidance_scale must be a number >= 0, got {self.guidance_scale!r}")
-        lo, hi = self.t_range
-        if not (0 <= lo <= hi <= 1):
-            raise ValueError(f"SDSConfig.t_range must satisfy 0 <= t_min <= t_max <= 1, got {self.t_range!r}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"SDSConfig.schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"SDSConfig.weighting must be one of {WEIGHTINGS}, got {self.weighting!r}")
-        if self.grad_clip is not None and not (self.grad_clip > 0):
-            raise ValueError(f"SDSConfig.grad_clip must be > 0 or None, got {self.grad_clip!r}")
-        if self.resolution is not None and not (isinstance(self.resolution, int) and self.resolution >= 8 and self.resolution % 8 == 0):
-            raise ValueError(f"SDSConfig.resolution must be a multiple of 8 (>= 8) or None, got {self.resolution!r}")
-        if not (0 < self.encode_scale <= 1):
-            raise ValueError(f"SDSConfig.encode_scale must be in (0, 1], got {self.encode_scale!r}")
 
 
 def timestep_fraction(schedule: str, step: int, total: int, t_range: tuple[float, float],

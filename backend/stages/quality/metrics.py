@@ -59,12 +59,16 @@ def weighted_mean(values: Tensor, weights: Tensor | None) -> Tensor:
     return (values * weights).mean()
 
 
+def mse_to_psnr(mse: float) -> float:
+    """PSNR in dB of images in [0, 1] from their mean squared error (inf for identical images)."""
+    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+
+
 def psnr(a: Tensor, b: Tensor, mask: Tensor | None = None) -> float:
-    """PSNR in dB of [..., D] images in [0, 1]; `mask` [...] restricts it to some pixels."""
+    """PSNR in dB of [..., D] images in [0, 1]; `mask` [...] restricts it to some pixels (all D channels)."""
     err = (a.float() - b.float()) ** 2
     if mask is not None:
         if not mask.any():
             raise ValueError("psnr: mask selects no pixel")
         err = err[mask.bool()]
-    mse = float(err.mean())
-    return float("inf") if mse == 0 else -10.0 * math.log10(mse)
+    return mse_to_psnr(float(err.mean()))

@@ -18,35 +18,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import BakeConfig
 from ..views.cameras import Cameras
 from ..views.mesh_passes import MeshPasses, Raycaster, barycentric
 from ..views.meshes import MeshLike, check_mesh, texture_float
-
-
-@dataclass(frozen=True)
-class BakeConfig:
-    """Projection of views onto the UV texture."""
-
-    texture_size: tuple[int, int] | None = None
-    """(height, width) of the baked texture; default: the mesh's texture size, else 1024 x 1024."""
-    min_cosine: float = 0.2
-    """Views seeing a texel at more than acos(0.2) = 78 degrees from its normal are skipped (grazing)."""
-    cosine_power: float = 2.0
-    """Blend weight = view weight x cosine ** power: frontal views dominate."""
-    depth_tolerance_px: float = 2.0
-    """Depth test tolerance, in pixel footprints of the surface at the texel's slope."""
-    min_alpha: float = 0.5
-    """With RGBA views, pixels less opaque than this do not count."""
-    dilate_px: int = 16
-    """Gutter texels this close to an island take the island's colours."""
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.min_cosine < 1:
-            raise ValueError(f"min_cosine must be in [0, 1), got {self.min_cosine}")
-        if self.dilate_px < 0:
-            raise ValueError(f"dilate_px must be >= 0, got {self.dilate_px}")
-        if self.texture_size is not None and (len(self.texture_size) != 2 or min(self.texture_size) < 1):
-            raise ValueError(f"texture_size must be (height, width) >= 1, got {self.texture_size}")
 
 
 @dataclass

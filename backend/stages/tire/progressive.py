@@ -12,7 +12,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..views.cameras import Cameras, rings
-from ..views.track import KnownView, TrackConfig, track_backward
+from .config import InpaintConfig
+from ..views.mesh_passes import MeshPasses
+from ..views.track import KnownView, TrackResult, track_backward
 
 
 class Inpainter(Protocol):
@@ -20,26 +22,6 @@ class Inpainter(Protocol):
     personalised: bool
 
     def __call__(self, images: Tensor, masks: Tensor, strength: float, valid: Tensor | None = None) -> Tensor: ...
-
-
-@dataclass(frozen=True)
-class InpaintConfig:
-    """Progressive subject-driven inpainting (TIRE, Inpaint stage)."""
-
-    strength: float = 0.3
-    """Fraction of the diffusion schedule denoised, starting from the initial asset's render; the authors
-    found 0.15 too weak and 0.5 too strong."""
-    rings_deg: tuple[float, ...] = (20.0, 90.0, 180.0)
-    """Views are inpainted ring by ring, by angular distance to the nearest source view."""
-    grow_px: int = 1
-    """Infill masks grow by this many pixels (inside the foreground) to cover tracking seams."""
-    track: TrackConfig = TrackConfig()
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.strength <= 1.0:
-            raise ValueError(f"strength must be in [0, 1], got {self.strength}")
-        if not self.rings_deg or self.rings_deg[-1] < 180.0:
-            raise ValueError(f"rings_deg must end at 180 so every view belongs to a ring, got {self.rings_deg}")
 
 
 @dataclass
@@ -64,12 +46,10 @@ def grow(mask: Tensor, px: int, within: Tensor) -> Tensor:
 
 def progressive_inpaint(
     initial: Tensor,
-    points: Tensor,
-    normals: Tensor,
-    mask: Tensor,
-    depth: Tensor,
+    passes: MeshPasses,
     cameras: Cameras,
     sources: list[KnownView],
+    tracked: TrackResult,
     inpainter: Inpainter,
     config: InpaintConfig = InpaintConfig(),
     center: Tensor | None = None,
@@ -77,11 +57,15 @@ def progressive_inpaint(
 ) -> InpaintResult:
     """Fill every target view.
 
-    initial: [C, H, W, 3] the initial asset's renders; points, normals: [C, H, W, 3], mask, depth:
-    [C, H, W] the target mesh passes; cameras: the C target cameras; sources: the reference photos as
-    known views (their own resolutions). `progress(view_done, total, text, preview)` after every view.
+    initial: [C, H, W, 3] the initial asset's renders; passes: the C target views' mesh passes; cameras: the
+    C target cameras; sources: the reference photos as known views (their own resolutions); tracked: the
+    backward track of every target pixel to the sources (TIRE step 2, `views.track.track_backward`).
+    `progress(view_done, total, text, preview)` after every view.
     """
     C = len(cameras)
+    points, normals, mask, depth = passes.points, passes.normal, passes.mask, passes.depth
+    if tuple(tracked.observed.shape) != tuple(mask.shape):
+        raise ValueError(f"tracked must cover the {C} target views {tuple(mask.shape)}, got {tuple(tracked.observed.shape)}")
     src_cams = Cameras.cat([s.camera.resized(cameras.width, cameras.height) for s in sources])
     groups = rings(cameras, src_cams, config.rings_deg, center=center)
     views = torch.zeros(C, cameras.height, cameras.width, 4)
@@ -93,11 +77,10 @@ def progressive_inpaint(
     for r, idx in enumerate(groups):
         if len(idx) == 0:
             continue
-        # 1. Track backward to the sources; what they miss, to the finished (anchor) views.
-        tr = track_backward(points[idx], normals[idx], mask[idx], sources, config.track)
-        from_source = tr.observed
-        image = torch.where(from_source[..., None], tr.colour, initial[idx])
-        unknown = tr.infill
+        # 1. Observed by a source (tracked in step 2); what the sources miss, tracked to the finished (anchor) views.
+        from_source = tracked.observed[idx]
+        image = torch.where(from_source[..., None], tracked.colour[idx], initial[idx])
+        unknown = tracked.infill[idx]
         if anchors:
             ta = track_backward(points[idx], normals[idx], mask[idx], anchors, config.track)
             from_anchor = ta.observed & ~from_source

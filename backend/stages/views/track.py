@@ -17,28 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .config import TrackConfig
 from .cameras import Cameras
-
-
-@dataclass(frozen=True)
-class TrackConfig:
-    """Visibility tests of the backward track."""
-
-    depth_tolerance: float = 0.01
-    """A point is occluded in a known view when its depth there exceeds the view's depth by more than this
-    fraction of the depth (1 cm at 1 m)."""
-    max_angle_deg: float = 75.0
-    """Known views that see the surface at more than this angle from its normal are grazing: rejected."""
-    min_alpha: float = 0.5
-    """Known-view pixels less opaque than this do not show the subject."""
-    border_px: float = 1.0
-    """Projections closer than this to a known image's border are rejected (no colour to interpolate)."""
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.max_angle_deg < 90.0:
-            raise ValueError(f"max_angle_deg must be in (0, 90), got {self.max_angle_deg}")
-        if self.depth_tolerance <= 0:
-            raise ValueError(f"depth_tolerance must be > 0, got {self.depth_tolerance}")
 
 
 @dataclass
@@ -57,6 +37,18 @@ class KnownView:
         if len(self.camera) != 1 or tuple(self.image.shape) != (H, W, 4) or tuple(self.depth.shape) != (H, W):
             raise ValueError(f"a known view needs one camera, image [H, W, 4] and depth [H, W] with H, W = {H}, {W}; "
                              f"got {len(self.camera)} cameras, image {tuple(self.image.shape)}, depth {tuple(self.depth.shape)}")
+
+
+def known_views(references, caster) -> list[KnownView]:
+    """The reference photos (protocol `Reference`s) as known views, each with the asset's depth seen from its
+    camera (`caster`: a `mesh_passes.Raycaster` of the asset)."""
+    from ..common.images import float_tensor
+
+    views = []
+    for ref in references:
+        cam = Cameras.from_protocol([ref.camera])
+        views.append(KnownView(float_tensor(ref.image), caster.passes(cam).depth[0], cam))
+    return views
 
 
 @dataclass
@@ -86,7 +78,7 @@ def project(points: Tensor, cameras: Cameras) -> tuple[Tensor, Tensor]:
     return torch.stack([u, v], -1).reshape(*shape, 2), z.reshape(shape)
 
 
-def _sample(img: Tensor, uv: Tensor, mode: str) -> Tensor:
+def sample_image(img: Tensor, uv: Tensor, mode: str) -> Tensor:
     """img [H, W, D], uv [N, 2] pixel coordinates (pixel centres at integers) -> [N, D]."""
     H, W = img.shape[:2]
     grid = torch.stack([(uv[:, 0] + 0.5) / W * 2 - 1, (uv[:, 1] + 0.5) / H * 2 - 1], -1)
@@ -131,8 +123,8 @@ def track_backward(
         if not ok.any():
             continue
         sel = ok.nonzero(as_tuple=True)[0]
-        d_known = _sample(view.depth[..., None], uv[sel], "nearest")[:, 0]
-        rgba = _sample(view.image, uv[sel], "bilinear")
+        d_known = sample_image(view.depth[..., None], uv[sel], "nearest")[:, 0]
+        rgba = sample_image(view.image, uv[sel], "bilinear")
         visible = (d_known > 0) & ((z[sel] - d_known).abs() <= config.depth_tolerance * z[sel]) & (rgba[:, 3] >= config.min_alpha)
         sel, rgba = sel[visible], rgba[visible]
         better = cos[sel] > best[sel]

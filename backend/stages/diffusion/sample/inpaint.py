@@ -4,56 +4,19 @@ StableDiffusionInpaintPipeline (optionally with a subject LoRA); pixels outside 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
+from ..config import DiffusionInpaintConfig
 from ..images import as_image_batch, as_mask_batch
 from ..steps import step_callback
 from ..text import prompt_list
 
 ProgressFn = Callable[[int, int, str], None]
 CancelFn = Callable[[], None]
-
-
-@dataclass(frozen=True)
-class DiffusionInpaintConfig:
-    """Denoising settings for personalised inpainting of rendered views (TIRE, Inpaint stage)."""
-
-    strength: float = 0.3
-    """Fraction of the schedule denoised, starting from the initial render noised to that level; the
-    authors found 0.15 too weak and 0.5 too strong. 0 returns the input unchanged."""
-    num_inference_steps: int = 50
-    """Length of the full schedule; `strength` x this many steps run (15 with the defaults)."""
-    guidance_scale: float = 7.5
-    """Classifier-free guidance weight (SD's default; TIRE does not publish one). <= 1 disables CFG."""
-    negative_prompt: str = ""
-    """The unconditional prompt of classifier-free guidance."""
-    scheduler: str = "ddim"
-    """`ddim` or `dpm` (DPM-Solver++), built from the model's own noise-schedule config."""
-    batch_size: int = 8
-    """Views per pipeline call; results do not depend on it. At 512 px with SD-2-sized models, 8 views per
-    call ran at 0.17 s/view with 6.5 GiB peak on an H200, against 0.53 s/view one at a time."""
-
-    def __post_init__(self):
-        if not (isinstance(self.strength, (int, float)) and 0 <= self.strength <= 1):
-            raise ValueError(f"DiffusionInpaintConfig.strength must be in [0, 1], got {self.strength!r}")
-        for name in ("num_inference_steps", "batch_size"):
-            v = getattr(self, name)
-            if not (isinstance(v, int) and not isinstance(v, bool) and v > 0):
-                raise ValueError(f"DiffusionInpaintConfig.{name} must be a positive integer, got {v!r}")
-        if not (isinstance(self.guidance_scale, (int, float)) and math.isfinite(self.guidance_scale)):
-            raise ValueError(f"DiffusionInpaintConfig.guidance_scale must be a finite number, got {self.guidance_scale!r}")
-        if self.scheduler not in ("ddim", "dpm"):
-            raise ValueError(f"DiffusionInpaintConfig.scheduler must be 'ddim' or 'dpm', got {self.scheduler!r}")
-
-    @property
-    def denoising_steps(self) -> int:
-        """Steps actually run: int(num_inference_steps x strength), as diffusers counts them."""
-        return min(int(self.num_inference_steps * self.strength), self.num_inference_steps)
 
 
 def build_inpainter(

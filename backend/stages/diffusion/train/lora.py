@@ -15,6 +15,7 @@ import torch.nn.functional as F
 
 from ...common.loss_log import LossLog
 from .augment import random_flip_rotate
+from ..config import SubjectLoraConfig
 from ..images import as_image_batch, as_mask_batch
 from .masks import latent_weights, masked_mse, random_inpaint_masks
 from .prior import ClassPrior
@@ -28,79 +29,6 @@ ProgressFn = Callable[[int, int, str], None]
 """progress(step, total, text), called after every step."""
 CancelFn = Callable[[], None]
 """cancel() is called before every step and raises (e.g. `Cancelled`) to stop."""
-
-
-@dataclass(frozen=True)
-class SubjectLoraConfig:
-    """Subject LoRA on an SD UNet (TIRE, Inpaint stage: "personalise the inpainting model with LoRA").
-
-    TIRE publishes no LoRA hyper-parameters; the defaults are diffusers' DreamBooth-LoRA conventions
-    (examples/dreambooth/train_dreambooth_lora.py and its README: attention projections, lr 1e-4, constant
-    schedule, AdamW, batch 1, a few hundred steps) with rank 16 / alpha 16 for a few-view subject."""
-
-    steps: int = 400
-    """Optimisation steps (DreamBooth-LoRA README: 400-500 for a handful of subject images)."""
-    rank: int = 16
-    """LoRA rank r of every adapted projection."""
-    alpha: float = 16.0
-    """LoRA alpha; the update is scaled by alpha / rank (1 with the defaults)."""
-    learning_rate: float = 1e-4
-    """AdamW learning rate, constant (the DreamBooth-LoRA example's default)."""
-    weight_decay: float = 1e-2
-    """AdamW weight decay (the example's `adam_weight_decay`)."""
-    max_grad_norm: float = 1.0
-    """Gradient clipping of the LoRA parameters (the example's default)."""
-    batch_size: int = 1
-    """Images per step (the DreamBooth-LoRA README trains at 1)."""
-    target_modules: tuple[str, ...] = ("to_k", "to_q", "to_v", "to_out.0")
-    """UNet attention projections that get an adapter (the example's choice)."""
-    prompt_template: str = "a photo of sks {class_word}"
-    """TIRE's prompt; `sks` is the rare identifier token, `{class_word}` the subject's class."""
-    hflip_prob: float = 0.5
-    """Probability of a left-right mirror per sample (TIRE: "flips")."""
-    max_rotation_deg: float = 15.0
-    """Rotations uniform in +-this many degrees, applied jointly to image and mask (TIRE: up to 15)."""
-    background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    """RGB in [0, 1] that replaces everything outside the valid foreground before encoding, so background
-    pixels never reach the model (renders of the asset use a white background)."""
-    full_mask_prob: float = 0.25
-    """Inpainting UNets only: probability that the random inpainting mask covers the whole frame (else a
-    random rectangle or ellipse, as diffusers' DreamBooth-inpainting example draws). Our choice: the paper
-    does not say; whole-frame masks teach the adapter to produce the subject with no context."""
-    adapter_name: str = "subject"
-    """peft adapter name inside the UNet."""
-    gradient_checkpointing: bool = False
-    """Trade compute for memory in the UNet (not needed at 512 px, batch 1, on a 16 GB GPU)."""
-    cuda_graph: bool = True
-    """CUDA only, without gradient checkpointing: the UNet's forward and backward replayed from CUDA graphs
-    captured at the first step (`graphed_unet`); the step is otherwise bound by the host's Python."""
-
-    def __post_init__(self):
-        _positive_int("steps", self.steps)
-        _positive_int("rank", self.rank)
-        _positive_int("batch_size", self.batch_size)
-        for name in ("alpha", "learning_rate", "max_grad_norm"):
-            v = getattr(self, name)
-            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
-                raise ValueError(f"SubjectLoraConfig.{name} must be a positive number, got {v!r}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"SubjectLoraConfig.weight_decay must be >= 0, got {self.weight_decay!r}")
-        for name in ("hflip_prob", "full_mask_prob"):
-            v = getattr(self, name)
-            if not (0 <= v <= 1):
-                raise ValueError(f"SubjectLoraConfig.{name} must be in [0, 1], got {v!r}")
-        if not (0 <= self.max_rotation_deg <= 90):
-            raise ValueError(f"SubjectLoraConfig.max_rotation_deg must be in [0, 90], got {self.max_rotation_deg!r}")
-        if len(self.background) != 3 or not all(0 <= c <= 1 for c in self.background):
-            raise ValueError(f"SubjectLoraConfig.background must be 3 numbers in [0, 1], got {self.background!r}")
-        if not self.target_modules:
-            raise ValueError("SubjectLoraConfig.target_modules must name at least one module")
-        if "{class_word}" not in self.prompt_template:
-            raise ValueError(f"SubjectLoraConfig.prompt_template must contain '{{class_word}}', got {self.prompt_template!r}")
-
-    def prompt(self, class_word: str) -> str:
-        """The training prompt for a subject class, e.g. "a photo of sks cat"."""
-        return self.prompt_template.format(class_word=class_word)
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ from typing import Callable
 
 import numpy as np
 
-from .lora import (LoraTrainResult, Shuffled, SubjectLoraConfig, loss_text, subject_loss, subject_prior_loss,
+from ..config import MultiModalConfig, SubjectLoraConfig
+from .lora import (LoraTrainResult, Shuffled, loss_text, subject_loss, subject_prior_loss,
                    train_subject_lora, training_optimizer)
 from .prior import ClassPrior
 
@@ -40,40 +41,6 @@ PROMPTS = {
     "normal": "a normal map of sks {class_word}",
     "rgb": "a rgb photo of sks {class_word}",
 }
-
-
-@dataclass(frozen=True)
-class MultiModalConfig:
-    """Staged multi-modal DreamBooth; steps per stage are the authors' (25/50/50/75); LoRA is our default
-    where the authors fine-tune the whole UNet at lr 1e-6 (DESIGN.md 5.2.2)."""
-
-    steps: tuple[int, int, int, int] = (25, 50, 50, 75)
-    """Optimisation steps of the mask, depth, normal and rgb stages."""
-    lora: SubjectLoraConfig = SubjectLoraConfig(adapter_name="customize")
-    """LoRA settings (its `steps` and prompt template are replaced per stage)."""
-    geometric_augment: bool = False
-    """Flip/rotate the depth and normal maps too (a flip or rotation changes what the normal colours mean,
-    so by default only the mask and RGB stages are augmented)."""
-    method: str = "lora"
-    """`lora` (ours, default) or `full`: fine-tune every UNet weight and, with `train_text_encoder`, the text
-    encoder's (the authors')."""
-    full_learning_rate: float = 1e-6
-    """AdamW learning rate of the full fine-tune, UNet and text encoder alike (the authors')."""
-    train_text_encoder: bool = True
-    """Method `full` only: fine-tune the CLIP text encoder with the UNet (the authors'; diffusers'
-    `--train_text_encoder`). The LoRA trains the UNet alone."""
-
-    def __post_init__(self):
-        if self.method not in ("lora", "full"):
-            raise ValueError(f"MultiModalConfig.method must be 'lora' or 'full', got {self.method!r}")
-        if not isinstance(self.train_text_encoder, bool):
-            raise ValueError(f"MultiModalConfig.train_text_encoder must be True or False, got {self.train_text_encoder!r}")
-        if not self.full_learning_rate > 0:
-            raise ValueError(f"MultiModalConfig.full_learning_rate must be > 0, got {self.full_learning_rate!r}")
-        if len(self.steps) != 4 or not all(isinstance(s, int) and s >= 0 for s in self.steps):
-            raise ValueError(f"MultiModalConfig.steps must be 4 integers >= 0 (mask, depth, normal, rgb), got {self.steps!r}")
-        if sum(self.steps) == 0:
-            raise ValueError("MultiModalConfig.steps must train at least one step")
 
 
 def prompt(modality: str, class_word: str) -> str:
@@ -201,7 +168,6 @@ def train_multimodal(
         done += steps
         results.append((modality, r))
     return MultiModalResult(tuple(results), config.lora.adapter_name, time.perf_counter() - start)
-
 
 
 def train_full(components, images, valid, prompt_text: str, config: SubjectLoraConfig, learning_rate: float, seed: int,

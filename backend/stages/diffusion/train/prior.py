@@ -180,6 +180,19 @@ class ClassImages:
     """Why they were not cached ("" when they were)."""
     seconds: float
 
+    def describe(self) -> str:
+        """Where they came from, for the job log and progress text."""
+        if self.from_cache:
+            return f"{len(self.images)} class images for {self.prompt!r} from the cache {self.folder}"
+        note = f", {self.note}" if self.note else ""
+        return f"{len(self.images)} class images for {self.prompt!r} generated in {self.seconds:.1f} s{note}"
+
+    def report(self, weight: float, steps: int) -> dict:
+        """report.json's `prior_preservation` entry (the prior acts on the rgb stage)."""
+        return {"ran": True, "class_images": int(len(self.images)), "from_cache": self.from_cache,
+                "class_prompt": self.prompt, "modalities": ["rgb"], "weight": weight, "steps": steps,
+                "cache": str(self.folder) if self.folder is not None else self.note, "seconds": round(self.seconds, 3)}
+
 
 def class_images(
     components,

@@ -72,11 +72,10 @@ def test_coarse_steps_run_every_mode_and_fit_the_reference():
     g = from_mesh(case.initial, count=800)
     center, radius = bounding_sphere(case.initial.vertices)
     comp = load_components("base", "tiny")
-    cfg = CoarseConfig(steps=8, normal_frac=0.25, albedo_frac=0.5, resolution=32, mix=(1, 1, 1),
-                       sds=SDSConfig(schedule="sqrt"))
+    cfg = CoarseConfig(steps=8, normal_frac=0.25, albedo_frac=0.5, resolution=32, mix=(1, 1, 1))
     seen = []
     r = coarse_stage(g, comp, rgba[..., :3], rgba[..., 3] > 0.5, cams, class_word="pebble", center=center,
-                     radius=radius, config=cfg, progress=lambda s, n, m: seen.append(m))
+                     radius=radius, config=cfg, sds=SDSConfig(schedule="sqrt"), progress=lambda s, n, m: seen.append(m))
     assert len(r.losses) == 8 and sum(r.modes.values()) == 8 and r.modes["normal"] == 2 and r.skipped == 0
     assert "(normal" in seen[0] and "(normal" not in seen[-1]
     assert torch.equal(r.gaussians.means, g.means)  # geometry given: centres untouched

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from likeness3d.backend.config import ConfigError
 from likeness3d.backend.synthetic.example import example_case
 from likeness3d.backend.stages.views.cameras import bounding_sphere
 from likeness3d.backend.stages.customize.deferred import DeferredPoints
@@ -45,13 +46,16 @@ def test_cameras_spread_around_the_subject(scene):
 
 def test_strengths_in_range_as_whole_denoising_steps():
     cfg = PseudoViewConfig()
-    s = draw_strengths(200, cfg, torch.Generator().manual_seed(0))
-    assert min(s) >= 0.04 and max(s) <= 0.15 and len(set(s)) >= 4
-    assert all(abs(v * 50 - round(v * 50)) < 1e-9 for v in s)  # k / 50: what diffusers actually runs
-    with pytest.raises(ValueError, match=r"strength must be \[lo, hi\].*\(0.2, 0.1\)"):
+    s = draw_strengths(400, cfg, torch.Generator().manual_seed(0))
+    # the configured 0.05-0.15, both ends, in whole steps of 100: what diffusers actually runs
+    assert sorted(set(round(v * 100) for v in s)) == list(range(5, 16))
+    assert all(abs(v * 100 - round(v * 100)) < 1e-9 for v in s)
+    coarse = draw_strengths(400, PseudoViewConfig(num_inference_steps=50), torch.Generator().manual_seed(0))
+    assert sorted(set(round(v * 50) for v in coarse)) == [3, 4, 5, 6, 7]  # 0.06-0.14: inside the range, never 0.04
+    with pytest.raises(ConfigError, match=r"strength must be \[lo, hi\].*\(0.2, 0.1\)"):
         PseudoViewConfig(strength=(0.2, 0.1))
-    with pytest.raises(ValueError, match="runs no denoising step"):
-        PseudoViewConfig(strength=(0.01, 0.1))
+    with pytest.raises(ConfigError, match="whole number of denoising steps"):
+        PseudoViewConfig(strength=(0.001, 0.009))
 
 
 def test_pseudo_views_have_the_right_shape_and_loss(scene):
@@ -64,7 +68,7 @@ def test_pseudo_views_have_the_right_shape_and_loss(scene):
     assert len(pv) == 5 and pv.targets.shape == (5, 32, 32, 3) and pv.renders.shape == (5, 32, 32, 3)
     assert pv.alphas.shape == (5, 32, 32) and len(pv.cameras) == 5 and len(pv.strengths) == 5
     assert pv.targets.min() >= 0 and pv.targets.max() <= 1 and torch.isfinite(pv.targets).all()
-    assert all(0.04 <= s <= 0.15 for s in pv.strengths)
+    assert all(0.05 <= s <= 0.15 for s in pv.strengths)
     assert 0.05 < pv.alphas.mean() < 0.95  # the subject covers part of each view
     assert seen[-1][0] == seen[-1][1] and "img2img pseudo views" in seen[-1][2]
     # the renders are the model's own views, made before any refining
@@ -116,6 +120,6 @@ def test_refining_against_the_pseudo_views_lowers_their_loss(scene):
     from likeness3d.backend.stages.views.cameras import Cameras
 
     img = torch.from_numpy(ref.image.astype("float32") / 255)[None]
-    cfg = PointRefineConfig(steps=30, learning_rate=1e-2, reference_weight=0.0, novel_weight=1.0, drift_weight=0.0)
+    cfg = PointRefineConfig(steps=30, learning_rate=1e-2, reference_weight=0.0, drift_weight=0.0)
     refine_points(model, img[..., :3], img[..., 3] > 0.5, Cameras.from_protocol([ref.camera]), cfg, novel_loss=pv.loss)
     assert total() < 0.8 * before

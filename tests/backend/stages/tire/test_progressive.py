@@ -8,7 +8,7 @@ from likeness3d.backend.stages.tire.inpaint_cv import OpenCVInpainter
 from likeness3d.backend.stages.views.mesh_passes import Raycaster, mesh_rgba
 from likeness3d.backend.stages.tire.progressive import InpaintConfig, progressive_inpaint
 from likeness3d.backend.synthetic.shapes import uv_sphere
-from likeness3d.backend.stages.views.track import KnownView
+from likeness3d.backend.stages.views.track import KnownView, track_backward
 
 
 class Recorder(OpenCVInpainter):
@@ -32,8 +32,9 @@ def test_rings_anchor_and_keep_observed_colours():
     tp = caster.passes(targets, normals="smooth")
     initial = torch.full((4, 32, 32, 3), 0.5)
     rec = Recorder()
-    res = progressive_inpaint(initial, tp.points, tp.normal, tp.mask, tp.depth, targets, [source], rec,
-                              InpaintConfig(strength=0.3))
+    cfg = InpaintConfig(strength=0.3)
+    tracked = track_backward(tp.points, tp.normal, tp.mask, [source], cfg.track)
+    res = progressive_inpaint(initial, tp, targets, [source], tracked, rec, cfg)
     assert res.ring.tolist() == [0, 1, 2, 2]  # 10 deg, 60 deg, 120 and 180 deg from the source
     assert [c[0] for c in rec.calls] == [1, 1, 2] and all(c[2] == 0.3 for c in rec.calls)
     # the nearest view is mostly observed; the back view mostly infilled
