@@ -14,7 +14,8 @@ weights as loaded. Jobs change bundles in place, and what they may do to a cache
   also seen (tensor version counters, dtypes, devices), so a bundle changed without the call is reloaded too;
   writes through `.data` are not seen: do call `weights_changed`;
 - the scheduler: every handout gets its own, made from the cached one's config (the pipelines make their
-  own from it anyway); the tokenizer is shared and must not be changed (no added tokens).
+  own from it anyway); the tokenizer is shared and must not be changed (no added tokens). Attention
+  processors and module hooks are not watched either: nothing in the project sets them.
 """
 
 from __future__ import annotations
