@@ -4,6 +4,10 @@ The server talks to a worker over a multiprocessing pipe. Server -> worker: ("ru
 config), ("cancel", job_id), ("release",), ("stop",). Worker -> server: ("ready", info), ("progress",
 job_id, stage, step, total, text, elapsed, preview), ("done", job_id), ("failed", job_id, code, message),
 ("released", info). A worker that dies is noticed by the server through its pipe and its process sentinel.
+
+A worker keeps the diffusion models its jobs load (backend/model_cache.py): after every job, whatever its
+outcome, they are brought back to their weights as loaded and the job's log says which were loaded and which
+reused; `release` drops them all ("models_dropped" in its reply to the server) and empties the CUDA cache.
 """
 
 from __future__ import annotations
@@ -35,8 +39,10 @@ def worker_main(conn, device: str, store_root: str) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
     # jobs of one server share a cache (class images) beside its job store, unless the operator chose one
     os.environ.setdefault("LIKENESS3D_CACHE", str(Path(store_root) / "cache"))
+    from . import model_cache
     from .store import JobStore
 
+    model_cache.enable()  # a long-lived process: later jobs reuse the models earlier ones loaded
     store = JobStore(store_root)
     conn.send(("ready", {"pid": os.getpid(), "device": device, "name": _device_name(device)}))
     pending_release = False
@@ -79,6 +85,7 @@ def _run_job(conn, store, device: str, job_id: str, pipeline: str, config: dict)
         conn.send(("progress", job_id, stage, step, total, text, elapsed, preview))
 
     job_dir = store.job_dir(job_id)
+    reply: tuple = ("done", job_id)
     try:
         spec = get_pipeline(pipeline)
         cfg = spec.build_config(config)
@@ -93,17 +100,34 @@ def _run_job(conn, store, device: str, job_id: str, pipeline: str, config: dict)
         )
         store.log(job_id, f"running {pipeline} on {device}")
         spec.run(ctx, asset, cfg)
-        conn.send(("done", job_id))
     except Cancelled as exc:
-        conn.send(("failed", job_id, exc.code, exc.message))
+        reply = ("failed", job_id, exc.code, exc.message)
     except ProtocolError as exc:
         store.log(job_id, f"{exc.code}: {exc.message}")
-        conn.send(("failed", job_id, exc.code, exc.message))
+        reply = ("failed", job_id, exc.code, exc.message)
     except Exception as exc:  # the one catch-all of a worker: the job fails, the worker lives on
         store.log(job_id, traceback.format_exc())
         code = "out_of_memory" if _is_oom(exc) else "internal"
-        conn.send(("failed", job_id, code, f"{type(exc).__name__}: {exc}"))
+        reply = ("failed", job_id, code, f"{type(exc).__name__}: {exc}")
+    _end_job_models(store, job_id)  # before the reply: the job's log is complete when its client hears
+    conn.send(reply)
     return state["release"]
+
+
+def _end_job_models(store, job_id: str) -> None:
+    """Bring the cached models back to their weights as loaded; log which the job loaded and reused."""
+    from . import model_cache
+
+    try:
+        uses = model_cache.end_job()
+        for use in uses:
+            what = " ".join(str(k) for k in use.key) if isinstance(use.key, tuple) else str(use.key)
+            store.log(job_id, f"model cache: {what}: {use.outcome} in {use.seconds:.2f} s")
+        if uses:
+            store.log(job_id, f"model cache: {len(model_cache.cached())} model(s) kept for later jobs")
+    except Exception:  # the job's outcome stands; a cache that cannot be tidied is emptied
+        store.log(job_id, "model cache: clean-up failed, every cached model dropped\n" + traceback.format_exc())
+        model_cache.clear()
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -121,7 +145,7 @@ def _release() -> dict[str, Any]:
     from . import model_cache
 
     freed["models_dropped"] = model_cache.clear()
-    gc.collect()
+    gc.collect()  # the dropped modules (and any reference cycle of theirs) go before the CUDA cache is emptied
     torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available():
         before = torch.cuda.memory_reserved()

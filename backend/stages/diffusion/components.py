@@ -1,18 +1,37 @@
 """Stable Diffusion components by role, from local folders only (diffusers layout or the Hugging Face cache
-layout with offline mode on), or built in code for `--models tiny`. Nothing here downloads anything."""
+layout with offline mode on), or built in code for `--models tiny`. Nothing here downloads anything.
+
+In a worker process `load_components` goes through the model cache (backend/model_cache.py), keyed by (role,
+folder or `tiny`, device, dtype): a later job gets the bundle an earlier one loaded, brought back to the
+weights as loaded. Jobs change bundles in place, and what they may do to a cached one is:
+
+- add peft adapters to the UNet or text encoder (the subject LoRA, `build_inpainter(lora=...)`), toggle
+  them, turn on gradient checkpointing, switch to train mode, make parameters trainable: all undone at the
+  end of the job and again before the bundle is handed out (`_restore`);
+- change weights (a full fine-tune, a cast, a merged LoRA): call `weights_changed(components)` first, and
+  the cache forgets the bundle, so the next job loads the folder again. In-place writes to the weights that
+  do not go through `.data` (optimizer steps, `copy_`, `load_state_dict`) and dtype or device changes are
+  also seen (tensor version counters, dtypes, devices), so a bundle changed without the call is reloaded too;
+  writes through `.data` are not seen: do call `weights_changed`;
+- the scheduler: every handout gets its own, made from the cached one's config (the pipelines make their
+  own from it anyway); the tokenizer is shared and must not be changed (no added tokens). Attention
+  processors and module hooks are not watched either: nothing in the project sets them.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import re
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ....protocol.errors import ModelMissing
+from ... import model_cache
 from ...model_dirs import models_dir
 from . import tiny
 
@@ -56,6 +75,10 @@ class SDComponents:
     """True for `tiny` (random weights): the output is noise; reports must say so."""
     label: str = ""
     """Human-readable description for progress text and report.json."""
+    from_cache: bool = False
+    """True when the modules were loaded by an earlier job of this worker (the model cache)."""
+    load_seconds: float = 0.0
+    """What `load_components` took: the load, or on a cache hit the check and clean-up (about 0)."""
 
     @property
     def is_inpainting(self) -> bool:
@@ -79,7 +102,9 @@ def load_components(
 
     `models == "tiny"` (or LIKENESS3D_MODELS=tiny) builds tiny random-weight models in code instead; the
     bundle is then marked `degraded`. Raises `ModelMissing` naming the role and the folder searched when no
-    folder is configured or the role's folder is absent or incomplete.
+    folder is configured or the role's folder is absent or incomplete. Loading never changes torch's global
+    random state. In a worker the bundle may come from the model cache (`from_cache`; see the module
+    docstring for what a job may do to it); elsewhere every call loads afresh.
     """
     if not isinstance(role, str) or not _ROLE_NAME.match(role):
         raise ValueError(f"role must be a lower-case name like 'inpaint' or 'base', got {role!r}")
@@ -90,7 +115,9 @@ def load_components(
     if models is None:
         models = os.environ.get("LIKENESS3D_MODELS") or None
     if models is not None and str(models) == TINY:
-        return _tiny_components(role, device, dtype)
+        if role not in tiny.UNET_IN_CHANNELS:
+            raise ValueError(f"--models tiny knows roles {sorted(tiny.UNET_IN_CHANNELS)}, got {role!r}")
+        return _cached(role, TINY, device, dtype, None, lambda: _tiny_components(role, device, dtype))
     root = models_dir(models)
     if root is None:
         raise ModelMissing(
@@ -98,7 +125,99 @@ def load_components(
             f"(or use --models tiny for a smoke run)"
         )
     folder = resolve_role_folder(role, root)
-    return _load_folder(role, folder, device, dtype)
+    return _cached(role, str(folder), device, dtype, folder, lambda: _load_folder(role, folder, device, dtype))
+
+
+def weights_changed(components: SDComponents) -> bool:
+    """Say that `components`' weights are about to stop being their source's (a full fine-tune, a cast, a
+    merged LoRA): the model cache forgets the bundle that shares these modules, so the next
+    `load_components` loads the folder again. The caller's bundle is untouched and stays usable. Call it
+    before changing anything, so a job that fails half-way leaves nothing half-changed in the cache.
+    Returns whether a cached bundle was forgotten (never, outside a worker: nothing is cached there)."""
+    mine = {id(components.unet), id(components.vae), id(components.text_encoder)}
+    return model_cache.drop_if(lambda e: any(id(m) in mine for m in _modules(e.bundle))) > 0
+
+
+@dataclass(frozen=True)
+class _Cached:
+    bundle: SDComponents
+    state: tuple
+    """`_tensor_state` as loaded."""
+    files: tuple | None
+    """`_folder_files` as loaded (None for models built in code)."""
+
+
+def _cached(role: str, source: str, device: torch.device, dtype: torch.dtype, folder: Path | None, load) -> SDComponents:
+    """The bundle through the model cache: its own scheduler, `from_cache` and `load_seconds` filled in."""
+    start = time.perf_counter()
+    files = _folder_files(folder) if folder is not None else None
+
+    def load_entry() -> _Cached:
+        with torch.random.fork_rng(devices=[]):  # a load (tiny's seeded init) leaves the caller's RNG as a hit does
+            bundle = load()
+        return _Cached(bundle, _tensor_state(bundle), files)
+
+    def restore(entry: _Cached) -> bool:
+        return entry.files == (_folder_files(folder) if folder is not None else None) and _restore(entry)
+
+    key = (role, source, str(device), str(dtype).removeprefix("torch."))
+    entry, hit = model_cache.get_or_load(key, load_entry, restore)
+    b = entry.bundle
+    scheduler = type(b.scheduler).from_config(b.scheduler.config) if hit else b.scheduler
+    return replace(b, scheduler=scheduler, from_cache=hit, load_seconds=time.perf_counter() - start)
+
+
+def _modules(bundle: SDComponents) -> tuple:
+    return bundle.unet, bundle.vae, bundle.text_encoder
+
+
+def _tensor_state(bundle: SDComponents) -> tuple:
+    """Every parameter's and buffer's name, dtype, device and version counter (bumped by in-place writes)."""
+    return tuple((n, t.dtype, t.device, t._version) for m in _modules(bundle)
+                 for n, t in (*m.named_parameters(), *m.named_buffers()))
+
+
+def _folder_files(folder: Path) -> tuple:
+    """(relative name, size, mtime) of every file under the folder: weights replaced in place change it."""
+    out = []
+    for f in sorted(folder.rglob("*")):
+        if f.is_file():
+            st = f.stat()
+            out.append((f.relative_to(folder).as_posix(), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def _restore(entry: _Cached) -> bool:
+    """Bring a cached bundle back to its weights as loaded: peft adapters removed from every module, gradient
+    checkpointing off, eval mode, nothing trainable, no gradients kept. False when its tensors are not the
+    ones loaded (an in-place write, a cast, a move): it must be loaded again."""
+    for m in _modules(entry.bundle):
+        _remove_adapters(m)
+        for sub in m.modules():  # what diffusers' and transformers' checkpointing switches set, both
+            if getattr(sub, "gradient_checkpointing", False) is True:
+                sub.gradient_checkpointing = False
+        m.eval().requires_grad_(False)
+        for p in m.parameters():
+            p.grad = None
+    return _tensor_state(entry.bundle) == entry.state
+
+
+def _remove_adapters(module: torch.nn.Module) -> None:
+    """Replace every peft-wrapped layer by its base layer and forget the adapters' configs (diffusers'
+    `unload_lora` for UNets, its text-encoder equivalent for transformers models): the module is again the
+    one loaded, with the same parameter names."""
+    try:
+        from peft.tuners.tuners_utils import BaseTunerLayer
+    except ImportError:  # without peft no adapter can have been added
+        return
+    if any(isinstance(m, BaseTunerLayer) for m in module.modules()):
+        from diffusers.utils import recurse_remove_peft_layers
+
+        recurse_remove_peft_layers(module)
+    if "peft_config" in vars(module):
+        del module.peft_config
+    if getattr(module, "_hf_peft_config_loaded", None):
+        module._hf_peft_config_loaded = None if hasattr(module, "unload_lora") else False
 
 
 def resolve_role_folder(role: str, root: Path) -> Path:
@@ -208,8 +327,6 @@ def _load_folder(role: str, folder: Path, device: torch.device, dtype: torch.dty
 
 
 def _tiny_components(role: str, device: torch.device, dtype: torch.dtype) -> SDComponents:
-    if role not in tiny.UNET_IN_CHANNELS:
-        raise ValueError(f"--models tiny knows roles {sorted(tiny.UNET_IN_CHANNELS)}, got {role!r}")
     return components_from_modules(
         tiny.build_modules(role), role=role, device=device, dtype=dtype, source=TINY, degraded=True, label=tiny.TINY_LABEL
     )

@@ -183,12 +183,14 @@ def train_full(components, images, valid, prompt_text: str, config: SubjectLoraC
     from diffusers import DDPMScheduler
 
     from ...common.loss_log import LossLog
+    from ..components import weights_changed
     from ..images import as_image_batch, as_mask_batch
     from ..text import encode_prompts, tokenize
     from ..upload import to_device
 
     if getattr(components.unet, "peft_config", None):
         raise ValueError("the UNet carries LoRA adapters: remove them before a full fine-tune")
+    weights_changed(components)  # the model cache must not hand these weights to a later job
     dev, unet, text_encoder = components.device, components.unet, components.text_encoder
     imgs = as_image_batch(images, "images").to(dev)
     masks = as_mask_batch(valid, "masks", like=imgs).to(dev)
