@@ -271,6 +271,7 @@ class Server:
             self._publish(job, self.jobs.failed(job, msg[2], msg[3]))
         elif kind == "released":
             log.info("worker %d released: %s", w.index, msg[1])
+            w.last_release = msg[1]
 
     def _worker_died(self, w: Worker) -> None:
         if w.process is not None:

@@ -180,6 +180,8 @@ class Worker:
     cancel_deadline: float | None = None
     started_at: float = 0.0
     restarts: int = 0
+    last_release: dict | None = None
+    """What the worker's last `release` freed (models dropped, CUDA bytes), shown by `status`."""
 
     def start(self) -> None:
         parent, child = _SPAWN.Pipe(duplex=True)
@@ -229,6 +231,7 @@ class Worker:
             "job": self.job,
             "name": self.info.get("name", ""),
             "restarts": self.restarts,
+            "last_release": self.last_release,
         }
 
 

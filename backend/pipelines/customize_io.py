@@ -84,6 +84,7 @@ def report(asset, config, device, comps, mm, prior_report, coarse, refined, refe
         "device": device,
         "diffusion_model": label + degraded,
         "degraded": bool(comps.degraded),
+        "models": {"base": comps.provenance()},
         "settings": config_to_dict(config),
         "dreambooth": {"method": config.dreambooth.method,
                        "text_encoder_trained": config.dreambooth.method == "full" and config.dreambooth.train_text_encoder,

@@ -197,5 +197,6 @@ def _report(asset, config, device, inpainter, targets, sources, tp, inp, rs, uns
         },
         **({"lora": {"steps": training.steps, "seconds": round(training.seconds, 3),
                      "last_loss": round(training.losses[-1], 5)}} if training is not None else {}),
+        "models": {"inpaint": inpainter.components.provenance()} if getattr(inpainter, "components", None) else {},
         "gaussians": len(rs.gaussians),
     }

@@ -80,6 +80,11 @@ class SDComponents:
     load_seconds: float = 0.0
     """What `load_components` took: the load, or on a cache hit the check and clean-up (about 0)."""
 
+    def provenance(self) -> dict:
+        """report.json's `models` entry: where the weights came from and whether the model cache had them."""
+        return {"source": self.source, "label": self.label, "degraded": self.degraded, "from_cache": self.from_cache,
+                "load_seconds": round(float(self.load_seconds), 3)}
+
     @property
     def is_inpainting(self) -> bool:
         """True when the UNet takes the 9-channel inpainting input (latents + mask + masked-image latents)."""
@@ -313,9 +318,7 @@ def _load_folder(role: str, folder: Path, device: torch.device, dtype: torch.dty
         vae = AutoencoderKL.from_pretrained(folder, subfolder="vae", torch_dtype=dtype, **kw)
         text_encoder = CLIPTextModel.from_pretrained(folder, subfolder="text_encoder", dtype=dtype, **kw)
         tokenizer = CLIPTokenizer.from_pretrained(folder, subfolder="tokenizer", **kw)
-        sched_cfg = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
-        sched_cls = getattr(diffusers, sched_cfg.get("_class_name", "DDIMScheduler"), diffusers.DDIMScheduler)
-        scheduler = sched_cls.from_pretrained(folder, subfolder="scheduler", **kw)
+        scheduler = _scheduler(diffusers, role, folder, kw)
     except (OSError, ValueError) as e:
         raise ModelMissing(f"model role {role!r}: could not load the model in {folder}: {e}") from e
     for m in (unet, vae, text_encoder):
@@ -324,6 +327,19 @@ def _load_folder(role: str, folder: Path, device: torch.device, dtype: torch.dty
         unet, vae, text_encoder, tokenizer, scheduler, role=role, source=str(folder), device=device, dtype=dtype,
         label=f"{role} model from {folder}",
     )
+
+
+def _scheduler(diffusers, role: str, folder: Path, kw: dict):
+    """The scheduler the folder's scheduler_config.json names (its `_class_name`), as diffusers loads it; a
+    class this diffusers does not have is an error naming it, not a silent substitute."""
+    config_file = folder / "scheduler" / "scheduler_config.json"
+    name = json.loads(config_file.read_text()).get("_class_name")
+    cls = getattr(diffusers, name, None) if isinstance(name, str) else None
+    if cls is None or not hasattr(cls, "from_pretrained") or not name.endswith("Scheduler"):
+        raise ModelMissing(f"model role {role!r}: {config_file} names the scheduler class {name!r}, which diffusers "
+                           f"{diffusers.__version__} does not have (write a diffusers scheduler class there, e.g. "
+                           f"'DDIMScheduler')")
+    return cls.from_pretrained(folder, subfolder="scheduler", **kw)
 
 
 def _tiny_components(role: str, device: torch.device, dtype: torch.dtype) -> SDComponents:

@@ -46,6 +46,8 @@ class DiffusionInpainter:
         self.calls = 0
         self.training = None
         """The LoRA's training result (`LoraTrainResult`) when `personalised_inpainter` made this one."""
+        self.components = None
+        """The diffusion model (`SDComponents`) it samples, for the report."""
 
     def __call__(self, images: Tensor, masks: Tensor, strength: float, valid: Tensor | None = None) -> Tensor:
         cfg = replace(self.config, strength=float(strength))
@@ -90,5 +92,5 @@ def personalised_inpainter(
     if components.degraded and "noise" not in label:
         label += " [random weights: the output is noise]"
     inpainter = DiffusionInpainter(pipe, lora.prompt(class_word), label, seed=seed, cancel=cancel)
-    inpainter.training = result
+    inpainter.training, inpainter.components = result, components
     return inpainter
