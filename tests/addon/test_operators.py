@@ -94,7 +94,8 @@ def test_job_import_and_remove_on_a_listed_job(tmp_path):
     item.result_dir, item.artifacts = str(tmp_path), "mesh.glb"
     assert bpy.ops.likeness.job_import.poll()
     assert bpy.ops.likeness.job_import() == {"FINISHED"}
-    assert "Chair_refined" in bpy.data.objects and props.jobs[0].imported
+    assert len(bpy.data.objects["Chair_refined"].data.polygons) == len(faces) and props.jobs[0].imported
+    assert source.hide_get()
     (tmp_path / "mesh.glb").unlink()
     with pytest.raises(RuntimeError, match="fetched files are gone"):
         bpy.ops.likeness.job_import()
@@ -104,10 +105,13 @@ def test_job_import_and_remove_on_a_listed_job(tmp_path):
 
 def test_import_file_operator(tmp_path):
     glb = write_glb(tmp_path / "cli_result.glb", *grid_mesh(2))
+    before = set(bpy.data.objects)
     assert bpy.ops.likeness.import_file(filepath=str(glb)) == {"FINISHED"}
+    (mesh_obj,) = set(bpy.data.objects) - before
+    assert mesh_obj.type == "MESH" and sum(len(p.vertices) - 2 for p in mesh_obj.data.polygons) == 8  # 2 x 2 quads
     ply = write_ply(tmp_path / "cli_splats.ply", random_splats(20))
     assert bpy.ops.likeness.import_file(filepath=str(ply)) == {"FINISHED"}
-    assert "cli_splats" in bpy.data.objects
+    assert len(bpy.data.objects["cli_splats"].data.vertices) == 20
     with pytest.raises(RuntimeError, match="no such file"):
         bpy.ops.likeness.import_file(filepath=str(tmp_path / "nothing.glb"))
     (tmp_path / "broken.ply").write_bytes(b"ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nend_header\n1\n")

@@ -85,7 +85,7 @@ def test_panels_connected_with_a_running_job_and_a_preview():
     props.active_job = item.job_id
     jobs.show_preview(bpy.context.scene, np.full((16, 16, 4), 200, np.uint8))
     shown = draw_all()
-    assert "GPUs: cuda:0" in shown and "[Reconnect]" not in shown  # no client object: offers Connect
+    assert "GPUs: cuda:0" in shown and "[Reconnect]" not in shown and "[Connect]" in shown  # no client: Connect
     assert "progress 0.50 inspect: 2/4  ETA 1:15" in shown
     assert "reference photo1" in shown and any(s.startswith("icon ") for s in shown)
     assert "inspect feedbeef" in shown  # the job list row

@@ -5,7 +5,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from likeness3d.protocol.client import Client
+from likeness3d.protocol.errors import Cancelled
+from likeness3d.protocol.messages import Progress
 
 CLI = [sys.executable, "-m", "likeness3d.backend.cli"]
 
@@ -20,8 +24,10 @@ def cli(*args, env=None, check=True):
 def test_status_list_fetch_cancel(server, asset, tmp_path):
     with Client(server.address, timeout=20) as c:
         done = c.submit("inspect", asset)
-        done.wait(30)
-        slow = c.submit("selftest", asset, {"steps": 400, "step_seconds": 0.05})
+        assert done.wait(30).artifacts[0].name == "inspect.json"
+        # long enough (100 s) to be running still when the CLI cancels it, however slow the machine
+        slow = c.submit("selftest", asset, {"steps": 2000, "step_seconds": 0.05})
+        assert isinstance(next(slow.events(timeout=30)), Progress)  # it runs
     status = json.loads(cli("status", "--connect", server.address).stdout)
     assert status["workers"][0]["device"] == "cpu"
     # the address may also come from the environment
@@ -31,10 +37,16 @@ def test_status_list_fetch_cancel(server, asset, tmp_path):
     listing = cli("list", "--connect", server.address).stdout
     assert done.id in listing and slow.id in listing
     fetched = cli("fetch", done.id, "--out", str(tmp_path / "f"), "--connect", server.address).stdout
-    assert (tmp_path / "f" / "inspect.json").is_file() and "inspect.json" in fetched
+    assert "inspect.json" in fetched
+    assert sorted(p.name for p in (tmp_path / "f").iterdir()) == job_status["artifacts"]
+    with Client(server.address, timeout=20) as c:
+        assert (tmp_path / "f" / "inspect.json").read_bytes() == c.fetch(done.id, "inspect.json")
+        assert c.status(slow.id)["state"] == "running"
     assert "cancel requested" in cli("cancel", slow.id, "--connect", server.address).stdout
     with Client(server.address, timeout=20) as c:
-        assert c.status(slow.id)["state"] in ("running", "cancelled")
+        with pytest.raises(Cancelled, match="cancelled by request"):
+            c.attach(slow.id).wait(60)  # the job's end, whether it came before or after the attach
+        assert c.status(slow.id)["state"] == "cancelled"
     bad = cli("fetch", "20990101-000000-deadbeef", "--out", str(tmp_path), "--connect", server.address, check=False)
     assert bad.returncode == 2 and "unknown_job" in bad.stderr
 

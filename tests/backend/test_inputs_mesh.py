@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import trimesh
 
+from compare import assert_same
 from likeness3d.backend.export.glb import write_glb
 from likeness3d.backend.inputs.mesh import read_mesh
 from likeness3d.protocol.errors import InvalidAsset
@@ -17,6 +18,7 @@ def test_glb_round_trip_in_blender_frame(tmp_path, asset):
     m = read_mesh(tmp_path / "m.glb")
     np.testing.assert_allclose(m.vertices[m.faces], asset.mesh.vertices[asset.mesh.faces], atol=1e-6)
     np.testing.assert_allclose(m.uvs, asset.mesh.uvs, atol=1e-6)
+    assert_same(m.texture, asset.mesh.texture)  # the base colour comes back losslessly, as uint8
 
 
 def test_obj_is_y_up_and_ply_is_z_up(tmp_path):

@@ -23,10 +23,10 @@ def test_keyed_server_admits_only_allowed_keys(server_factory, keys):
     with Client(server.address, timeout=10, server_public_key=keys["server_pub"], client_secret_key=keys["good"]) as c:
         assert "inspect" in c.hello().pipelines
     with Client(server.address, timeout=2, server_public_key=keys["server_pub"], client_secret_key=keys["bad"]) as c:
-        with pytest.raises(Timeout):
+        with pytest.raises(Timeout, match="no reply to hello"):
             c.hello()
     with Client(server.address, timeout=2) as c:  # plain text to a CURVE server: no conversation
-        with pytest.raises(Timeout):
+        with pytest.raises(Timeout, match="no reply to hello"):
             c.hello()
 
 

@@ -7,6 +7,7 @@ import msgpack
 import numpy as np
 import pytest
 import zmq
+from zmq.utils.monitor import recv_monitor_message
 
 from likeness3d.protocol import PROTOCOL_VERSION
 from likeness3d.protocol import messages as M
@@ -61,12 +62,13 @@ def test_request_errors_are_typed_on_the_client(server, asset):
         assert e.value.field == "config.zzz"
         with pytest.raises(BadMessage, match="config.overlay_points must be int"):
             c.submit("inspect", asset, {"overlay_points": "many"})
-        with pytest.raises(UnknownJob):
+        with pytest.raises(UnknownJob, match="no job '20990101-000000-deadbeef' on this server") as e:
             c.status("20990101-000000-deadbeef")
-        with pytest.raises(UnknownJob, match="no job"):
+        assert e.value.field == "job"
+        with pytest.raises(UnknownJob, match="no job '../../etc' on this server"):
             c.fetch("../../etc", "passwd")
         job = c.submit("inspect", asset)
-        job.wait(20)
+        assert job.wait(20).artifacts[0].name == "inspect.json"
         with pytest.raises(UnknownJob, match="artifact name '../spec.json' is not valid"):
             c.fetch(job.id, "../spec.json")
         with pytest.raises(UnknownJob, match="has no artifact 'spec.json'"):
@@ -93,9 +95,15 @@ def test_too_large(server_factory, tmp_path):
              "arrays": [{"name": "data", "dtype": "|u1", "shape": [700_000], "frame": 1}]}
         rid, reply = big.ask([msgpack.packb(h), bytes(700_000), bytes(700_000)])
         assert reply.code == TooLarge.code and rid == 0 and "limit is 1048576" in reply.message
-        # one frame over the limit: libzmq drops that connection; the server carries on
-        big.sock.send_multipart([msgpack.packb(h), bytes(2_000_000)])
-        time.sleep(0.3)
+        # one frame over the limit: libzmq drops that connection (seen here as a disconnect); the server carries on
+        monitor = big.sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)
+        try:
+            big.sock.send_multipart([msgpack.packb(h), bytes(2_000_000)])
+            assert monitor.poll(60_000), "the server kept the connection that sent a frame over its limit"
+            assert recv_monitor_message(monitor)["event"] == zmq.EVENT_DISCONNECTED
+        finally:
+            big.sock.disable_monitor()
+            monitor.close(0)
     finally:
         big.close()
     from likeness3d.backend.synthetic.example import example_asset

@@ -1,9 +1,11 @@
 """The job store: whole-or-nothing job folders, atomic state, strict names, recovery after a crash."""
 
 import json
+import re
 
 import pytest
 
+from compare import assert_same
 from likeness3d.backend.jobs import JobManager
 from likeness3d.backend.store import JobStore, atomic_write_json
 from likeness3d.protocol.errors import UnknownJob
@@ -14,8 +16,7 @@ def test_create_load_and_state(tmp_path, asset):
     job = store.create("inspect", {"overlay_points": 3}, asset)
     assert store.read_spec(job)["config"] == {"overlay_points": 3}
     assert store.read_state(job)["state"] == "queued"
-    back = store.load_asset(job)
-    assert back.class_word == asset.class_word and len(back.references) == 2
+    assert_same(store.load_asset(job), asset)  # mesh, UVs, texture, references and their cameras, exactly
     store.write_state(job, "running", worker=0)
     assert store.read_state(job)["worker"] == 0
     assert not list((tmp_path / "jobs" / job).glob(".*tmp"))  # no temporary files left behind
@@ -25,11 +26,17 @@ def test_names_never_become_paths(tmp_path, asset):
     store = JobStore(tmp_path)
     job = store.create("inspect", {}, asset)
     for bad in ("..", "../x", "/etc", "20261121-000000-zzzzzzzz", "", None):
-        with pytest.raises(UnknownJob):
+        with pytest.raises(UnknownJob, match="is not a job id of this server") as e:
             store.job_dir(bad)
-    for bad in ("../spec.json", ".hidden", "a/b", "spec.json"):
-        with pytest.raises(UnknownJob):
+        assert e.value.field == "job"
+    with pytest.raises(UnknownJob, match="no job 20990101-000000-deadbeef in the job store"):
+        store.job_dir("20990101-000000-deadbeef")  # well formed, but not in this store
+    for bad in ("../spec.json", ".hidden", "a/b"):
+        with pytest.raises(UnknownJob, match=re.escape(f"artifact name {bad!r} is not valid")) as e:
             store.artifact_path(job, bad)
+        assert e.value.field == "name"
+    with pytest.raises(UnknownJob, match="has no artifact 'spec.json'"):  # a valid name, not an artifact
+        store.artifact_path(job, "spec.json")
 
 
 def test_recovery_after_a_crash(tmp_path, asset):

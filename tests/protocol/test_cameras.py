@@ -6,6 +6,7 @@ tests/addon/test_cameras_blender.py."""
 import numpy as np
 import pytest
 
+from compare import assert_same
 from likeness3d.protocol.cameras import (
     CameraError,
     PinholeCamera,
@@ -91,8 +92,7 @@ def test_cv_to_blender_inverts_blender_to_cv(fit, aspect):
         settings["shift_x"], settings["shift_y"], settings["resolution_x"], settings["resolution_y"], 100,
         settings["pixel_aspect_x"], settings["pixel_aspect_y"],
     )
-    np.testing.assert_allclose(again.K, cam.K, rtol=1e-9, atol=1e-9)
-    np.testing.assert_allclose(again.w2c, cam.w2c, atol=1e-9)
+    assert_same(again, cam, atol=1e-9)  # K, w2c and the pixel size
     np.testing.assert_allclose(settings["matrix_world"], m, atol=1e-9)
 
 
@@ -114,8 +114,7 @@ def test_nerfstudio_frame_round_trip_and_pixel_corner_convention():
     assert (frame["w"], frame["h"]) == (640, 480)
     back = camera_from_nerfstudio({"transform_matrix": frame["transform_matrix"]},
                                   defaults={k: v for k, v in frame.items() if k != "transform_matrix"})
-    np.testing.assert_allclose(back.K, cam.K)
-    np.testing.assert_allclose(back.w2c, cam.w2c, atol=1e-12)
+    assert_same(back, cam, atol=1e-12)  # K, w2c, width and height
     with pytest.raises(CameraError, match="fl_y"):
         camera_from_nerfstudio({"fl_x": 1, "cx": 1, "cy": 1, "w": 2, "h": 2, "transform_matrix": np.eye(4)})
 

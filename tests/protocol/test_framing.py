@@ -4,6 +4,7 @@ import msgpack
 import numpy as np
 import pytest
 
+from compare import assert_same
 from likeness3d.protocol.errors import BadMessage, TooLarge
 from likeness3d.protocol.framing import decode, encode
 
@@ -17,19 +18,19 @@ def test_round_trip_all_dtypes_without_copies():
     # the sender hands zmq the arrays' own memory
     assert np.shares_memory(np.frombuffer(frames[1], np.uint8), arrays["a0"])
     header, out = decode(frames)
-    assert header == {"v": 1, "type": "x"}
-    for k, a in arrays.items():
-        assert out[k].dtype == a.dtype and out[k].shape == a.shape
-        np.testing.assert_array_equal(out[k], a)
+    assert_same(header, {"v": 1, "type": "x"})
+    assert_same(out, arrays)  # the same names, each with its dtype, shape and values
     # the receiver wraps the frame: no copy
     assert np.shares_memory(out["a1"], np.frombuffer(frames[2], np.uint8))
 
 
-def test_non_contiguous_and_empty_arrays():
+def test_non_contiguous_empty_and_big_endian_arrays():
     a = np.arange(20, dtype=np.float32).reshape(4, 5)[:, ::2]
-    header, out = decode(encode({}, {"a": a, "e": np.zeros((0, 3), np.float32)}))
-    np.testing.assert_array_equal(out["a"], a)
-    assert out["e"].shape == (0, 3)
+    big = np.arange(6, dtype=">i4").reshape(2, 3)
+    header, out = decode(encode({"k": [1, "x"]}, {"a": a, "e": np.zeros((0, 3), np.float32), "b": big}))
+    assert_same(header, {"k": [1, "x"]})
+    # a strided view arrives as its values; a big-endian array as the same values, little-endian
+    assert_same(out, {"a": a.copy(), "e": np.zeros((0, 3), np.float32), "b": big.astype("<i4")})
 
 
 def _frames(desc, payloads):
@@ -37,19 +38,24 @@ def _frames(desc, payloads):
 
 
 @pytest.mark.parametrize(
-    "desc,payloads,field",
+    "desc,payloads,field,match",
     [
-        ([{"name": "a", "dtype": "<f4", "shape": [10], "frame": 1}], [b"\0" * 39], "a"),  # lying shape
-        ([{"name": "a", "dtype": "|O", "shape": [1], "frame": 1}], [b"\0" * 8], "a"),  # object dtype
-        ([{"name": "a", "dtype": "<f4", "shape": [-1], "frame": 1}], [b"\0" * 4], "a"),
-        ([{"name": "a", "dtype": "<f4", "shape": [1], "frame": 5}], [b"\0" * 4], "a"),  # frame out of range
-        ([{"name": "a", "dtype": "<f4", "shape": [1]}], [b"\0" * 4], "arrays[0]"),  # missing key
-        ([{"name": "a", "dtype": "<f4", "shape": [1], "frame": 1}], [], "arrays"),  # frame count
-        ("nope", [b""], "arrays"),
+        ([{"name": "a", "dtype": "<f4", "shape": [10], "frame": 1}], [b"\0" * 39], "a",
+         r"dtype <f4 x shape \(10,\) is 40 bytes but its frame has 39"),  # lying shape
+        ([{"name": "a", "dtype": "|O", "shape": [1], "frame": 1}], [b"\0" * 8], "a", "dtype '|O' is not one of"),
+        ([{"name": "a", "dtype": "<f4", "shape": [-1], "frame": 1}], [b"\0" * 4], "a",
+         r"shape must be a list of <= 8 non-negative ints, got \[-1\]"),
+        ([{"name": "a", "dtype": "<f4", "shape": [1], "frame": 5}], [b"\0" * 4], "a",
+         "frame index 5 is out of range"),
+        ([{"name": "a", "dtype": "<f4", "shape": [1]}], [b"\0" * 4], "arrays[0]",
+         r"arrays\[0\] must be a map with name, dtype, shape, frame"),  # missing key
+        ([{"name": "a", "dtype": "<f4", "shape": [1], "frame": 1}], [], "arrays",
+         "header describes 1 arrays but the message has 0 buffer frames"),
+        ("nope", [b""], "arrays", "'arrays' must be a list, got str"),
     ],
 )
-def test_lying_descriptors_name_the_field(desc, payloads, field):
-    with pytest.raises(BadMessage) as e:
+def test_lying_descriptors_name_the_field(desc, payloads, field, match):
+    with pytest.raises(BadMessage, match=match) as e:
         decode(_frames(desc, payloads))
     assert e.value.field == field
     assert e.value.code == "bad_message"
