@@ -110,7 +110,8 @@ def _move_renamed(cls: type, data: dict, where: str) -> dict:
             node[p] = child = dict(child)
             node = child
         if leaf in node:
-            raise BadMessage(f"{where}: {old!r} is the old name of {path!r}; give one of them", field=f"{where}.{old}")
+            raise BadMessage(f"{where}: {old!r} is the old name of {path!r}, which is given too (a quality preset may "
+                             f"set it): write the setting as {path!r}", field=f"{where}.{old}")
         node[leaf] = convert(value) if convert is not None else value
     return out
 

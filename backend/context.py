@@ -10,6 +10,7 @@ from typing import Callable
 import numpy as np
 
 from ..protocol.errors import Cancelled
+from .stages.common.images import to_u8
 from .store import ARTIFACT_NAME, atomic_write
 
 ProgressFn = Callable[[str, int, int, str, float, "np.ndarray | None"], None]
@@ -81,7 +82,7 @@ def _rgba_u8(img: np.ndarray) -> np.ndarray:
     if img.ndim != 3 or img.shape[2] not in (3, 4):
         raise ValueError(f"preview must be [H, W, 3|4], got shape {list(img.shape)}")
     if img.dtype != np.uint8:
-        img = (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+        img = to_u8(img)
     if img.shape[2] == 3:
         img = np.concatenate([img, np.full(img.shape[:2] + (1,), 255, np.uint8)], axis=2)
     return np.ascontiguousarray(img)

@@ -32,7 +32,7 @@ from likeness3d.backend.stages.views.cameras import Cameras, orbit
 from likeness3d.backend.stages.splats.fit import FitConfig, fit, to_params
 from likeness3d.backend.stages.splats.gaussians import Gaussians, from_mesh, rgb_to_sh, rotation_to_quat
 from likeness3d.backend.stages.views.mesh_passes import Raycaster, mesh_rgba
-from likeness3d.backend.stages.views.meshes import TexturedMesh
+from likeness3d.protocol.assets import Mesh
 from likeness3d.backend.stages.quality.metrics import psnr
 from likeness3d.backend.stages.splats.render import gsplat_intrinsics, render
 from likeness3d.backend.synthetic.shapes import procedural_texture, uv_sphere
@@ -44,10 +44,10 @@ def log(msg: str) -> None:
     print(msg, flush=True)
 
 
-def the_mesh() -> TexturedMesh:
+def the_mesh() -> Mesh:
     """The subject: a 65k-face UV sphere with a 512 px texture of about 12 cycles across."""
     m = uv_sphere(1.0, 256, 128, texture_size=16)
-    return TexturedMesh(m.vertices, m.faces, m.uvs, procedural_texture(512, seed=5, frequency=12.0))
+    return Mesh(m.vertices, m.faces, m.uvs, procedural_texture(512, seed=5, frequency=12.0))
 
 
 def _init_worker() -> None:

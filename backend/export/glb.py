@@ -15,7 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..stages.views.meshes import MeshLike, TexturedMesh, check_mesh
+from ...protocol.assets import Mesh
+from ..stages.views.meshes import as_mesh
 
 _TO_GLTF = np.array([[1, 0, 0], [0, 0, 1], [0, -1, 0]], dtype=np.float64)
 """glTF = _TO_GLTF @ Blender: (x, y, z) -> (x, z, -y)."""
@@ -44,7 +45,7 @@ def _texture_uint8(texture: np.ndarray) -> np.ndarray:
     return t
 
 
-def write_glb(mesh: MeshLike, texture: np.ndarray | None = None, path: str | Path | None = None) -> bytes:
+def write_glb(mesh: Mesh, texture: np.ndarray | None = None, path: str | Path | None = None) -> bytes:
     """Encode `mesh` (Blender frame, per-corner UVs) with `texture` (default: the mesh's) as GLB bytes.
 
     texture: [Ht, Wt, 3|4] uint8 or float in [0, 1], rows top-down, embedded as PNG base colour.
@@ -53,7 +54,7 @@ def write_glb(mesh: MeshLike, texture: np.ndarray | None = None, path: str | Pat
     import trimesh
     from PIL import Image
 
-    check_mesh(mesh)
+    mesh = as_mesh(mesh)
     verts = np.asarray(mesh.vertices, dtype=np.float64)
     faces = np.asarray(mesh.faces, dtype=np.int64)
     smooth = np.asarray(trimesh.Trimesh(verts, faces, process=False).vertex_normals, dtype=np.float64)
@@ -94,7 +95,7 @@ def write_glb(mesh: MeshLike, texture: np.ndarray | None = None, path: str | Pat
     return data
 
 
-def read_glb(source: bytes | str | Path) -> TexturedMesh:
+def read_glb(source: bytes | str | Path) -> Mesh:
     """Decode a GLB (ours or any single-mesh file) back to the Blender frame with per-corner UVs.
 
     Scene-graph transforms are applied; several meshes are concatenated (the first one's texture kept).
@@ -126,7 +127,7 @@ def read_glb(source: bytes | str | Path) -> TexturedMesh:
         if texture is None and image is not None:
             texture = np.asarray(image.convert("RGBA"), dtype=np.uint8)
     all_uvs = None if any(u is None for u in uvs) else np.concatenate(uvs).astype(np.float32)
-    return TexturedMesh(
+    return Mesh(
         vertices=np.concatenate(verts).astype(np.float32),
         faces=np.concatenate(faces).astype(np.int32),
         uvs=all_uvs,

@@ -17,6 +17,7 @@ import numpy as np
 from ...protocol.assets import Camera, Reference
 from ...protocol.cameras import CameraError, PinholeCamera, camera_from_nerfstudio, nerfstudio_frame
 from ...protocol.errors import InvalidAsset
+from ..stages.common.images import to_u8
 
 _DISTORTION = ("k1", "k2", "k3", "k4", "p1", "p2")
 
@@ -88,7 +89,7 @@ def write_transforms(path: str | Path, references: list[Reference], images_dir: 
     frames = []
     for ref in references:
         rel = f"{images_dir}/{ref.name}.png"
-        img = ref.image if ref.image.dtype == np.uint8 else (np.clip(ref.image, 0, 1) * 255 + 0.5).astype(np.uint8)
+        img = to_u8(ref.image)
         Image.fromarray(img, "RGBA").save(path.parent / rel)
         c = ref.camera
         frames.append({"file_path": rel, **nerfstudio_frame(PinholeCamera(c.K, c.w2c, c.width, c.height))})

@@ -33,8 +33,8 @@ class _Entry:
 _ENTRIES: dict[str, _Entry] = {
     "inspect": _Entry("inspect", "InspectConfig"),
     "selftest": _Entry("selftest", "SelftestConfig"),
-    "tire": _Entry("tire", "TireConfig", ("torch", "trimesh", "cv2", "PIL", "torchmetrics")),
-    "customize": _Entry("customize", "CustomizeConfig", ("torch", "trimesh", "cv2", "PIL", "torchmetrics", "diffusers", "transformers", "peft")),
+    "tire": _Entry("tire", "TireConfig", ("torch", "trimesh", "cv2", "PIL")),
+    "customize": _Entry("customize", "CustomizeConfig", ("torch", "trimesh", "cv2", "PIL", "diffusers", "transformers", "peft")),
 }
 PIPELINES = tuple(_ENTRIES)
 

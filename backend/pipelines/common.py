@@ -55,11 +55,11 @@ def export_textured(ctx, mesh, groups, bake, caster, center, radius: float, turn
     from ..stages.texture.bake_views import bake_views
     from ..stages.views.cameras import turntable
     from ..stages.views.mesh_passes import Raycaster, mesh_rgba
-    from ..stages.views.meshes import TexturedMesh
+    from ...protocol.assets import Mesh
 
     texture, unseen = bake_views(mesh, groups, bake, base_texture=mesh.texture)
     tex_u8 = np.concatenate([to_u8(texture), np.full(texture.shape[:2] + (1,), 255, np.uint8)], -1)
-    refined = TexturedMesh(mesh.vertices, mesh.faces, mesh.uvs, tex_u8)
+    refined = Mesh(mesh.vertices, mesh.faces, mesh.uvs, tex_u8)
     ctx.add_artifact("mesh.glb", write_glb(refined))
     buf = io.BytesIO()
     Image.fromarray(tex_u8).save(buf, format="PNG")

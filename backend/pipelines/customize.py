@@ -106,12 +106,11 @@ PRESETS: dict[str, dict] = {
 
 def load_base_model(config: CustomizeConfig, device: str):
     """The `base` SD model, or `ModelMissing` saying why this pipeline cannot run without one."""
-    import os
-
     from ...protocol.errors import ModelMissing
+    from ..model_dirs import configured_models
     from ..stages.diffusion.components import load_components
 
-    models = config.models or os.environ.get("LIKENESS3D_MODELS", "")
+    models = configured_models(config.models)
     if not models:
         raise ModelMissing(
             "customize distils a Stable Diffusion model (score distillation) and has no classical fallback: "

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...protocol.assets import Asset, Mesh, Reference
+from ..config import number, require, whole
+from ..stages.common.images import to_u8, unit_float
 
 DESCRIPTION = "validate an asset and report its statistics and which references see the mesh (inspect.json)"
 
@@ -25,12 +27,12 @@ class InspectConfig:
     """Renders of the mesh from each reference camera are at most this many pixels on a side (0: none)."""
 
     def __post_init__(self) -> None:
-        if self.render_max_side != 0 and not 8 <= self.render_max_side <= 4096:
-            raise ValueError(f"render_max_side must be 0 or in [8, 4096], got {self.render_max_side}")
-        if not 0 <= self.overlay_points <= 10_000_000:
-            raise ValueError(f"overlay_points must be in [0, 1e7], got {self.overlay_points}")
-        if not 0.0 <= self.min_alpha <= 1.0:
-            raise ValueError(f"min_alpha must be in [0, 1], got {self.min_alpha}")
+        require(
+            self,
+            (self.render_max_side == 0 or whole(self.render_max_side, 8, 4096), "render_max_side", "must be 0 or in [8, 4096]"),
+            (whole(self.overlay_points, 0, 10_000_000), "overlay_points", "must be an integer in [0, 1e7]"),
+            (number(self.min_alpha, 0.0, 1.0), "min_alpha", "must be in [0, 1]"),
+        )
 
 
 def mesh_stats(mesh: Mesh) -> dict:
@@ -73,7 +75,7 @@ def reference_stats(ref: Reference, mesh: Mesh, min_alpha: float) -> tuple[dict,
     uv, z = cam.project(mesh.vertices.astype(np.float64))
     in_front = z > 1e-6
     inside = in_front & (uv[:, 0] >= -0.5) & (uv[:, 0] <= cam.width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= cam.height - 0.5)
-    alpha = ref.image[..., 3].astype(np.float32) / (255.0 if ref.image.dtype == np.uint8 else 1.0)
+    alpha = unit_float(ref.image[..., 3])
     subject = alpha > min_alpha
     centre = np.asarray(mesh.bounds.mean(0), np.float64)
     cam_pos = cam.c2w[:3, 3]
@@ -115,7 +117,7 @@ def _iou(a: list[float], b: list[float]) -> float:
 
 def overlay(ref: Reference, uv: np.ndarray, inside: np.ndarray, max_points: int, seed: int = 0) -> np.ndarray:
     """[H, W, 4] uint8: the reference composited on grey with the projected vertices in magenta."""
-    img = ref.image.astype(np.float32) / (255.0 if ref.image.dtype == np.uint8 else 1.0)
+    img = unit_float(ref.image)
     rgb = img[..., :3] * img[..., 3:] + 0.25 * (1.0 - img[..., 3:])
     idx = np.flatnonzero(inside)
     if len(idx) > max_points:
@@ -123,7 +125,7 @@ def overlay(ref: Reference, uv: np.ndarray, inside: np.ndarray, max_points: int,
     px = np.clip(np.round(uv[idx]).astype(np.int64), 0, [ref.camera.width - 1, ref.camera.height - 1])
     rgb[px[:, 1], px[:, 0]] = (1.0, 0.0, 1.0)
     out = np.concatenate([rgb, np.ones_like(rgb[..., :1])], axis=2)
-    return (np.clip(out, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_u8(out)
 
 
 def comparison_png(ref: Reference, caster, config: InspectConfig) -> tuple[bytes, float]:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..config import number, require, whole
+
 DESCRIPTION = "diagnostic: timed steps with previews and a JSON artifact; checks cancel between steps"
 
 
@@ -25,12 +27,12 @@ class SelftestConfig:
     the server's enforced cancel: the worker is ended after the grace period and replaced."""
 
     def __post_init__(self) -> None:
-        if not 1 <= self.steps <= 100_000:
-            raise ValueError(f"steps must be in [1, 100000], got {self.steps}")
-        if not 0.0 <= self.step_seconds <= 60.0:
-            raise ValueError(f"step_seconds must be in [0, 60], got {self.step_seconds}")
-        if not 0 <= self.preview_size <= 1024:
-            raise ValueError(f"preview_size must be in [0, 1024], got {self.preview_size}")
+        require(
+            self,
+            (whole(self.steps, 1, 100_000), "steps", "must be an integer in [1, 100000]"),
+            (number(self.step_seconds, 0.0, 60.0), "step_seconds", "must be in [0, 60]"),
+            (whole(self.preview_size, 0, 1024), "preview_size", "must be an integer in [0, 1024]"),
+        )
 
 
 def run(ctx, asset, config: SelftestConfig) -> None:

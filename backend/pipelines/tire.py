@@ -86,18 +86,17 @@ PRESETS: dict[str, dict] = {
 
 def make_inpainter(config: TireConfig, ctx, asset: Asset, device: str):
     """The diffusion inpainter with a subject LoRA when models are configured, else the labelled OpenCV one."""
-    import os
-
+    from ..model_dirs import configured_models
     from ..stages.tire.inpaint_cv import OpenCVInpainter
 
-    models = config.models or os.environ.get("LIKENESS3D_MODELS", "")
+    models = configured_models(config.models)
     if config.inpainter == "opencv" or (config.inpainter == "auto" and not models):
         return OpenCVInpainter()
     from ..stages.diffusion.components import load_components
     from ..stages.diffusion.sample.subject import personalised_inpainter
 
     return personalised_inpainter(
-        load_components("inpaint", models or None, device=device), asset.references, asset.class_word,
+        load_components("inpaint", models, device=device), asset.references, asset.class_word,
         lora=config.lora, resolution=config.resolution, seed=config.seed,
         progress=lambda step, total, text: ctx.progress("personalise", step, total, f"subject LoRA: {text}"),
         cancel=ctx.check_cancel, publish=ctx.add_artifact)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...protocol.assets import Asset, Camera, Mesh, Reference
+from ..stages.common.images import to_u8
 
 RADII = np.array([0.45, 0.35, 0.55])
 """Semi-axes in metres (x, y, z); the pebble stands on the Blender ground plane's origin, Z up."""
@@ -24,7 +25,7 @@ def true_texture(size: int = 256) -> np.ndarray:
     rgb = np.where(stripes, [0.15, 0.1, 0.08], base)
     rgb = np.where(spot, [0.1, 0.35, 0.8], rgb)
     rgba = np.concatenate([rgb, np.ones_like(rgb[..., :1])], -1)
-    return (np.clip(rgba, 0, 1) * 255 + 0.5).astype(np.uint8)
+    return to_u8(rgba)
 
 
 def ellipsoid_mesh(texture: np.ndarray, rings: int = 32, segments: int = 64) -> Mesh:
@@ -153,7 +154,7 @@ def render_references(mesh: Mesh, cameras: list[Camera], names: list[str]) -> tu
     refs = []
     for name, cam in zip(names, cameras):
         rgba = mesh_rgba(caster, Cameras.from_protocol([cam]), supersample=3)[0].numpy()
-        refs.append(Reference(name, (np.clip(rgba, 0, 1) * 255 + 0.5).astype(np.uint8), cam))
+        refs.append(Reference(name, to_u8(rgba), cam))
     return tuple(refs)
 
 

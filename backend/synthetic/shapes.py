@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..stages.views.meshes import TexturedMesh
+from ...protocol.assets import Mesh
 
 
 def procedural_texture(size: int = 128, seed: int = 0, frequency: float = 3.0) -> np.ndarray:
@@ -46,7 +46,7 @@ def uv_sphere(
     texture_size: int = 128,
     center: tuple[float, float, float] = (0.0, 0.0, 0.0),
     seed: int = 0,
-) -> TexturedMesh:
+) -> Mesh:
     """A latitude-longitude sphere with equirectangular UVs (seam at longitude 0, u = lon / 2 pi).
 
     Vertices: two poles and (n_lat - 1) rings of n_lon; faces: 2 n_lon (n_lat - 1). The poles are on the
@@ -86,7 +86,7 @@ def uv_sphere(
         last = n_lat - 2
         faces.append([south, vid(last, j + 1), vid(last, j)])
         uvs.append([[um, 0.0], [u1, v_last], [u0, v_last]])
-    return TexturedMesh(
+    return Mesh(
         vertices=verts.astype(np.float32),
         faces=np.asarray(faces, dtype=np.int32),
         uvs=np.asarray(uvs, dtype=np.float32),
@@ -112,7 +112,7 @@ def uv_cube(
     margin: float = 0.04,
     center: tuple[float, float, float] = (0.0, 0.0, 0.0),
     seed: int = 0,
-) -> TexturedMesh:
+) -> Mesh:
     """An axis-aligned cube of edge `size`, each side a grid of `subdivisions`^2 quads, UVs in a 3 x 2 atlas.
 
     Each side owns one atlas cell inset by `margin` (in UV units), so the islands are separated by gutters
@@ -145,7 +145,7 @@ def uv_cube(
                 uv00, uv10 = grid_uv(ia, ib), grid_uv(ia + 1, ib)
                 uv01, uv11 = grid_uv(ia, ib + 1), grid_uv(ia + 1, ib + 1)
                 uvs += [[uv00, uv10, uv11], [uv00, uv11, uv01]]
-    return TexturedMesh(
+    return Mesh(
         vertices=np.asarray(verts, dtype=np.float32),
         faces=np.asarray(faces, dtype=np.int32),
         uvs=np.asarray(uvs, dtype=np.float32),

@@ -178,8 +178,9 @@ def test_refine_blocks_in_background_mode(connected):
     assert bpy.context.window_manager.likeness.state == "disconnected" and session.client() is None
 
 
-TIRE_SMALL = {"resolution": 32, "azimuths": 4, "elevations_deg": [0.0], "gaussians": 300, "fit_steps": 6,
-              "fit_resolution": 24, "turntable_views": 2, "texture_size": 64}
+# the config tree's names (the quality preset sets resplat/fit/lora keys: the extra settings merge into them)
+TIRE_SMALL = {"resolution": 32, "azimuths": 4, "elevations_deg": [0.0], "resplat": {"gaussians": 300, "fit_resolution": 24},
+              "fit.steps": 6, "turntable_views": 2, "bake": {"texture_size": [64, 64]}}
 TIRE_ARTIFACTS = ["mesh.glb", "report.json", "sheet.png", "splats.ply", "texture.png"]
 
 
@@ -214,7 +215,7 @@ def check_tire_import(objects, source, report: dict) -> None:
     gap = np.linalg.norm(ours[:, None] - theirs[None], axis=2)
     assert gap.min(1).max() < 1e-4 and gap.min(0).max() < 1e-4, gap.min(1).max()
     image = next(n.image for n in refined.data.materials[0].node_tree.nodes if n.bl_idname == "ShaderNodeTexImage")
-    assert tuple(image.size) == (TIRE_SMALL["texture_size"],) * 2
+    assert tuple(image.size) == tuple(TIRE_SMALL["bake"]["texture_size"])
     # the splats: the report's count, fitted on the source's surface (within its box, grown by a tenth)
     assert len(splats.data.vertices) == report["gaussians"] > 0
     lo, hi = theirs.min(0), theirs.max(0)
@@ -286,9 +287,10 @@ def test_job_results_import_through_the_job_list(connected, tmp_path):
     check_tire_import([bpy.data.objects["Cube_refined"], bpy.data.objects["Cube_splats"]], source, report)
 
 
-CUSTOMIZE_SMALL = {"models": "tiny", "resolution": 32, "dreambooth_resolution": 32, "dreambooth_steps": [1, 1, 1, 1],
-                   "coarse_steps": 2, "coarse_resolution": 32, "gaussians": 300, "sds_resolution": 32, "points": 800,
-                   "refine_steps": 4, "bake_azimuths": 4, "texture_size": 64, "turntable_views": 2}
+CUSTOMIZE_SMALL = {"models": "tiny", "resolution": 32, "dreambooth": {"resolution": 32, "steps": [1, 1, 1, 1]},
+                   "coarse": {"steps": 2, "resolution": 32, "gaussians": 300}, "sds": {"resolution": 32},
+                   "refine": {"points": 800, "steps": 4}, "bake_azimuths": 4, "bake": {"texture_size": [64, 64]},
+                   "turntable_views": 2}
 
 
 def test_customize_job_from_blender_picks_the_pipeline(connected):
@@ -322,7 +324,7 @@ def test_backend_errors_are_reports_with_the_typed_message(connected):
         bpy.ops.likeness.refine()
 
     props.config_json = '{"overlay_points": -5}'  # rejected by the pipeline config's own check
-    with pytest.raises(RuntimeError, match="overlay_points must be in"):
+    with pytest.raises(RuntimeError, match=r"config.overlay_points must be an integer in \[0, 1e7\], got -5"):
         bpy.ops.likeness.refine()
 
     props.config_json = "{not json"

@@ -147,7 +147,7 @@ def test_flat_names_from_before_the_tree_keep_working():
     assert (cfg.dreambooth.lora.rank, cfg.dreambooth.lora.alpha) == (8, 8.0)  # the flat rank set both, as before
     assert cfg.dreambooth.lora.adapter_name == "customize"  # the rest of the tree's default stays
     assert cfg.sds.grad_clip is None and cfg.bake.texture_size == (256, 256) and cfg.refine.learning_rate == 0.01
-    with pytest.raises(BadMessage, match="'refine_steps' is the old name of 'refine.steps'; give one of them"):
+    with pytest.raises(BadMessage, match="'refine_steps' is the old name of 'refine.steps', which is given too"):
         spec.build_config({"refine_steps": 5, "refine": {"steps": 6}})
     with pytest.raises(BadMessage, match="config.refine.steps must be a positive integer, got 0"):
         spec.build_config({"refine_steps": 0})

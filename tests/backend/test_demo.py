@@ -1,5 +1,6 @@
 """`likeness3d demo` end to end (the README's main command), as a user runs it; its quality numbers."""
 
+import io
 import json
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from PIL import Image
 
 from likeness3d.backend.export.glb import read_glb
 from likeness3d.backend.export.ply import read_ply
+from likeness3d.backend.export.sheet import turntable_sheet
 from likeness3d.backend.inputs.mesh import read_mesh
 
 
@@ -32,7 +34,11 @@ def test_demo_refines_the_hidden_side(tmp_path):
     assert not np.array_equal(refined.texture, initial.texture)
     splats = read_ply(out / "splats.ply")
     assert len(splats.means) == report["gaussians"] > 0
-    assert Image.open(out / "sheet.png").size[0] > 0
-    for key in ("render", "track", "inpaint", "resplat", "export", "total"):
-        assert report["seconds"][key] >= 0
+    # the sheet is the fast preset's turntable: initial and refined rows of its views
+    views = report["settings"]["turntable_views"]
+    blank = np.zeros((views, 192, 192, 3), np.uint8)
+    assert Image.open(out / "sheet.png").size == Image.open(io.BytesIO(turntable_sheet(blank, blank))).size
+    seconds = report["seconds"]
+    assert {"render", "track", "personalise", "inpaint", "resplat", "export", "evaluate"} <= set(seconds)
+    assert abs(sum(v for k, v in seconds.items() if k != "total") - seconds["total"]) < 0.01 * len(seconds)
     assert report["peak_memory"]["cpu_max_rss_mb"] > 0

@@ -6,10 +6,12 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from likeness3d.backend.demo import write_inputs
 from likeness3d.backend.synthetic.example import example_case
 from likeness3d.backend.export.glb import read_glb
+from likeness3d.backend.export.ply import read_ply
 from likeness3d.protocol.assets import Asset, Mesh
 from likeness3d.protocol.client import Client
 from likeness3d.protocol.errors import BadMessage, InvalidAsset
@@ -90,8 +92,13 @@ def test_refine_cli_on_files(tmp_path, case):
     assert run.returncode == 0, run.stdout + run.stderr
     assert "psnr_observed" in run.stdout and "inpainter: classical OpenCV fallback" in run.stdout
     report = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert set(report["metrics"]) >= {"psnr_observed", "psnr_infilled", "psnr_infilled_initial",
-                                      "ssim_observed", "ssim_infilled", "ssim_infilled_initial"}
+    m = report["metrics"]
+    assert "mesh.glb" in m["scores"] and m["pixels_observed"] > 0 and m["pixels_infilled"] > 0
+    for key in ("psnr_observed", "psnr_infilled", "psnr_infilled_initial", "ssim_observed", "ssim_infilled",
+                "ssim_infilled_initial"):
+        assert isinstance(m[key], float) and (m[key] > 0 if key.startswith("psnr") else -1 <= m[key] <= 1), key
+        assert f"{key}: {m[key]:.4g}" in run.stdout  # the CLI prints what the report holds
+    assert report["settings"]["fit"]["steps"] == SMALL["fit_steps"]  # the flat --set name reached the tree
     bad = subprocess.run(cmd[:6] + [str(tmp_path / "missing.json")] + cmd[7:], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "invalid_asset" in bad.stderr and "missing.json" in bad.stderr
     bad = subprocess.run(cmd + ["--set", "nope=1"], capture_output=True, text=True, timeout=120)
@@ -119,7 +126,13 @@ def test_tire_with_tiny_diffusion_models(tmp_path, case, one_thread):
     comps = load_components("inpaint", "tiny")
     pipe = build_inpainter(comps, lora=lora.parent)
     assert "subject" in comps.unet.peft_config
-    for name in ("mesh.glb", "splats.ply", "sheet.png", "texture.png", "report.json"):
-        assert (tmp_path / "out" / name).is_file()
-    assert set(report["metrics"]) >= {"psnr_observed", "psnr_infilled", "psnr_infilled_initial"}
+    out = tmp_path / "out"
+    glb = read_glb((out / "mesh.glb").read_bytes())
+    assert glb.texture.shape[:2] == (SMALL["texture_size"], SMALL["texture_size"])
+    assert len(read_ply(out / "splats.ply").means) == report["gaussians"]
+    assert Image.open(out / "texture.png").size == (SMALL["texture_size"], SMALL["texture_size"])
+    assert report == json.loads((out / "report.json").read_text())
+    assert report["lora"]["steps"] == 2 and report["models"]["inpaint"]["source"] == "tiny"
+    assert report["coverage"]["consistency"] == "re-inpainted at low strength"
+    assert all(isinstance(report["metrics"][k], float) for k in ("psnr_observed", "psnr_infilled", "psnr_infilled_initial"))
     del pipe

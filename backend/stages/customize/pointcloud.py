@@ -17,7 +17,8 @@ from torch import Tensor
 from ..views.cameras import Cameras
 from ..splats.gaussians import sample_surface
 from ..views.mesh_passes import MeshPasses
-from ..views.meshes import MeshLike, check_mesh, face_normals, sample_texture, texture_float, to_trimesh
+from ....protocol.assets import Mesh
+from ..views.meshes import as_mesh, face_normals, sample_texture, texture_float, to_trimesh
 from ..views.track import project, sample_image
 
 
@@ -40,10 +41,10 @@ class PointCloud:
         return int(self.points.shape[0])
 
 
-def surface_points(mesh: MeshLike, count: int, seed: int = 0) -> PointCloud:
+def surface_points(mesh: Mesh, count: int, seed: int = 0) -> PointCloud:
     """`count` Poisson-disk-like samples (trimesh's rejection sampler, topped up at random) with the mesh's
     texture colour (mid grey without texture/UVs); `seen` all False until `project_colors`."""
-    check_mesh(mesh)
+    mesh = as_mesh(mesh)
     if not (isinstance(count, int) and count >= 4):
         raise ValueError(f"count must be an integer >= 4, got {count!r}")
     points, face_ids, bary = sample_surface(mesh, count, seed)
@@ -100,7 +101,7 @@ def project_colors(
 
 
 def coloured_points(
-    mesh: MeshLike,
+    mesh: Mesh,
     count: int,
     gaussians,  # splats.gaussians.Gaussians: the coarse stage's result
     images: Tensor,  # [C, H, W, 3] reference photos in [0, 1]

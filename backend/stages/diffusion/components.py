@@ -32,7 +32,7 @@ import torch
 
 from ....protocol.errors import ModelMissing
 from ... import model_cache
-from ...model_dirs import models_dir
+from ...model_dirs import TINY, configured_models, models_dir
 from . import tiny
 
 ROLES = ("inpaint", "base")
@@ -45,7 +45,6 @@ names a model, so `--models ~/.cache/huggingface/hub` works as it is (nothing is
 
 SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 ROLES_FILE = "roles.json"
-TINY = "tiny"
 _ROLE_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,63}$")
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -117,9 +116,8 @@ def load_components(
     dtype = dtype or default_dtype(device)
     if dtype not in (torch.float16, torch.float32, torch.bfloat16):
         raise ValueError(f"dtype must be float16, float32 or bfloat16, got {dtype}")
-    if models is None:
-        models = os.environ.get("LIKENESS3D_MODELS") or None
-    if models is not None and str(models) == TINY:
+    models = configured_models(models)
+    if models == TINY:
         if role not in tiny.UNET_IN_CHANNELS:
             raise ValueError(f"--models tiny knows roles {sorted(tiny.UNET_IN_CHANNELS)}, got {role!r}")
         return _cached(role, TINY, device, dtype, None, lambda: _tiny_components(role, device, dtype))

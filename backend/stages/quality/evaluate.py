@@ -9,7 +9,7 @@ from ..common.images import float_tensor
 from .metrics import mse_to_psnr, ssim_map
 from ..views.cameras import Cameras
 from ..views.mesh_passes import Raycaster, mesh_rgba
-from ..views.meshes import MeshLike
+from ....protocol.assets import Mesh
 from ..views.track import KnownView, TrackConfig, track_backward
 
 
@@ -19,7 +19,7 @@ SCORES = ("the textured meshes (mesh.glb: the refined texture baked on the artis
 
 
 def evaluate(
-    meshes: dict[str, MeshLike],
+    meshes: dict[str, Mesh],
     truth_views: list[Reference],
     sources: list[KnownView],
     track: TrackConfig = TrackConfig(),

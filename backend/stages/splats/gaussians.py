@@ -13,7 +13,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..views.meshes import MeshLike, check_mesh, face_normals, sample_texture, texture_float, to_trimesh
+from ....protocol.assets import Mesh
+from ..views.meshes import as_mesh, face_normals, sample_texture, texture_float, to_trimesh
 
 SH_C0 = 0.28209479177387814
 """Band-0 real spherical harmonic, 1 / (2 sqrt(pi))."""
@@ -162,7 +163,7 @@ def quat_to_rotation(quats: Tensor) -> Tensor:
     ).reshape(-1, 3, 3)
 
 
-def sample_surface(mesh: MeshLike, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sample_surface(mesh: Mesh, count: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """About evenly spaced points on the surface: exactly `count` of them.
 
     trimesh's rejection sampler (`sample_surface_even`) spaces the points; where it returns fewer than
@@ -186,7 +187,7 @@ def sample_surface(mesh: MeshLike, count: int, seed: int = 0) -> tuple[np.ndarra
 
 
 def from_mesh(
-    mesh: MeshLike,
+    mesh: Mesh,
     count: int = 100_000,
     sh_degree: int = 0,
     opacity: float = 0.9,
@@ -204,7 +205,7 @@ def from_mesh(
     """
     from scipy.spatial import cKDTree
 
-    check_mesh(mesh)
+    mesh = as_mesh(mesh)
     if not 0 < opacity < 1:
         raise ValueError(f"opacity must be in (0, 1), got {opacity}")
     if flatness <= 0 or scale_factor <= 0:

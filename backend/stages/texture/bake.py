@@ -21,7 +21,8 @@ from torch import Tensor
 from .config import BakeConfig
 from ..views.cameras import Cameras
 from ..views.mesh_passes import MeshPasses, Raycaster, barycentric
-from ..views.meshes import MeshLike, check_mesh, texture_float
+from ....protocol.assets import Mesh
+from ..views.meshes import as_mesh, texture_float
 
 
 @dataclass
@@ -38,7 +39,7 @@ class BakeResult:
     """[Ht, Wt] float32 summed blend weights."""
 
 
-def texel_surface(mesh: MeshLike, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def texel_surface(mesh: Mesh, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
     """Triangle id [Ht, Wt] (-1 outside the islands) and barycentrics [Ht, Wt, 3] of every texel centre.
 
     The UV triangles are laid flat at z = 0 and hit by rays along -z from the texel centres, so Embree
@@ -102,7 +103,7 @@ def dilate(values: Tensor, valid: Tensor, iterations: int) -> tuple[Tensor, Tens
 
 
 def bake(
-    mesh: MeshLike,
+    mesh: Mesh,
     images: Tensor,
     cameras: Cameras,
     config: BakeConfig = BakeConfig(),
@@ -117,7 +118,7 @@ def bake(
     passes for `cameras` when the caller already has them (only mask and depth are read), else cast here.
     """
     # 1. Check inputs.
-    check_mesh(mesh)
+    mesh = as_mesh(mesh)
     if mesh.uvs is None:
         raise ValueError("mesh.uvs is None: baking needs UVs (unwrap the mesh first)")
     C, H, W = len(cameras), cameras.height, cameras.width

@@ -13,11 +13,12 @@ from torch import Tensor
 from .bake import BakeConfig, bake, dilate
 from ..views.cameras import Cameras
 from ..views.mesh_passes import MeshPasses
-from ..views.meshes import MeshLike, TexturedMesh, texture_float
+from ....protocol.assets import Mesh
+from ..views.meshes import texture_float
 
 
 def bake_views(
-    mesh: MeshLike,
+    mesh: Mesh,
     groups: list[tuple[Tensor, Cameras, float, MeshPasses | None]],
     config: BakeConfig = BakeConfig(),
     base_texture: np.ndarray | None = None,
@@ -31,7 +32,7 @@ def bake_views(
         size = np.asarray(base_texture).shape[:2] if base_texture is not None else (
             np.asarray(mesh.texture).shape[:2] if mesh.texture is not None else (1024, 1024))
         config = replace(config, texture_size=tuple(int(s) for s in size))
-    bare = TexturedMesh(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32), np.asarray(mesh.uvs, np.float32))
+    bare = Mesh(np.asarray(mesh.vertices, np.float32), np.asarray(mesh.faces, np.int32), np.asarray(mesh.uvs, np.float32))
     per_group = replace(config, dilate_px=0)
     acc, wsum, covered = None, None, None
     for images, cameras, weight, passes in groups:

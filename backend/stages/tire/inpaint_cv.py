@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ...config import require, whole
+from ..common.images import float_tensor, to_u8
+
 
 @dataclass(frozen=True)
 class OpenCVInpainter:
@@ -30,10 +33,12 @@ class OpenCVInpainter:
     """"telea" (Telea 2004, fast marching) or "ns" (Navier-Stokes)."""
 
     def __post_init__(self) -> None:
-        if self.method not in ("telea", "ns"):
-            raise ValueError(f"method must be 'telea' or 'ns', got {self.method!r}")
-        if self.radius < 1:
-            raise ValueError(f"radius must be >= 1, got {self.radius}")
+        require(
+            self,
+            (self.method in ("telea", "ns"), "method", "must be 'telea' or 'ns'"),
+            (whole(self.radius, 1), "radius", "must be an integer >= 1"),
+            (whole(self.min_known, 0), "min_known", "must be an integer >= 0"),
+        )
 
     @property
     def label(self) -> str:
@@ -64,11 +69,11 @@ class OpenCVInpainter:
             if known.sum() >= self.min_known:
                 out[b][masks[b]] = torch.from_numpy(_colour_transfer(images[b].cpu().numpy(), known, m)).to(images)
                 continue
-            img = (images[b].clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+            img = to_u8(images[b])
             # background pixels are filled too (then discarded), so they never feed the subject's fill
             fill = m | ~valid[b].cpu().numpy()
             res = cv2.inpaint(img, fill.astype(np.uint8) * 255, self.radius, flag)
-            res = torch.from_numpy(res.astype(np.float32) / 255.0).to(images)
+            res = float_tensor(res).to(images)
             mt = masks[b].to(images.device)
             out[b][mt] = res[mt]
         return out

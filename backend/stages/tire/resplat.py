@@ -20,7 +20,7 @@ from ..views.cameras import Cameras
 from ..splats.config import FitConfig
 from ..splats.fit import fit
 from ..splats.gaussians import Gaussians, from_mesh
-from ..views.meshes import MeshLike
+from ....protocol.assets import Mesh
 from ..splats.render import render
 from .config import ResplatConfig
 from ..views.track import KnownView
@@ -49,7 +49,7 @@ class ResplatResult:
 
 
 def resplat(
-    mesh: MeshLike,
+    mesh: Mesh,
     views: Tensor,
     cameras: Cameras,
     infill: Tensor,

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from ..common.images import area_resize_rgba, unit_float
 from .cameras import Cameras
 from .mesh_passes import Raycaster, mesh_rgba
 
@@ -25,15 +25,6 @@ class ReferenceView:
     """IoU of the photo's subject (alpha > min_alpha) and the render's coverage (> 0.5); 1 = aligned."""
     scale: float
     """h / the reference's height."""
-
-
-def _area_resize(rgba: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Box-filter an [H, W, 4] straight-alpha image to [height, width, 4] (premultiplied while averaging)."""
-    t = torch.as_tensor(rgba, dtype=torch.float32)
-    premult = torch.cat([t[..., :3] * t[..., 3:], t[..., 3:]], dim=-1).permute(2, 0, 1)[None]
-    small = F.interpolate(premult, size=(height, width), mode="area")[0].permute(1, 2, 0)
-    rgb = small[..., :3] / small[..., 3:].clamp_min(1e-8)
-    return torch.cat([torch.where(small[..., 3:] > 0, rgb, torch.zeros_like(rgb)), small[..., 3:]], -1).numpy()
 
 
 def reference_view(
@@ -55,13 +46,13 @@ def reference_view(
     H, W = int(camera.height), int(camera.width)
     if img.ndim != 3 or img.shape != (H, W, 4):
         raise ValueError(f"image must have shape [H, W, 4] = [{H}, {W}, 4] (the camera's size), got {img.shape}")
-    img = img.astype(np.float32) / 255.0 if img.dtype == np.uint8 else np.clip(img.astype(np.float32), 0, 1)
+    img = unit_float(img)
     scale = min(1.0, max_side / max(H, W))
     h, w = max(1, int(math.floor(H * scale + 0.5))), max(1, int(math.floor(W * scale + 0.5)))
     cams = Cameras.from_protocol([camera])
     if (h, w) != (H, W):
         cams = cams.resized(w, h)
-        img = _area_resize(img, h, w)
+        img = area_resize_rgba(torch.from_numpy(img), h, w).numpy()
     render = mesh_rgba(mesh, cams, supersample=supersample)[0].numpy()
     subject, covered = img[..., 3] > min_alpha, render[..., 3] > 0.5
     union = (subject | covered).sum()

@@ -21,7 +21,8 @@ import torch
 from torch import Tensor
 
 from .cameras import Cameras
-from .meshes import MeshLike, check_mesh, face_normals, sample_texture, texture_float, to_trimesh
+from ....protocol.assets import Mesh
+from .meshes import as_mesh, face_normals, sample_texture, texture_float, to_trimesh
 
 
 @dataclass
@@ -49,8 +50,8 @@ class MeshPasses:
 class Raycaster:
     """An Embree scene of one mesh; cast camera rays or arbitrary rays against it."""
 
-    def __init__(self, mesh: MeshLike):
-        check_mesh(mesh)
+    def __init__(self, mesh: Mesh):
+        mesh = as_mesh(mesh)
         try:
             from trimesh.ray.ray_pyembree import RayMeshIntersector
         except ImportError as exc:  # embreex missing: trimesh's pure-Python fallback is far too slow
@@ -143,13 +144,13 @@ def barycentric(triangles: np.ndarray, points: np.ndarray) -> np.ndarray:
     return bary / np.maximum(bary.sum(1, keepdims=True), 1e-12)
 
 
-def mesh_passes(mesh: MeshLike, cameras: Cameras, normals: str = "face") -> MeshPasses:
+def mesh_passes(mesh: Mesh, cameras: Cameras, normals: str = "face") -> MeshPasses:
     """Depth, normal, mask, triangle id, barycentrics, UV and colour of `mesh` for every camera."""
     return Raycaster(mesh).passes(cameras, normals)
 
 
 def mesh_rgba(
-    mesh: MeshLike | Raycaster,
+    mesh: Mesh | Raycaster,
     cameras: Cameras,
     supersample: int = 2,
     background: tuple[float, float, float] | None = None,

@@ -1,73 +1,33 @@
-"""The textured mesh the stages accept, and texture lookup through per-corner UVs.
+"""Meshes as the stages take them, and texture lookup through per-corner UVs.
 
-Stages take any object with the four fields of the protocol's `Mesh` (`vertices` [V,3] float32 in the
-Blender world frame, `faces` [F,3] int32 counter-clockwise, `uvs` [F,3,2] per-corner with Blender's
-bottom-left UV origin or None, `texture` [Ht,Wt,4] RGBA rows top-down or None), so a validated
-`likeness3d.protocol.assets.Mesh` goes straight in. `TexturedMesh` is the same layout for code that builds
-meshes itself (synthetic shapes, tests, benchmarks).
+The one mesh type is the protocol's `Mesh` (`vertices` [V,3] float32 in the Blender world frame, `faces`
+[F,3] int32 counter-clockwise, `uvs` [F,3,2] per-corner with Blender's bottom-left UV origin or None,
+`texture` [Ht,Wt,4] RGBA rows top-down or None), validated when it is made; stages call `as_mesh` on what
+they are given, so a validated asset mesh goes straight in.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
-
 import numpy as np
 
-
-class MeshLike(Protocol):
-    vertices: np.ndarray  # [V, 3] float32, Blender world (Z up, metres)
-    faces: np.ndarray  # [F, 3] int32, counter-clockwise = front
-    uvs: np.ndarray | None  # [F, 3, 2] per-corner UVs, (0, 0) = bottom-left of the image
-    texture: np.ndarray | None  # [Ht, Wt, 4] uint8 or float32 RGBA, rows top-down
+from ....protocol.assets import Mesh
+from ..common.images import unit_float
 
 
-@dataclass(frozen=True, eq=False)
-class TexturedMesh:
-    """A triangle mesh with optional per-corner UVs and texture; the protocol `Mesh` layout."""
-
-    vertices: np.ndarray
-    """[V, 3] float32, Blender world space (Z up, metres)."""
-    faces: np.ndarray
-    """[F, 3] int32 triangles, counter-clockwise seen from the front."""
-    uvs: np.ndarray | None = None
-    """[F, 3, 2] float32 per-corner UVs, Blender convention: (0, 0) is the bottom-left of the image."""
-    texture: np.ndarray | None = None
-    """[Ht, Wt, 4] uint8 or float32 RGBA, straight alpha, rows top-down (row 0 = top = v 1)."""
-
-    def __post_init__(self) -> None:
-        check_mesh(self)
-
-
-def check_mesh(mesh: MeshLike) -> None:
-    """Raise ValueError naming the field and the value when `mesh` does not follow the layout."""
-    v, f = np.asarray(mesh.vertices), np.asarray(mesh.faces)
-    if v.ndim != 2 or v.shape[1] != 3 or len(v) == 0:
-        raise ValueError(f"mesh.vertices must have shape [V, 3] with V > 0, got {v.shape}")
-    if not np.isfinite(v).all():
-        bad = int(np.argwhere(~np.isfinite(v))[0, 0])
-        raise ValueError(f"mesh.vertices[{bad}] is not finite: {v[bad].tolist()}")
-    if f.ndim != 2 or f.shape[1] != 3 or len(f) == 0 or not np.issubdtype(f.dtype, np.integer):
-        raise ValueError(f"mesh.faces must be integer with shape [F, 3], F > 0, got {f.dtype} {f.shape}")
-    if f.min() < 0 or f.max() >= len(v):
-        bad = int(f.max()) if f.max() >= len(v) else int(f.min())
-        raise ValueError(f"mesh.faces references vertex {bad} but the mesh has {len(v)} vertices")
-    if mesh.uvs is not None:
-        uv = np.asarray(mesh.uvs)
-        if uv.shape != (len(f), 3, 2):
-            raise ValueError(f"mesh.uvs must have shape [F, 3, 2] = {(len(f), 3, 2)}, got {uv.shape}")
-    if mesh.texture is not None:
-        t = np.asarray(mesh.texture)
-        if t.ndim != 3 or t.shape[2] not in (3, 4) or t.shape[0] == 0 or t.shape[1] == 0:
-            raise ValueError(f"mesh.texture must have shape [Ht, Wt, 4] (or 3 channels), got {t.shape}")
+def as_mesh(mesh) -> Mesh:
+    """`mesh` as the one mesh type, the protocol's `Mesh`, validated there: a `Mesh` as it is; any object with
+    its four fields (`vertices`, `faces`, `uvs`, `texture`) converted to its dtypes (float32, int32, float32)
+    and checked, so a bad mesh is an `InvalidAsset` naming the field and the value wherever it comes from."""
+    if isinstance(mesh, Mesh):
+        return mesh
+    uvs, texture = getattr(mesh, "uvs", None), getattr(mesh, "texture", None)
+    return Mesh(np.ascontiguousarray(mesh.vertices, np.float32), np.ascontiguousarray(mesh.faces, np.int32),
+                None if uvs is None else np.ascontiguousarray(uvs, np.float32), texture)
 
 
 def texture_float(texture: np.ndarray) -> np.ndarray:
     """[Ht, Wt, 3|4] uint8 or float -> [Ht, Wt, 3] float32 RGB in [0, 1] (alpha dropped)."""
-    t = np.asarray(texture)
-    if t.dtype == np.uint8:
-        return t[..., :3].astype(np.float32) / 255.0
-    return np.clip(t[..., :3].astype(np.float32), 0.0, 1.0)
+    return unit_float(np.asarray(texture)[..., :3])
 
 
 def sample_texture(texture: np.ndarray, uv: np.ndarray) -> np.ndarray:
@@ -98,7 +58,7 @@ def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
     return (n / np.where(length > 0, length, 1.0)).astype(np.float32)
 
 
-def to_trimesh(mesh: MeshLike):
+def to_trimesh(mesh: Mesh):
     """A `trimesh.Trimesh` of the geometry only (no merging, no reordering: face ids stay ours)."""
     import trimesh
 

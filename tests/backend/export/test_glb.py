@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from likeness3d.backend.export.glb import blender_to_gltf, gltf_to_blender, read_glb, write_glb
-from likeness3d.backend.stages.views.meshes import TexturedMesh
+from likeness3d.protocol.assets import Mesh
 from likeness3d.backend.synthetic.shapes import uv_cube, uv_sphere
 
 
@@ -69,7 +69,7 @@ def test_file_is_y_up_with_top_left_uvs():
 
 def test_untextured_mesh_and_bad_texture():
     mesh = uv_sphere(1.0, 8, 4, texture_size=8)
-    plain = TexturedMesh(mesh.vertices, mesh.faces)
+    plain = Mesh(mesh.vertices, mesh.faces)
     back = read_glb(write_glb(plain))
     assert back.uvs is None and back.texture is None
     assert np.allclose(back.vertices, plain.vertices, atol=1e-6)

@@ -152,3 +152,20 @@ def test_bad_role_name(role):
 def test_tiny_knows_only_its_roles():
     with pytest.raises(ValueError, match="'depth'"):
         load_components("depth", "tiny")
+
+
+def test_an_unknown_scheduler_class_is_named_not_replaced(models_root, tmp_path):
+    """A model folder whose scheduler_config.json names a class diffusers lacks is model_missing naming the file
+    and the class; nothing substitutes another scheduler silently."""
+    import json
+    import shutil
+
+    folder = tmp_path / "models" / "inpaint"
+    shutil.copytree(models_root / "inpaint", folder)
+    config = folder / "scheduler" / "scheduler_config.json"
+    data = json.loads(config.read_text())
+    data["_class_name"] = "WarpDriveScheduler"
+    config.write_text(json.dumps(data))
+    with pytest.raises(ModelMissing, match="WarpDriveScheduler") as err:
+        load_components("inpaint", tmp_path / "models")
+    assert str(config) in err.value.message

@@ -14,7 +14,8 @@ from likeness3d.backend.stages.splats.gaussians import (
     rotation_to_quat,
     sample_surface,
 )
-from likeness3d.backend.stages.views.meshes import TexturedMesh
+from likeness3d.protocol.assets import Mesh
+from likeness3d.protocol.errors import InvalidAsset
 from likeness3d.backend.synthetic.shapes import uv_sphere
 
 
@@ -42,14 +43,14 @@ def test_gaussians_validation_names_the_field():
     assert torch.equal(Gaussians.from_arrays(arrays).means, g.means)
 
 
-def gradient_sphere(n_lon=64, n_lat=32) -> TexturedMesh:
+def gradient_sphere(n_lon=64, n_lat=32) -> Mesh:
     """A UV sphere whose texture's red channel is 1 - v, so red = polar angle / pi on the surface."""
     s = uv_sphere(1.0, n_lon, n_lat, texture_size=64)
     rows = (np.arange(64) + 0.5) / 64  # row r has v = 1 - rows[r], so 1 - v = rows[r]
     tex = np.zeros((64, 64, 4), np.float32)
     tex[..., 0] = rows[:, None]
     tex[..., 3] = 1.0
-    return TexturedMesh(s.vertices, s.faces, s.uvs, tex)
+    return Mesh(s.vertices, s.faces, s.uvs, tex)
 
 
 def test_from_mesh_on_sphere_is_on_surface_flat_and_textured():
@@ -98,7 +99,7 @@ def test_from_mesh_rejects_bad_input():
         from_mesh(mesh, count=0)
     with pytest.raises(ValueError, match="opacity"):
         from_mesh(mesh, count=10, opacity=1.5)
-    with pytest.raises(ValueError, match="faces references vertex 25 but the mesh has 10 vertices"):
-        TexturedMesh(mesh.vertices[:10], mesh.faces.copy())
-    untextured = TexturedMesh(mesh.vertices, mesh.faces)
+    with pytest.raises(InvalidAsset, match="mesh.faces references vertex 25 but the mesh has 10 vertices"):
+        Mesh(mesh.vertices[:10], mesh.faces.copy())
+    untextured = Mesh(mesh.vertices, mesh.faces)
     assert torch.allclose(from_mesh(untextured, count=50).rgb, torch.full((50, 3), 0.5), atol=1e-6)

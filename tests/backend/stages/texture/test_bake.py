@@ -7,7 +7,8 @@ import torch
 from likeness3d.backend.stages.texture.bake import BakeConfig, bake, dilate, texel_surface
 from likeness3d.backend.stages.views.cameras import Cameras, intrinsics, look_at, orbit
 from likeness3d.backend.stages.views.mesh_passes import mesh_passes
-from likeness3d.backend.stages.views.meshes import TexturedMesh, sample_texture, texture_float
+from likeness3d.protocol.assets import Mesh
+from likeness3d.backend.stages.views.meshes import sample_texture, texture_float
 from likeness3d.backend.stages.quality.metrics import psnr
 from likeness3d.backend.synthetic.shapes import procedural_texture, uv_cube, uv_sphere
 
@@ -44,12 +45,12 @@ def test_texels_no_view_sees_are_reported_and_keep_the_base():
     assert torch.allclose(result.texture[result.unseen], torch.as_tensor(texture_float(base))[result.unseen])
 
 
-def two_cubes() -> TexturedMesh:
+def two_cubes() -> Mesh:
     """A big cube and a small one 1.2 m in front of it (toward -Y), each in half of the UV space."""
     big, small = uv_cube(2.0, 4, 64, seed=1), uv_cube(0.6, 2, 64, center=(0.0, -2.2, 0.0), seed=2)
     uvs = np.concatenate([big.uvs * [0.5, 1.0], small.uvs * [0.5, 1.0] + [0.5, 0.0]])
     texture = np.concatenate([procedural_texture(64, seed=1)[:, ::2], procedural_texture(64, seed=2)[:, ::2]], 1)
-    return TexturedMesh(
+    return Mesh(
         vertices=np.concatenate([big.vertices, small.vertices]),
         faces=np.concatenate([big.faces, small.faces + len(big.vertices)]),
         uvs=uvs.astype(np.float32),
@@ -111,7 +112,7 @@ def test_bake_rejects_bad_input():
     with pytest.raises(ValueError, match="images"):
         bake(mesh, torch.rand(2, 16, 15, 3), views)
     with pytest.raises(ValueError, match="uvs"):
-        bake(TexturedMesh(mesh.vertices, mesh.faces), torch.rand(2, 16, 16, 3), views)
+        bake(Mesh(mesh.vertices, mesh.faces), torch.rand(2, 16, 16, 3), views)
     with pytest.raises(ValueError, match="view_weights"):
         bake(mesh, torch.rand(2, 16, 16, 3), views, view_weights=torch.tensor([1.0, -1.0]))
     with pytest.raises(ValueError, match="min_cosine"):

@@ -8,7 +8,8 @@ import torch
 
 from likeness3d.backend.stages.views.cameras import Cameras, intrinsics, look_at, orbit
 from likeness3d.backend.stages.views.mesh_passes import Raycaster, mesh_passes, mesh_rgba
-from likeness3d.backend.stages.views.meshes import TexturedMesh, sample_texture, texture_float
+from likeness3d.protocol.assets import Mesh
+from likeness3d.backend.stages.views.meshes import sample_texture, texture_float
 from likeness3d.backend.synthetic.shapes import uv_cube, uv_sphere
 
 
@@ -114,7 +115,7 @@ def test_rgba_coverage_matches_the_projected_disc():
     assert abs(area - math.pi * r_px**2) < 0.5 * 2 * math.pi * r_px
     partial = ((rgba[..., 3] > 0.05) & (rgba[..., 3] < 0.95)).sum()
     assert partial > 0.5 * 2 * math.pi * r_px  # the silhouette is antialiased
-    untextured = TexturedMesh(mesh.vertices, mesh.faces)
+    untextured = Mesh(mesh.vertices, mesh.faces)
     grey = mesh_rgba(untextured, cams, supersample=1)
     assert grey[..., :3][grey[..., 3] > 0].min() > 0.15  # shaded, never black
 

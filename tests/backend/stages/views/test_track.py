@@ -46,11 +46,11 @@ def test_occluded_points_are_not_observed():
     """A small sphere hidden behind a big one: its front faces the source, but the big one occludes it."""
     import numpy as np
 
-    from likeness3d.backend.stages.views.meshes import TexturedMesh
+    from likeness3d.protocol.assets import Mesh
 
     big = uv_sphere(radius=1.0, n_lon=64, n_lat=32)
     small = uv_sphere(radius=0.3, n_lon=32, n_lat=16, center=(0.0, 2.0, 0.0))
-    mesh = TexturedMesh(np.concatenate([big.vertices, small.vertices]).astype(np.float32),
+    mesh = Mesh(np.concatenate([big.vertices, small.vertices]).astype(np.float32),
                         np.concatenate([big.faces, small.faces + len(big.vertices)]).astype(np.int32))
     source = orbit((0, 0, 0), 1.0, [0.0], [0.0], 64, 64)  # from -Y: the small sphere is behind the big one
     top = orbit((0, 1.0, 0), 2.0, [0.0], [89.0], 64, 64)
