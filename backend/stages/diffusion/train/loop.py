@@ -223,7 +223,9 @@ def train(
             unet.disable_gradient_checkpointing()
         for p in params:
             p.grad = None  # a full fine-tune's gradients are the size of the model
-        loss = optimizer = None  # the optimizer state goes before `restore` casts the models back
+        # the optimizer state goes before `restore` casts the models back, and so does the last step's autograd
+        # graph: its replay node holds the captured graphs
+        optimizer = loss = prior_loss = embeds = class_embeds = None
         if denoise is not None:  # the graphs' memory pool goes now, not at some later garbage collection
             graphs, graph_note = denoise.outcome()
             denoise = None

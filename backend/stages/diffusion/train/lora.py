@@ -11,9 +11,8 @@ import torch
 
 from ..config import SubjectLoraConfig
 from ..text import prompt_list
-from .loop import (CancelFn, LoraTrainResult, ProgressFn, PromptEmbeds, Shuffled, Trainable, loss_text,  # noqa: F401
-                   subject_batch, train, training_optimizer)
-from .objective import subject_loss, subject_prior_loss  # noqa: F401  (their home before `objective`)
+from .loop import CancelFn, LoraTrainResult, ProgressFn, PromptEmbeds, Trainable, subject_batch, train
+from .objective import subject_loss, subject_prior_loss  # noqa: F401  (imported from here by callers)
 from .prior import ClassPrior
 
 LORA_WEIGHT_NAME = "pytorch_lora_weights.safetensors"

@@ -181,9 +181,9 @@ def train_full(components, images, valid, prompt_text: str, config: SubjectLoraC
     `prior`, every step adds class images and their prompt (`objective.subject_prior_loss`). The trained
     models run in fp32 (master weights; fp16 autocast on CUDA) and are cast back to the components' dtype
     afterwards."""
-    # model cache: weights_changed(components) goes here
     if getattr(components.unet, "peft_config", None):
         raise ValueError("the UNet carries LoRA adapters: remove them before a full fine-tune")
+    # model cache: weights_changed(components) goes here (before anything changes the weights)
     imgs, masks = subject_batch(components, images, valid, prior)
     embed = PromptEmbeds(components, [prompt_text] * imgs.shape[0], prior.prompt if prior is not None else None,
                          config.batch_size, trained=train_text_encoder)

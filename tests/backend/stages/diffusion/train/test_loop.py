@@ -141,3 +141,36 @@ def test_the_graphed_path_trains_what_the_eager_one_does(method, text_encoder, v
     if text_encoder:
         fresh = load_components("base", "tiny").text_encoder.state_dict()
         assert any(not torch.equal(v, fresh[k]) for k, v in comp.text_encoder.state_dict().items())
+
+
+@pytest.mark.parametrize("method", ["lora", "full"])
+def test_the_graphs_are_released_before_the_models_are_restored(method, views, monkeypatch):
+    """The captured graphs (their memory pool) are gone when `restore` casts the models back, although the last
+    step's autograd graph (a prior term's too) held them through the replay node."""
+    import weakref
+
+    from likeness3d.backend.stages.diffusion.train import lora, multimodal
+
+    made, seen = [], []
+
+    def capture(*args):
+        g = _EagerGraphs(*args)
+        made.append(weakref.ref(g))
+        return g
+
+    def checked(train):
+        def run(components, imgs, valid, embed, trainable, config, **kw):
+            def restore():
+                seen.append([r() is None for r in made])
+                trainable.restore()
+
+            return train(components, imgs, valid, embed, dataclasses.replace(trainable, restore=restore), config, **kw)
+        return run
+
+    monkeypatch.setattr(loop, "why_not_graphed", lambda config, device: "")
+    monkeypatch.setattr(graphed_unet, "_capture", capture)
+    monkeypatch.setattr(lora if method == "lora" else multimodal, "train", checked(loop.train))
+    images, masks = views(2, 16, 16)
+    classes = ClassPrior(np.full((2, 16, 16, 3), 128, np.uint8), "a rgb photo of pebble")
+    _, r = _run(method, images, masks, prior=classes)
+    assert r.cuda_graphs and seen == [[True]]
