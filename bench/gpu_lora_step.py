@@ -48,7 +48,7 @@ def main() -> None:
     images, masks = subject_views(3, 512)
     warm = 10
 
-    def run(steps: int, hook=None) -> list[float]:
+    def run(steps: int, hook=None) -> tuple[list[float], object]:
         stamps: list[float] = []
 
         def progress(step: int, total: int, text: str) -> None:
@@ -59,15 +59,17 @@ def main() -> None:
 
         # progress syncs only at the two marks that are timed; in between the steps run as in a job
         marks = {warm, steps}
-        train_subject_lora(c, images, masks, class_word="toy", config=SubjectLoraConfig(steps=steps),
-                           progress=lambda s, n, text: progress(s, n, text) if s in marks else None)
+        result = train_subject_lora(c, images, masks, class_word="toy", config=SubjectLoraConfig(steps=steps),
+                                    progress=lambda s, n, text: progress(s, n, text) if s in marks else None)
         remove_lora(c)
-        return stamps
+        return stamps, result
 
-    rates = []
+    rates, graphs = [], []
     for _ in range(args.rounds):
-        stamps = run(warm + args.steps)
+        stamps, result = run(warm + args.steps)
         rates.append((stamps[1] - stamps[0]) / args.steps * 1e3)
+        # a degraded (eager) round says why; code from before the result said it: "not reported"
+        graphs.append(getattr(result, "graph_note", "graphs not reported") or "cuda graphs")
     from torch.profiler import ProfilerActivity, profile
 
     prof = profile(activities=[ProfilerActivity.CUDA])
@@ -77,9 +79,11 @@ def main() -> None:
     tl = timeline(path, args.trace_steps)
     path.unlink()
     result = {"tag": args.tag, "device": torch.cuda.get_device_name(0), "ms_per_step": rates,
-              "median_ms": statistics.median(rates), "timeline": {k: v for k, v in tl.items() if k != "kernel_us"}}
+              "median_ms": statistics.median(rates), "graphs": graphs,
+              "timeline": {k: v for k, v in tl.items() if k != "kernel_us"}}
     (args.out / f"lora_{args.tag}.json").write_text(json.dumps(result, indent=2))
-    print(f"{args.tag}: {statistics.median(rates):.1f} ms/step ({', '.join(f'{r:.1f}' for r in rates)}); timeline "
+    print(f"{args.tag}: {statistics.median(rates):.1f} ms/step ({', '.join(f'{r:.1f}' for r in rates)}; "
+          f"{'; '.join(sorted(set(graphs)))}); timeline "
           f"(CUPTI on): wall {tl['wall_us'] / 1e3:.1f} ms, GPU busy {tl['gpu_busy_us'] / 1e3:.1f} ms, idle host-bound "
           f"{tl['idle_host_bound_us'] / 1e3:.1f} ms, host in sync {tl['host_sync_wait_us'] / 1e3:.1f} ms, "
           f"syncs/step {sum(v['per_step'] for k, v in tl['runtime_calls'].items() if 'Synchronize' in k):.1f}",

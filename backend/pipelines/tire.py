@@ -195,7 +195,8 @@ def _report(asset, config, device, inpainter, targets, sources, tp, inp, rs, uns
             **rs.consistency_report(),
         },
         **({"lora": {"steps": training.steps, "seconds": round(training.seconds, 3),
-                     "last_loss": round(training.losses[-1], 5)}} if training is not None else {}),
+                     "last_loss": round(training.losses[-1], 5), "cuda_graphs": training.cuda_graphs,
+                     "graph_note": training.graph_note}} if training is not None else {}),
         "models": {"inpaint": inpainter.components.provenance()} if getattr(inpainter, "components", None) else {},
         "gaussians": len(rs.gaussians),
     }

@@ -28,9 +28,10 @@ from typing import Callable
 
 import numpy as np
 
+from ..components import weights_changed
 from ..config import MultiModalConfig, SubjectLoraConfig
-from .lora import (LoraTrainResult, Shuffled, loss_text, subject_loss, subject_prior_loss,
-                   train_subject_lora, training_optimizer)
+from .lora import train_subject_lora
+from .loop import LoraTrainResult, PromptEmbeds, Trainable, subject_batch, train
 from .prior import ClassPrior
 
 MODALITIES = ("mask", "depth", "normal", "rgb")
@@ -174,75 +175,31 @@ def train_full(components, images, valid, prompt_text: str, config: SubjectLoraC
                progress=None, cancel=None, *, train_text_encoder: bool = True, prior: ClassPrior | None = None
                ) -> LoraTrainResult:
     """Fine-tune every weight of `components.unet` (and, with `train_text_encoder`, of
-    `components.text_encoder`) in place on one modality: the same masked denoising loss and augmentation as
-    the LoRA, one AdamW over both at `learning_rate` (diffusers' DreamBooth with `--train_text_encoder`), the
-    prompt re-encoded every step so its gradient reaches the encoder. With `prior`, every step adds class
-    images and their prompt (`lora.subject_prior_loss`). The trained models run in fp32 (master weights; fp16
-    autocast on CUDA) and are cast back to the components' dtype afterwards."""
-    import torch
-    from diffusers import DDPMScheduler
-
-    from ...common.loss_log import LossLog
-    from ..components import weights_changed
-    from ..images import as_image_batch, as_mask_batch
-    from ..text import encode_prompts, tokenize
-    from ..upload import to_device
-
+    `components.text_encoder`) in place on one modality, in the loop the LoRA trains in (`loop.train`: the
+    same image order, masked denoising loss, augmentation, scaler, clipping and CUDA-graphed UNet call), one
+    AdamW over both at `learning_rate` (diffusers' DreamBooth with `--train_text_encoder`), the prompt
+    re-encoded every step so its gradient reaches the encoder (else encoded once by the frozen one). With
+    `prior`, every step adds class images and their prompt (`objective.subject_prior_loss`). The trained
+    models run in fp32 (master weights; fp16 autocast on CUDA) and are cast back to the components' dtype
+    afterwards."""
     if getattr(components.unet, "peft_config", None):
         raise ValueError("the UNet carries LoRA adapters: remove them before a full fine-tune")
     weights_changed(components)  # the model cache must not hand these weights to a later job
-    dev, unet, text_encoder = components.device, components.unet, components.text_encoder
-    imgs = as_image_batch(images, "images").to(dev)
-    masks = as_mask_batch(valid, "masks", like=imgs).to(dev)
-    N, B = imgs.shape[0], config.batch_size
-    if prior is not None:
-        prior.check_size(imgs.shape[-2:])
-    ids = tokenize(components, [prompt_text] * B + ([prior.prompt] * B if prior is not None else []))
-    if not train_text_encoder:
-        frozen = encode_prompts(components, [prompt_text] * B + ([prior.prompt] * B if prior is not None else []))
-    noise_scheduler = DDPMScheduler.from_config(components.scheduler.config)
-    mixed = dev.type == "cuda" and components.dtype == torch.float16
-    models = [unet] + ([text_encoder] if train_text_encoder else [])
+    imgs, masks = subject_batch(components, images, valid, prior)
+    embed = PromptEmbeds(components, [prompt_text] * imgs.shape[0], prior.prompt if prior is not None else None,
+                         config.batch_size, trained=train_text_encoder)
+    models = (components.unet,) + ((components.text_encoder,) if train_text_encoder else ())
     for m in models:
-        m.float().requires_grad_(True).train()
-    params = [p for m in models for p in m.parameters()]
-    opt = training_optimizer(params, learning_rate, config.weight_decay, dev)
-    scaler = torch.amp.GradScaler("cuda", enabled=mixed)
-    gen = torch.Generator().manual_seed(seed)
-    class_order = Shuffled(len(prior), gen) if prior is not None else None
-    log, start = LossLog(dev, "full fine-tune loss", finite=False), time.perf_counter()
-    try:
-        for step in range(config.steps):
-            if cancel is not None:
-                cancel()
-            idx = to_device(torch.randint(0, N, (B,), generator=gen), dev)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=mixed):
-                embeds = text_encoder(ids)[0] if train_text_encoder else frozen
-                if prior is None:
-                    loss = subject_loss(components, noise_scheduler, imgs[idx], masks[idx], embeds, config, gen)
-                    row = loss.detach().view(1)
-                else:
-                    classes = prior.batch(class_order.take(B), dev)
-                    loss, prior_loss = subject_prior_loss(components, noise_scheduler, imgs[idx], masks[idx], embeds[:B],
-                                                          classes, embeds[B:], config, gen)
-                    loss = loss + prior.weight * prior_loss
-                    row = torch.stack([loss.detach(), prior_loss.detach()])
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-            scaler.step(opt)
-            scaler.update()
-            log.record(row, step + 1, config.steps)
-            if progress is not None:
-                progress(step + 1, config.steps, f"full fine-tune step {step + 1}/{config.steps}{loss_text(log)}")
-    finally:
-        del opt
+        m.float().requires_grad_(True)
+
+    def restore():
         for m in models:
-            m.eval().requires_grad_(False)
-            m.to(components.dtype)
-    prior_losses = tuple(r[1] for r in log.rows) if prior is not None else ()
-    return LoraTrainResult("full", config.steps, tuple(log.values), time.perf_counter() - start, prior_losses)
+            m.requires_grad_(False).to(components.dtype)
+
+    full = Trainable("full fine-tune", "full", [p for m in models for p in m.parameters()], learning_rate, models,
+                     restore)
+    return train(components, imgs, masks, embed, full, config, seed=seed, prior=prior, progress=progress,
+                 cancel=cancel)
 
 
 def save_full(components, folder, *, text_encoder: bool = True) -> "Path":

@@ -184,7 +184,7 @@ def test_a_step_draws_what_two_encoder_calls_and_diffusers_sampling_drew(inpaint
 
     from likeness3d.backend.stages.diffusion.train.augment import random_flip_rotate
     from likeness3d.backend.stages.diffusion.images import as_image_batch, as_mask_batch
-    from likeness3d.backend.stages.diffusion.train.lora import _denoising
+    from likeness3d.backend.stages.diffusion.train.objective import _denoising
     from likeness3d.backend.stages.diffusion.train.masks import random_inpaint_masks
     from likeness3d.backend.stages.diffusion.text import encode_prompts
 
@@ -215,7 +215,9 @@ def test_a_step_draws_what_two_encoder_calls_and_diffusers_sampling_drew(inpaint
 
 
 def test_a_unet_that_cannot_be_graphed_trains_eagerly_with_a_warning(inpaint_components, monkeypatch):
-    """`GraphedDenoiser` falls back to the eager UNet, once, with a warning naming the capture's error."""
+    """`GraphedDenoiser` falls back to the eager UNet, once, with a warning naming the capture's error, and
+    its outcome says so (the training result and report.json carry it)."""
+    from likeness3d.backend.stages.diffusion.train import graphed_unet
     from likeness3d.backend.stages.diffusion.train.graphed_unet import GraphedDenoiser
 
     calls = []
@@ -224,7 +226,7 @@ def test_a_unet_that_cannot_be_graphed_trains_eagerly_with_a_warning(inpaint_com
         calls.append(1)
         raise RuntimeError("operation not permitted when stream is capturing")
 
-    monkeypatch.setattr(torch.cuda, "make_graphed_callables", refuse)
+    monkeypatch.setattr(graphed_unet, "_capture", refuse)
     unet = inpaint_components.unet
     d = GraphedDenoiser(unet)
     x = torch.randn(1, unet.config.in_channels, 8, 8)
@@ -236,3 +238,6 @@ def test_a_unet_that_cannot_be_graphed_trains_eagerly_with_a_warning(inpaint_com
     with torch.no_grad():
         ref = unet(x, t, encoder_hidden_states=e).sample
     assert calls == [1] and torch.allclose(out, ref) and torch.allclose(again, ref)
+    graphs, note = d.outcome()
+    assert not graphs and note.startswith("capture failed") and "stream is capturing" in note
+    assert (d.replays, d.eager_calls) == (0, 2)
