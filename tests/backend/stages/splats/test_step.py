@@ -1,13 +1,19 @@
-"""The fit on the CPU against the loop as it was written inline before the step objects (bit for bit)."""
+"""The fit's step objects on the CPU: the factory's choice for each device and configuration (the rules of the
+loop before the split), and the plain step inside fit() against that loop as it was written inline (bit for bit).
+tests/backend/stages/splats/fast/test_step_gpu.py holds the CUDA steps against the plain one."""
+
+import itertools
 
 import pytest
 import torch
 
 from likeness3d.backend.stages.quality.metrics import ssim_map, weighted_mean
 from likeness3d.backend.stages.splats.densify import SimpleStrategy
+from likeness3d.backend.stages.splats.fast.step import choose_paths, make_step
 from likeness3d.backend.stages.splats.fit import FitConfig, fit, from_params, to_params
 from likeness3d.backend.stages.splats.gaussians import random_gaussians
 from likeness3d.backend.stages.splats.render import gsplat_intrinsics, render
+from likeness3d.backend.stages.splats.step import FitData, PlainStep, StepPaths
 from likeness3d.backend.stages.views.cameras import Cameras, orbit
 
 
@@ -133,7 +139,107 @@ def test_plain_step_is_the_inline_loop_bit_for_bit(rgba, batch_size, weighted):
     background = (0.2, 0.4, 0.6)
     ref, ref_losses = inline_loop(g, images, cams, weights, config, background)
     result = fit(g, images, cams, weights=weights, config=config, background=background)
+    assert result.paths.loss == "torch" and result.paths.update == "foreach" and not result.paths.loss_graph
+    assert result.graphs_captured == 0
     assert len(ref) != len(g)  # the strategy ran
     assert result.losses == ref_losses  # bit for bit: the same ops in the same order on the same device
     for name, t in result.gaussians.fields().items():
         assert torch.equal(t, ref.fields()[name]), name
+
+
+def old_rules(config: FitConfig, cuda: bool, triton: bool, mcmc: bool) -> StepPaths:
+    """The choice as the loop made it inline before the split (pick_loss, the graph and update flags)."""
+    if not cuda:
+        loss = "torch"
+    elif config.fused_loss and triton:
+        loss = "fused"
+    elif config.compile_loss:
+        loss = "compiled"
+    else:
+        loss = "torch"
+    graphed = config.cuda_graph and cuda
+    updater = graphed and config.update == "graph" and not mcmc
+    fused_adam = cuda and not mcmc and (config.update == "fused" or (config.update == "graph" and not updater))
+    return StepPaths(loss=loss, loss_graph=graphed, update="graph" if updater else "fused" if fused_adam else "foreach")
+
+
+def test_choose_paths_keeps_the_rules_of_the_inline_loop():
+    flags = itertools.product([False, True], [False, True], [False, True], ["graph", "fused", "foreach"],
+                              ["cpu", "cuda"], [False, True], [False, True])
+    for fused_loss, compile_loss, cuda_graph, update, device, triton, mcmc in flags:
+        config = FitConfig(fused_loss=fused_loss, compile_loss=compile_loss, cuda_graph=cuda_graph, update=update)
+        got = choose_paths(config, torch.device(device), mcmc, triton=triton)
+        assert got == old_rules(config, device == "cuda", triton, mcmc), (config, device, triton, mcmc)
+    # the defaults on CUDA with Triton: everything fast; MCMC keeps the loss graph, its Adam eager and foreach
+    cuda = torch.device("cuda")
+    assert choose_paths(FitConfig(), cuda, False, triton=True) == StepPaths("fused", True, "graph")
+    assert choose_paths(FitConfig(), cuda, True, triton=True) == StepPaths("fused", True, "foreach")
+    assert choose_paths(FitConfig(cuda_graph=False), cuda, False, triton=False) == StepPaths("torch", False, "fused")
+
+
+def test_make_step_on_the_cpu_is_the_plain_step_whatever_the_config():
+    data = FitData(torch.rand(2, 8, 8, 4), None, [[0], [1], [0]], torch.ones(3, 3), 0.2, 0.1)
+    for config in (FitConfig(), FitConfig(compile_loss=True, fused_loss=False), FitConfig(update="fused")):
+        strategy = SimpleStrategy()
+        step = make_step(config, data, strategy, mcmc=False, decay=0.99)
+        assert type(step) is PlainStep and step.paths == StepPaths() and step.graphs_captured == 0
+        assert not step.composites and not hasattr(strategy, "external_sums")
+    assert data.premult is not None and data.transparency.shape == (2, 8, 8, 1)  # the plain step's targets
+
+
+def test_graphed_loss_body_run_eagerly_on_the_cpu_is_the_plain_step(monkeypatch):
+    """`GraphedLossStep` with the torch loss, its graph's body run eagerly on the CPU (CUDA's streams and graph
+    replaced by stand-ins whose replay runs the body): the plain step's losses and gradients. The GPU tests
+    (fast/test_step_gpu.py) hold the captured graphs and the Triton kernels the same way."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from likeness3d.backend.stages.splats.fast.step import GraphedLossStep
+    from likeness3d.backend.stages.splats.render import RenderOutput
+    from likeness3d.backend.stages.splats.step import adam_step, photometric_loss
+
+    stream = SimpleNamespace(wait_stream=lambda other: None)
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device=None: stream)
+    monkeypatch.setattr(torch.cuda, "current_stream", lambda device=None: stream)
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+    monkeypatch.setattr(torch.cuda, "CUDAGraph", SimpleNamespace)
+    monkeypatch.setattr(torch.cuda, "graph", lambda g: contextlib.nullcontext())
+    gen = torch.Generator().manual_seed(31)
+    steps, batches = 5, [[0, 1], [2, 0], [1, 2], [0, 2], [2, 1]]
+    renders = [(torch.rand(2, 12, 14, 3, generator=gen) * 0.6, torch.rand(2, 12, 14, generator=gen))
+               for _ in range(steps)]
+    for rgba, weighted, with_reg in [(True, True, True), (False, False, False)]:
+        images = torch.rand(3, 12, 14, 4 if rgba else 3, generator=gen)
+        weights = 0.5 + torch.rand(3, 12, 14, generator=gen) if weighted else None
+        backgrounds = torch.rand(steps, 3, generator=gen)
+        runs = []
+        for graphed in (False, True):
+            data = FitData(images, weights, batches, backgrounds, 0.2, 0.1)
+            if graphed:
+                step = GraphedLossStep(data, 1.0, photometric_loss, adam_step, StepPaths("torch", True, "foreach"))
+                g = step.graphed
+
+                def replay(g=g):  # what the captured graph does: the body, into the captured gradient buffers
+                    grad_rgb, grad_alpha = g._body()
+                    g.grad_rgb.copy_(grad_rgb)
+                    g.grad_alpha.copy_(grad_alpha)
+
+                g.graph.replay = replay
+                assert step.composites and step.graphs_captured == 1 and int(g.step) == 0
+            else:
+                step = PlainStep(data, 1.0)
+            grads, windows = [], []
+            for s, (raw, alpha) in enumerate(renders):
+                raw, alpha = raw.clone().requires_grad_(True), alpha.clone().requires_grad_(True)
+                rgb = raw if step.composites else raw + (1.0 - alpha)[..., None] * backgrounds[s]
+                reg = 0.01 * alpha.mean() + 0.002 * raw.square().mean() if with_reg else None
+                step.backward(RenderOutput(rgb=rgb, alpha=alpha, depth=None), s, batches[s], reg)
+                grads.append((raw.grad, alpha.grad))
+                if s + 1 in (3, steps):
+                    windows.append(step.losses(3 if s + 1 == steps else 0, s + 1))
+            runs.append((grads, torch.cat(windows)))
+        (ga, la), (gb, lb) = runs
+        assert la.shape == lb.shape == (steps,)
+        assert torch.allclose(la, lb, rtol=1e-6, atol=0), (la, lb)
+        for (ra, aa), (rb, ab) in zip(ga, gb):
+            assert torch.allclose(ra, rb, rtol=1e-5, atol=1e-9) and torch.allclose(aa, ab, rtol=1e-5, atol=1e-9)
