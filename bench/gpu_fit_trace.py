@@ -21,6 +21,7 @@ Prints a short table last; writes bench_gpu_fit_trace.json (and the two Chrome t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -53,7 +54,8 @@ def log(msg: str) -> None:
 def ablation(no_update: bool = False, no_loss: bool = False, torch_adam: bool = False, copy_grads: bool = False):
     """Diagnostics only: fit() with its update or its loss taken out (the rasteriser's work is unchanged),
     with torch's fused Adam kernel in the update graph instead of `adam_kernel`, or with the gradients
-    always copied into the update graph's buffers."""
+    always copied into the update graph's buffers. Patches the classes of `fast.fit_graph` that the default
+    step (`fast.step.GraphedStep`) calls each step: GraphedUpdate.step, GraphedLoss.backward."""
     saved_step, saved_backward = fit_graph.GraphedUpdate.step, fit_graph.GraphedLoss.backward
     saved_triton, saved_in_place = fit_graph.GraphedUpdate.use_triton, fit_graph.GraphedUpdate.max_in_place
 
@@ -271,12 +273,16 @@ def main() -> None:
         fit_graph.GraphedUpdate.__init__ = recording_init
         try:
             with ablation(**flags[name]):
-                fit(g, rgba, train_dev, config=FitConfig(steps=steps, **steady), progress=progress,
-                    check_cancel=lambda: None)
+                result = fit(g, rgba, train_dev, config=FitConfig(steps=steps, **steady), progress=progress,
+                             check_cancel=lambda: None)
         finally:
             fit_graph.GraphedUpdate.__init__ = init
+        paths = {"paths": dataclasses.asdict(result.paths), "graphs_captured": result.graphs_captured}
         if made:
-            updates[name] = {"captures": made[-1].captures, "in_place_steps": made[-1].in_place_steps, "steps": steps}
+            updates[name] = {"captures": made[-1].captures, "in_place_steps": made[-1].in_place_steps, "steps": steps,
+                             **paths}
+        else:
+            updates[name] = {"steps": steps, **paths}
         return marks
 
     bare = BareLoop(device, g, rgba, train_dev, size)
@@ -294,7 +300,8 @@ def main() -> None:
     results["rates"] = {"rounds": rounds, "median_its": rates, "median_ratio_to_bare": ratios}
     results["update_graphs"] = updates
     log("update graphs (last fit of each variant): " + ", ".join(
-        f"{k}: {v['captures']} captures, {v['in_place_steps']}/{v['steps']} steps in place" for k, v in updates.items()))
+        f"{k}: {v['captures']} captures, {v['in_place_steps']}/{v['steps']} steps in place" if "captures" in v
+        else f"{k}: no update graph ({v['paths']})" for k, v in updates.items()))
 
     from torch.profiler import ProfilerActivity, profile
 

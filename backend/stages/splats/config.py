@@ -56,7 +56,8 @@ class FitConfig:
     (`fast.adam_kernel`, a Triton kernel per parameter) on a second CUDA graph, captured again whenever the
     strategy replaces the set (`fast.fit_graph.GraphedUpdate`; needs `cuda_graph`); "fused": torch's fused
     Adam kernel per parameter, launched one by one; "foreach": torch's multi-tensor Adam maths (`adam_step`,
-    what the CPU and MCMC use)."""
+    what the CPU and MCMC use). A fit's loss and update paths are chosen once from these fields and the
+    device (`fast.step.choose_paths`)."""
     compile_loss: bool = False
     """CUDA only, for the torch loss (not with `fused_loss`): fuse it with torch.compile (inside the graph
     when both are on); the price is a compile per image size."""

@@ -20,44 +20,45 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from ..step import FitData, adam_state
+
 
 class GraphedLoss:
-    """loss_fn(rgb, target, alpha, target_alpha, weights) -> [] and its gradients, on one CUDA graph.
+    """The fit's loss of a render and its gradients w.r.t. that render, on one CUDA graph.
 
     The graph takes the render without a background (premultiplied colour and alpha, as the rasteriser
     makes it with `background=None`) and composites it over the step's background itself, so that too
-    leaves the host's per-step work. images: [C, H, W, 3] (over the background already) or [C, H, W, 4]
-    straight-alpha RGBA on the device; weights: [C, H, W] or None; batches: [steps, B] view indices;
-    backgrounds: [steps, 3], the background of each step (for RGBA images the target is premultiplied
-    colour + background x transparency; for RGB images the renders go over it).
+    leaves the host's per-step work; each replay is the next row of `data.batches` and `data.backgrounds`
+    (for RGBA images the target is premultiplied colour + background x transparency; for RGB images the
+    renders go over it). loss_fn(rgb, target, alpha, target_alpha, weights, ssim_weight, alpha_weight):
+    `step.photometric_loss` or its compiled form, differentiated by autograd inside the graph; None: views,
+    targets, compositing, loss, gradients and the log in `fused_loss.FitLossKernels` (Triton, no autograd).
     """
 
-    def __init__(self, loss_fn: Callable[..., Tensor], images: Tensor, weights: Tensor | None, batches: Tensor,
-                 backgrounds: Tensor, use_alpha: bool, warmup: int = 3, fused: tuple[float, float] | None = None):
-        self.images, self.weights, self.batches, self.backgrounds = images, weights, batches, backgrounds
-        self.loss_fn, self.use_alpha = loss_fn, use_alpha
-        self.fused = fused
-        """(ssim_weight, alpha_weight): views, targets, compositing, loss, gradients and the log in
-        `fused_loss.FitLossKernels` (Triton, no autograd); None: `loss_fn` and autograd."""
-        self.has_alpha = images.shape[-1] == 4
-        steps, B = batches.shape
+    def __init__(self, data: FitData, loss_fn: Callable[..., Tensor] | None, warmup: int = 3):
+        self.data, self.loss_fn = data, loss_fn
+        images = data.images
+        self.batches = torch.as_tensor(data.batches, device=images.device)  # [rows, B]
+        steps, B = self.batches.shape
         if steps < warmup:
             raise ValueError(f"batches must have at least warmup = {warmup} rows, got {steps}")
         _, H, W, _ = images.shape
         dev = images.device
-        if self.has_alpha:
-            self.premult = images[..., :3] * images[..., 3:]
-            self.transparency = 1.0 - images[..., 3:]
         self.rgb = torch.zeros(B, H, W, 3, device=dev, requires_grad=True)
         self.alpha = torch.zeros(B, H, W, device=dev, requires_grad=True)
         self.step = torch.zeros((), dtype=torch.long, device=dev)
         self.log = torch.zeros(steps + warmup, device=dev)
         self.kernels = None
-        if fused is not None:
+        if loss_fn is None:
             from .fused_loss import FitLossKernels
 
-            self.kernels = FitLossKernels(self.rgb.detach(), self.alpha.detach(), images, weights, batches,
-                                          backgrounds, self.step, self.log, fused[0], fused[1], use_alpha)
+            self.kernels = FitLossKernels(self.rgb.detach(), self.alpha.detach(), images, data.weights,
+                                          self.batches, data.backgrounds, self.step, self.log, data.ssim_weight,
+                                          data.alpha_weight, data.use_alpha)
+        else:
+            data.premultiply()
+        self.captures = 0
+        """Graphs captured (1 once made)."""
         # warm-up on a side stream (allocator, cuBLAS handles, Triton's compile), then capture, as
         # torch.cuda.graph asks
         side = torch.cuda.Stream(device=dev)
@@ -69,6 +70,7 @@ class GraphedLoss:
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
             self.grad_rgb, self.grad_alpha = self._body()
+        self.captures = 1
         with torch.no_grad():  # the warm-up advanced the counter and wrote the log
             self.step.zero_()
             self.log.zero_()
@@ -77,18 +79,13 @@ class GraphedLoss:
         if self.kernels is not None:  # everything, step counter and log included, in the Triton kernels
             self.kernels()
             return self.kernels.grad_rgb, self.kernels.grad_alpha
-        s = self.step.view(1)
+        d, s = self.data, self.step.view(1)
         idx = self.batches.index_select(0, s)[0]  # [B]
-        bg = self.backgrounds.index_select(0, s)  # [1, 3]
-        if self.has_alpha:
-            target = self.premult.index_select(0, idx) + bg * self.transparency.index_select(0, idx)
-            target_alpha = self.images[..., 3].index_select(0, idx)
-        else:
-            target, target_alpha = self.images.index_select(0, idx), None
-        w = None if self.weights is None else self.weights.index_select(0, idx)
+        bg = d.backgrounds.index_select(0, s)  # [1, 3]
+        target, target_alpha, w = d.targets(lambda t: t.index_select(0, idx), bg)
         rgb = self.rgb + (1.0 - self.alpha)[..., None] * bg  # over the background, as gsplat composites
-        alpha = self.alpha if self.use_alpha else None
-        loss = self.loss_fn(rgb, target, alpha, target_alpha if self.use_alpha else None, w)
+        alpha = self.alpha if d.use_alpha else None
+        loss = self.loss_fn(rgb, target, alpha, target_alpha, w, d.ssim_weight, d.alpha_weight)
         grads = torch.autograd.grad(loss, [self.rgb, self.alpha])
         with torch.no_grad():
             self.log.index_copy_(0, s, loss.detach().view(1))
@@ -112,18 +109,6 @@ class GraphedLoss:
     def losses(self, start: int, stop: int) -> Tensor:
         """The logged losses of steps [start, stop) (a view of the device log)."""
         return self.log[start:stop]
-
-
-def device_adam_state(state: dict, p: Tensor) -> dict:
-    """Adam's state for `p` as the fused kernel wants it: zero moments when new, the step count as a tensor on
-    p's device (torch's eager Adam keeps it on the CPU; reading that in a loop would sync)."""
-    if "exp_avg" not in state:
-        state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-    step = state.get("step")
-    if step is None or step.device != p.device:
-        state["step"] = torch.full((), 0.0 if step is None else float(step), device=p.device)
-    return state
 
 
 class GraphedUpdate:
@@ -216,7 +201,7 @@ class GraphedUpdate:
         for n in self.names:
             opt, p = optimizers[n], params[n]
             group, st = opt.param_groups[0], opt.state[p]
-            device_adam_state(st, p)
+            adam_state(st, p, p.device)
             if n not in self.lrs:
                 self.lrs[n] = torch.full((), float(group["lr"]), device=dev)
             self.slots.append((p, st["exp_avg"], st["exp_avg_sq"], st["step"], self.lrs[n], group["betas"],

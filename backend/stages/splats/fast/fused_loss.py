@@ -331,7 +331,7 @@ class _L1DSSIM(torch.autograd.Function):
 def fused_l1_dssim(rgb: Tensor, target: Tensor, weights: Tensor | None, ssim_weight: float) -> Tensor:
     """(1 - ssim_weight) weighted L1 + ssim_weight weighted D-SSIM of [B, H, W, C] images; differentiable in rgb.
 
-    Equal, to float32 rounding, to `fit.photometric_loss` without its alpha term."""
+    Equal, to float32 rounding, to `step.photometric_loss` without its alpha term."""
     if rgb.shape != target.shape or rgb.ndim != 4:
         raise ValueError(f"rgb and target must both have shape [B, H, W, C], got {tuple(rgb.shape)} and {tuple(target.shape)}")
     if weights is not None and tuple(weights.shape) != tuple(rgb.shape[:3]):

@@ -5,11 +5,12 @@ import torch
 
 from likeness3d.backend.stages.views.cameras import Cameras, orbit
 from likeness3d.backend.stages.splats.densify import SimpleStrategy
-from likeness3d.backend.stages.splats.fit import FitConfig, adam_step, fit, from_params, to_params
+from likeness3d.backend.stages.splats.fit import FitConfig, fit, from_params, to_params
 from likeness3d.backend.stages.splats.gaussians import from_mesh, random_gaussians
 from likeness3d.backend.stages.views.mesh_passes import Raycaster, mesh_rgba
 from likeness3d.backend.stages.quality.metrics import psnr, ssim_map, weighted_mean
 from likeness3d.backend.stages.splats.render import render
+from likeness3d.backend.stages.splats.step import adam_step
 from likeness3d.backend.synthetic.shapes import uv_sphere
 
 WHITE = torch.ones(3)
@@ -207,7 +208,7 @@ def test_sync_free_bookkeeping_equals_gsplats():
 
 
 def test_fused_adam_step_is_the_multi_tensor_step():
-    from likeness3d.backend.stages.splats.fit import adam_step, fused_adam_step
+    from likeness3d.backend.stages.splats.fast.step import fused_adam_step
 
     gen = torch.Generator().manual_seed(0)
     a = [torch.nn.Parameter(torch.randn(7, 3, generator=gen)) for _ in range(3)]

@@ -67,6 +67,9 @@ def test_fit_on_cuda_with_gsplat_strategies(strategy):
     g = from_mesh(mesh, count=2000, color=(0.5, 0.5, 0.5)).to("cuda")
     cfg = FitConfig(steps=300, refine_start=100, refine_every=50, strategy=strategy, cap_max=4000)
     result = fit(g, images, cams, config=cfg)
+    # the default paths: MCMC keeps the loss graph, its Adam eager (foreach); the default strategy graphs both
+    assert result.paths.loss_graph and result.paths.update == ("foreach" if strategy == "mcmc" else "graph")
+    assert result.graphs_captured >= (1 if strategy == "mcmc" else 2)
     first, last = sum(result.losses[:20]) / 20, sum(result.losses[-20:]) / 20
     assert last < 0.5 * first
     assert result.gaussians.device.type == "cuda"
@@ -103,32 +106,56 @@ def test_feature_splats_match_reference_and_keep_their_pixel_size():
         assert 2 <= width <= 3 and row.max() > 0.5, (pt, row[28:37])
 
 
-@pytest.mark.parametrize("rgba", [False, True])
-def test_graphed_loss_gives_the_eager_fit(rgba):
-    """FitConfig(cuda_graph=True) replays the loss on a CUDA graph: the same losses and Gaussians as eager."""
-    from likeness3d.backend.stages.splats.fit import FitConfig, fit
+FIT_VARIANTS = {  # FitConfig fields -> the paths the fit must run (with Triton)
+    "graph+fused, update graph (the default)": ({}, ("fused", True, "graph")),
+    "graph+fused, update fused": (dict(update="fused"), ("fused", True, "fused")),
+    "graph+fused, update foreach": (dict(update="foreach"), ("fused", True, "foreach")),
+    "fused eager, update fused": (dict(cuda_graph=False), ("fused", False, "fused")),
+    "graph+torch, update graph": (dict(fused_loss=False), ("torch", True, "graph")),
+}
 
+
+@pytest.mark.parametrize("rgba", [False, True])
+@pytest.mark.parametrize("variant", list(FIT_VARIANTS))
+def test_fast_fits_follow_the_plain_step(variant, rgba):
+    """Each fast step of fit() (CUDA graphs, Triton loss, fused or graphed Adam) against the plain step (torch
+    loss, `adam_step`) on CUDA: the same losses and Gaussians, with densification."""
+    import importlib.util
+
+    from likeness3d.backend.stages.splats.fit import FitConfig, fit
+    from likeness3d.backend.stages.splats.step import StepPaths
+
+    fields, paths = FIT_VARIANTS[variant]
+    if paths[0] == "fused" and importlib.util.find_spec("triton") is None:
+        pytest.skip("needs Triton")
     g = random_gaussians(2000, extent=0.5, scale=0.03, sh_degree=1, seed=5).to("cuda")
     cams = orbit((0, 0, 0), 1.0, [0.0, 60.0, 150.0, 260.0], [10.0], 48, 40).to("cuda")
     gen = torch.Generator().manual_seed(3)
     images = torch.rand(4, 40, 48, 4 if rgba else 3, generator=gen).cuda()
     weights = 0.5 + torch.rand(4, 40, 48, generator=gen).cuda()
     runs = {}
-    for graph in (False, True):
-        cfg = FitConfig(steps=60, refine_start=20, refine_every=20, cuda_graph=graph, batch_size=2)
-        runs[graph] = fit(g, images, cams, weights=weights, config=cfg)
-    a, b = runs[False], runs[True]
+    plain = dict(cuda_graph=False, fused_loss=False, compile_loss=False, update="foreach")
+    for name, extra in (("plain", plain), ("fast", fields)):
+        cfg = FitConfig(steps=60, refine_start=20, refine_every=20, batch_size=2, **extra)
+        runs[name] = fit(g, images, cams, weights=weights, config=cfg)
+    a, b = runs["plain"], runs["fast"]
+    assert a.paths == StepPaths() and a.graphs_captured == 0
+    assert b.paths == StepPaths(*paths), b.paths
+    # the graphs really ran: the loss graph, and for the update at least one (one per parameter set)
+    assert b.graphs_captured >= (1 if paths[1] else 0) + (1 if paths[2] == "graph" else 0), b.graphs_captured
+    if not paths[1]:
+        assert b.graphs_captured == 0
     assert len(a.losses) == len(b.losses) == 60
     # the first step sees identical inputs; later ones drift apart only by gsplat's atomic-add rounding
     assert abs(a.losses[0] - b.losses[0]) <= 1e-5 * a.losses[0]
     assert abs(sum(a.losses[-10:]) - sum(b.losses[-10:])) <= 0.01 * sum(a.losses[-10:])
-    assert sum(b.losses[-10:]) < sum(b.losses[:10])  # and the graphed fit does fit
+    assert sum(b.losses[-10:]) < sum(b.losses[:10])  # and the fast fit does fit
     assert abs(len(a.gaussians) - len(b.gaussians)) <= 0.05 * len(a.gaussians)
 
 
 def test_fused_loss_kernels_equal_the_torch_loss_on_cuda():
     """The compiled Triton kernels: loss and gradient as the torch loss at 512 x 384, with and without weights."""
-    from likeness3d.backend.stages.splats.fit import photometric_loss
+    from likeness3d.backend.stages.splats.step import photometric_loss
     from likeness3d.backend.stages.splats.fast.fused_loss import fused_l1_dssim
 
     gen = torch.Generator().manual_seed(11)
@@ -147,7 +174,7 @@ def test_fused_loss_kernels_equal_the_torch_loss_on_cuda():
 def test_fit_loss_kernels_on_cuda():
     """The fit graph's kernels on CUDA: views and background looked up from the step counter, raw render +
     alpha over the background, alpha term, both gradients, log and counter; against the torch loss."""
-    from likeness3d.backend.stages.splats.fit import photometric_loss
+    from likeness3d.backend.stages.splats.step import photometric_loss
     from likeness3d.backend.stages.splats.fast.fused_loss import FitLossKernels
 
     gen = torch.Generator().manual_seed(12)
@@ -199,7 +226,7 @@ def test_adam_kernel_in_a_cuda_graph_is_torch_adam():
 def test_graphed_update_is_eager_adam_and_reads_gradients_in_place(max_in_place):
     """`fit_graph.GraphedUpdate` against the eager multi-tensor Adam and the strategy's sums, over steps with
     fresh gradients each, a replaced parameter set midway; with in-place graphs allowed, steady steps use them."""
-    from likeness3d.backend.stages.splats.fit import adam_step
+    from likeness3d.backend.stages.splats.step import adam_step
     from likeness3d.backend.stages.splats.fast.fit_graph import GraphedUpdate
 
     gen = torch.Generator().manual_seed(14)

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.skipif(importlib.util.find_spec("triton") is None, reas
 SCRIPT = r"""
 import torch
 from likeness3d.backend.stages.splats.fast.fused_loss import fused_l1_dssim
-from likeness3d.backend.stages.splats.fit import photometric_loss
+from likeness3d.backend.stages.splats.step import photometric_loss
 
 torch.manual_seed(0)
 for B, H, W, weighted in [(1, 20, 37, True), (2, 16, 130, False)]:
