@@ -153,7 +153,9 @@ def test_update_steps_match_the_plain_step(variant):
         ma, mb = oa[k].state[pa[k]], ob[k].state[pb[k]]
         for moment in ("exp_avg", "exp_avg_sq"):
             scale = float(ma[moment].abs().max())
-            assert float((ma[moment] - mb[moment]).abs().max()) <= 1e-5 * scale, (k, moment)
+            # each kernel sums the moments in its own order: float32 rounding over 12 steps is ~1e-5 of the
+            # scale (a wrong beta or a missed step is off by percents)
+            assert float((ma[moment] - mb[moment]).abs().max()) <= 1e-4 * scale, (k, moment)
         assert float(ma["step"]) == float(mb["step"]) == steps
         assert oa[k].param_groups[0]["lr"] == ob[k].param_groups[0]["lr"]  # the host's rate, decayed alike
     assert float((sa["grad2d"] - sb["grad2d"]).abs().max()) <= 1e-5 * float(sa["grad2d"].abs().max())
