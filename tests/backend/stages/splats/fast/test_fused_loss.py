@@ -1,7 +1,7 @@
 """The Triton loss kernels (`stages/splats/fast/fused_loss.py`) against the torch loss, in Triton's interpreter on the CPU.
 
-Triton ships with CUDA builds of torch, not with the CPU build CI installs: without it this test skips, and
-tests/backend/stages/test_render_gpu.py checks the compiled kernels on the GPU machine."""
+Triton ships with CUDA builds of torch; CI installs it beside the CPU build (the dev extra) so this runs there. Without
+it the test skips; tests/backend/stages/splats/test_render_gpu.py checks the compiled kernels on the GPU."""
 
 import importlib.util
 import os
@@ -18,7 +18,7 @@ from likeness3d.backend.stages.splats.fast.fused_loss import fused_l1_dssim
 from likeness3d.backend.stages.splats.step import photometric_loss
 
 torch.manual_seed(0)
-for B, H, W, weighted in [(1, 20, 37, True), (2, 16, 130, False)]:
+for B, H, W, weighted in [(1, 20, 37, True), (2, 12, 70, False)]:  # 70 > 64: two column blocks
     a = torch.rand(B, H, W, 3)
     b = (a + 0.2 * torch.randn(B, H, W, 3)).clamp(0, 1)
     w = torch.rand(B, H, W) if weighted else None
