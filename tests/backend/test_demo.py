@@ -26,6 +26,11 @@ def test_demo_refines_the_hidden_side(tmp_path):
     assert m["psnr_observed"] >= 30.0
     assert m["psnr_infilled"] >= m["psnr_infilled_initial"] + 3.0
     assert report["personalised"] is False and "no diffusion weights" in report["inpainter"]
+    # the fallback cannot re-inpaint: its consistency rounds average view and fit, and the report says so
+    cov = report["coverage"]
+    assert "averaged" in cov["consistency"] and cov["reinpainted_pixels_per_round"] == []
+    assert len(cov["disagreeing_pixels_per_round"]) == report["settings"]["resplat"]["rounds"]
+    assert report["models"] == {} and "mesh.glb" in m["scores"]
     # the refined mesh keeps the artist's geometry and UVs; only the texture changed
     initial = read_mesh(out / "inputs" / "mesh.glb")
     refined = read_glb(out / "mesh.glb")
