@@ -44,7 +44,7 @@ def _frames(desc, payloads):
          r"dtype <f4 x shape \(10,\) is 40 bytes but its frame has 39"),  # lying shape
         ([{"name": "a", "dtype": "|O", "shape": [1], "frame": 1}], [b"\0" * 8], "a", "dtype '|O' is not one of"),
         ([{"name": "a", "dtype": "<f4", "shape": [-1], "frame": 1}], [b"\0" * 4], "a",
-         r"shape must be a list of <= 8 non-negative ints, got \[-1\]"),
+         r"shape must be a list of at most 8 ints in \[0, 4294967296\], got \[-1\]"),
         ([{"name": "a", "dtype": "<f4", "shape": [1], "frame": 5}], [b"\0" * 4], "a",
          "frame index 5 is out of range"),
         ([{"name": "a", "dtype": "<f4", "shape": [1]}], [b"\0" * 4], "arrays[0]",
