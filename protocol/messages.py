@@ -294,7 +294,7 @@ def _build(cls: type[Message], header: dict, arrays: dict[str, np.ndarray]) -> M
     hints, names, cls_fields = _schema(cls)
     unknown = sorted(set(header) - names - set(ENVELOPE), key=str)
     if unknown:
-        raise BadMessage(f"{cls.TYPE}: unknown fields {brief(unknown[:10], 200)}", field=str(unknown[0])[:MAX_FIELD])
+        raise BadMessage(f"{cls.TYPE}: unknown fields {brief(unknown[:10], 200)}", field=str(unknown[0]))
     kwargs: dict[str, Any] = {}
     for f in cls_fields:
         hint = hints[f.name]
@@ -305,6 +305,9 @@ def _build(cls: type[Message], header: dict, arrays: dict[str, np.ndarray]) -> M
             arrays = {}
             continue
         if _is_optional(hint, np.ndarray) or hint is np.ndarray:
+            if f.name in header:
+                raise BadMessage(f"{cls.TYPE}.{f.name} is an array: it travels as a frame described in 'arrays', "
+                                 f"not in the header (got {brief(header[f.name], 60)})", field=f.name)
             if f.name in arrays:
                 kwargs[f.name] = arrays.pop(f.name)
             continue

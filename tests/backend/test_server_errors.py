@@ -89,19 +89,19 @@ def test_too_large(server_factory, tmp_path):
     server = server_factory(extra=["--max-message-mb", "1"])
     big = Raw(server.address)
     try:
-        # several frames, each under the limit, together over it: a typed reply to that request
-        h = {"v": PROTOCOL_VERSION, "type": "ping", "id": 3,
-             "arrays": [{"name": "data", "dtype": "|u1", "shape": [700_000], "frame": 1}]}
-        rid, reply = big.ask([msgpack.packb(h), bytes(700_000), bytes(700_000)])
-        assert reply.code == TooLarge.code and rid == 3 and "limit is 1048576 bytes (--max-message-mb 1)" in reply.message
-        # one frame over the limit: answered the same way (libzmq used to drop the connection without a word)
+        # one frame over the limit: a `too_large` reply to that request (libzmq dropped the connection unanswered)
         for rid_sent, size in ((4, 1_048_577), (5, 2_000_000), (6, 40 << 20)):
             h = {"v": PROTOCOL_VERSION, "type": "ping", "id": rid_sent,
                  "arrays": [{"name": "data", "dtype": "|u1", "shape": [size], "frame": 1}]}
             rid, reply = big.ask([msgpack.packb(h), bytes(size)], timeout=60)
             assert rid == rid_sent and reply.code == TooLarge.code, reply
             assert f"message is {size + len(msgpack.packb(h))} bytes" in reply.message
-            assert "the limit is 1048576 bytes (--max-message-mb 1)" in reply.message and "--max-message-mb" in reply.message
+            assert "the limit is 1048576 bytes (--max-message-mb 1)" in reply.message
+        # several frames, each under the limit, together over it: a typed reply to that request
+        h = {"v": PROTOCOL_VERSION, "type": "ping", "id": 3,
+             "arrays": [{"name": "data", "dtype": "|u1", "shape": [700_000], "frame": 1}]}
+        rid, reply = big.ask([msgpack.packb(h), bytes(700_000), bytes(700_000)])
+        assert reply.code == TooLarge.code and rid == 3 and "limit is 1048576 bytes (--max-message-mb 1)" in reply.message
         rid, reply = big.ask(M.Ping().to_frames(7))  # the same connection is still served
         assert rid == 7 and isinstance(reply, M.Pong)
     finally:
@@ -149,3 +149,57 @@ def test_fuzz_10k_malformed_messages(server, raw):
             break
     else:
         raise AssertionError("no pong after the fuzzing")
+
+
+def _deep(levels):
+    value = "x"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def _array_ping(rid, dtype, shape, nbytes):
+    h = {"v": PROTOCOL_VERSION, "type": "ping", "id": rid, "arrays": [{"name": "data", "dtype": dtype, "shape": shape, "frame": 1}]}
+    return [msgpack.packb(h), bytes(nbytes)]
+
+
+def _header(rid, kind, **fields):
+    return [msgpack.packb({"v": PROTOCOL_VERSION, "type": kind, "id": rid, **fields})]
+
+
+# (frames, the field the reply names, words of its message): each crashed the validation (`internal` and
+# a logged traceback) or, for the long field, made a reply the client could not read
+VALIDATION_CRASHES = [
+    (_array_ping(11, ["<f4"], [1], 4), "data", "dtype ['<f4'] is not one of"),
+    (_array_ping(12, {"<f4": 1}, [1], 4), "data", "dtype {'<f4': 1} is not one of"),
+    (_array_ping(13, "|u1", [2**32, 2**32], 0), "data", "is 18446744073709551616 bytes but its frame has 0"),
+    (_array_ping(14, "|u1", [2**62 + 1, 4], 4), "data", "shape must be a list of at most 8 ints"),  # int64: 4 bytes
+    (_array_ping(15, "|u1", [2**63, 0], 0), "data", "shape must be a list of at most 8 ints"),
+    (_array_ping(16, "<f4", [2**31] * 7 + [0], 0), "data", "is 0 bytes but its frame has 0"),  # empty, yet vast
+    (_header(17, "hello", client=_deep(1000)), "client", "nests lists or maps more than 32 levels deep"),
+    (_header(18, "status", job=_deep(1000)), "job", "nests lists or maps more than 32 levels deep"),
+    (_header(19, "submit", pipeline="inspect", asset={}, config={"fit": _deep(999)}), "config", "more than 32 levels"),
+    (_header(20, "hello", client=_deep(20)), "hello.client", "must be str, got list [[[[[["),
+    (_header(21, "hello", **{"k" * 5000: 1}), "k" * 253 + "...", "hello: unknown fields ['kkkk"),
+    (_header(22, "ping", data=_deep(5)), "data", "ping.data is an array: it travels as a frame"),
+]
+
+
+def test_validation_crashes_are_bad_message_naming_the_field(server, raw):
+    for frames, field, words in VALIDATION_CRASHES:
+        want_rid = msgpack.unpackb(frames[0], strict_map_key=False)["id"]
+        rid, reply = raw.ask(frames)
+        assert isinstance(reply, M.Error) and reply.code == "bad_message", (want_rid, reply)
+        assert rid == want_rid and reply.field == field and words in reply.message, (want_rid, reply)
+        assert len(reply.field) <= M.MAX_FIELD and len(reply.message) <= M.MAX_STR
+    assert server.alive()
+    log = (server.store / "server.log").read_text()
+    assert "Traceback" not in log and "internal error" not in log
+
+
+def test_a_long_field_name_reaches_the_client_as_its_error(server, asset):
+    with Client(server.address, timeout=20) as c:
+        with pytest.raises(BadMessage, match="config: unknown key 'kkkk") as e:
+            c.submit("inspect", asset, {"k" * 5000: 1})  # the reply's field was 5007 characters: unreadable
+        assert e.value.field.startswith("config.kkk") and len(e.value.field) <= M.MAX_FIELD
+        assert c.ping() < 5
