@@ -106,7 +106,7 @@ def timeout_text(request: str, address: str, wait: float, watch: LinkWatch, drop
     if watch.linked:
         why = "the backend is connected but did not answer in time (busy with a large message?)"
     elif watch.links:
-        why = "the backend lost: it was connected and went away; it may be restarting, and its jobs resume when it is back"
+        why = "backend lost: it was connected and went away; it may be restarting, and its jobs resume when it is back"
     else:
         why = "a connection opened but the backend never completed the handshake"
     text = f"no reply to {request} from {address} within {wait} s: {why}"
