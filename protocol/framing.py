@@ -23,7 +23,7 @@ ALLOWED_DTYPES = frozenset(
     np.dtype(t).str for t in ("u1", "i1", "<u2", "<i2", "<u4", "<i4", "<i8", "<u8", "<f2", "<f4", "<f8", "?")
 )
 MAX_NDIM = 8
-MAX_DIM = 1 << 32
+MAX_DIM = 1 << 40
 """The largest extent of one array axis (far above any mesh or image); bounds the arithmetic on shapes."""
 MAX_HEADER_BYTES = 16 << 20
 MAX_DEPTH = 32
