@@ -8,6 +8,7 @@ period is enforced by ending the worker. `_handle` is the one catch-all: the ser
 from __future__ import annotations
 
 import logging
+import secrets
 import threading
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ import zmq
 from .. import __version__
 from ..protocol import messages as M
 from ..protocol.errors import BadMessage, Internal, ProtocolError
-from ..protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
+from ..protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, receive_limit
 from .jobs import JobManager
 from .model_dirs import models_found
 from .pipelines import available, get_pipeline
@@ -65,9 +66,10 @@ class Server:
         self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sending to a gone client raises instead of vanishing
         self.router.setsockopt(zmq.SNDHWM, 100_000)
         self.router.setsockopt(zmq.RCVHWM, 100_000)
-        # a single frame beyond the limit disconnects its sender in libzmq; whole messages are checked
-        # in framing.decode so that a client sending too much in several frames gets a `too_large` reply
-        self.router.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+        # libzmq drops, without a reply, a peer whose single frame is over MAXMSGSIZE: the socket reads
+        # frames well past the limit and framing.decode answers `too_large` naming it (receive_limit)
+        self.router.setsockopt(zmq.MAXMSGSIZE, receive_limit(self.max_message_bytes))
+        self.epoch = f"{time.time_ns():x}-{secrets.token_hex(4)}"  # this run; clients notice a restart by it
         self.auth = secure_server_socket(self.ctx, self.router, server_secret_key, clients_dir) if secure else None
         self.router.bind(listen)
         self.address = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
@@ -156,6 +158,7 @@ class Server:
             models=self.models,
             max_message_bytes=self.max_message_bytes,
             workers=[w.describe() for w in self.workers],
+            epoch=self.epoch,
         )
 
     def _on_submit(self, identity, rid, msg: M.Submit) -> M.Message:
@@ -229,7 +232,7 @@ class Server:
         return M.Released(info={"released": asked, "after_current_job": busy})
 
     def _on_ping(self, identity, rid, msg: M.Ping) -> M.Message:
-        return M.Pong(data=msg.data)
+        return M.Pong(data=msg.data, epoch=self.epoch)
 
     # -- sending ----------------------------------------------------------------------------------------
     def _send(self, identity: bytes, msg: M.Message, request_id: int) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InvalidAsset
+from .errors import InvalidAsset, brief
 
 MAX_NAME = 256
 
@@ -52,7 +52,7 @@ def _image(value: Any, where: str) -> np.ndarray:
 
 def _name(value: Any, where: str) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_NAME:
-        raise InvalidAsset(f"{where} must be a non-empty string of at most {MAX_NAME} characters, got {value!r:.80}", field=where)
+        raise InvalidAsset(f"{where} must be a non-empty string of at most {MAX_NAME} characters, got {brief(value, 80)}", field=where)
     return value
 
 
@@ -78,7 +78,7 @@ class Camera:
         _finite(w2c, "camera.w2c")
         for name, v in (("width", self.width), ("height", self.height)):
             if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or not 1 <= int(v) <= 65536:
-                raise InvalidAsset(f"camera.{name} must be an int in [1, 65536], got {v!r}", field=f"camera.{name}")
+                raise InvalidAsset(f"camera.{name} must be an int in [1, 65536], got {brief(v, 80)}", field=f"camera.{name}")
         if not (K[0, 0] > 0 and K[1, 1] > 0) or K[2, 2] != 1.0 or np.any(K[2, :2] != 0.0) or K[1, 0] != 0.0:
             raise InvalidAsset(f"camera.K must be [[fx,0,cx],[0,fy,cy],[0,0,1]] with fx, fy > 0, got {K.tolist()}", field="camera.K")
         if np.any(w2c[3] != (0.0, 0.0, 0.0, 1.0)):
@@ -229,13 +229,13 @@ def asset_from_wire(meta: Any, arrays: dict[str, np.ndarray]) -> Asset:
     for i, r in enumerate(refs_meta):
         where = f"references[{i}]"
         if not isinstance(r, dict) or set(r) != {"name", "K", "w2c", "width", "height"}:
-            raise InvalidAsset(f"{where} must be a map with name, K, w2c, width, height; got {r!r:.200}", field=where)
+            raise InvalidAsset(f"{where} must be a map with name, K, w2c, width, height; got {brief(r, 200)}", field=where)
         for key, n in (("K", 9), ("w2c", 16)):
             vals = r[key]
             if not isinstance(vals, list) or len(vals) != n or not all(
                 isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in vals
             ):
-                raise InvalidAsset(f"{where}.{key} must be {n} finite numbers, got {vals!r:.200}", field=f"{where}.{key}")
+                raise InvalidAsset(f"{where}.{key} must be {n} finite numbers, got {brief(vals, 200)}", field=f"{where}.{key}")
         image = arrays.get(f"ref.{i}.image")
         if image is None:
             raise InvalidAsset(f"{where} has no image array 'ref.{i}.image'", field=where)

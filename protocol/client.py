@@ -3,8 +3,11 @@
 A background I/O thread owns the DEALER socket (zmq sockets belong to one thread). Callers hand it
 requests through a queue and a wake-up pipe; replies resolve futures; job events go, in order and without
 duplicates, to each job's handle and to `client.events`, a thread-safe queue a GUI drains from a timer.
-A heartbeat tells a lost backend from a slow one (`client.state`), and on reconnection every unfinished
-job handle is re-attached, so its events resume.
+libzmq's socket monitor (protocol/link.py) reports every drop and new handshake, however short the break:
+on each new link the client says hello (the backend's epoch and message limit), re-attaches every
+unfinished job and re-sends the idempotent requests in flight. A heartbeat tells a slow backend from a
+lost one (`client.state`); its pong's epoch changes when the backend restarted (a fresh event sequence).
+A request made while no backend was ever reached fails within `connect_timeout` as `Unreachable`.
 """
 
 from __future__ import annotations
@@ -18,90 +21,33 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable
 
 import zmq
 
 from . import messages as M
 from .assets import Asset
-from .errors import Cancelled, ProtocolError, Timeout, TooLarge, UnknownJob, error_from_code
+from .errors import Cancelled, ProtocolError, Timeout, UnknownJob, error_from_code
 from .framing import frame_len
+from .handles import ConnectionState, JobHandle
+from .link import LinkWatch, check_header, check_size, secure, timeout_text, unreachable
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
 HEARTBEAT_S = 1.0
+CONNECT_TIMEOUT_S = 1.5
+"""A request waits this long for a first connection before `Unreachable` says nothing answers."""
 _RECV_LIMIT = 1 << 40  # the client trusts its server's replies' size; the server limits what it receives
+IDEMPOTENT = frozenset({"hello", "status", "list", "fetch", "attach", "ping", "cancel", "release"})
+"""Requests sent again on a new link when the old one dropped before their reply (never a submit)."""
 
 
-@dataclass(frozen=True)
-class ConnectionState:
-    """An event in `client.events` when the link to the backend changes: "connected" or "lost"."""
-
-    state: str
-
-
-class JobHandle:
-    """A job on the backend: its events in order, and its outcome."""
-
-    def __init__(self, client: "Client", job_id: str, pipeline: str = ""):
-        self.client = client
-        self.id = job_id
-        self.pipeline = pipeline
-        self._queue: queue.Queue = queue.Queue()
-        self.last_seq = 0
-        self.last_progress: M.Progress | None = None
-        self.final: M.Result | M.Error | None = None
-        self._terminal_delivered = False
-
-    @property
-    def done(self) -> bool:
-        return self.final is not None
-
-    def _deliver(self, event: M.Message) -> bool:
-        """Called on the I/O thread; drops replays of events already seen."""
-        seq = getattr(event, "seq", None) or 0
-        if seq and seq <= self.last_seq:
-            return False
-        self.last_seq = max(self.last_seq, seq)
-        if isinstance(event, M.Progress):
-            self.last_progress = event
-        else:
-            self.final = event
-        self._queue.put(event)
-        return True
-
-    def events(self, timeout: float | None = None) -> Iterator[M.Progress | M.Result | M.Error]:
-        """Yield Progress events, then the Result or the Error (typed in `.code`) that ends the job.
-        `timeout` bounds the wait for each next event."""
-        while not self._terminal_delivered:
-            try:
-                ev = self._queue.get(timeout=timeout)
-            except queue.Empty:
-                raise Timeout(f"no event for job {self.id} within {timeout} s (backend {self.client.state})") from None
-            if not isinstance(ev, M.Progress):
-                self._terminal_delivered = True
-            yield ev
-
-    def wait(self, timeout: float | None = None) -> M.Result:
-        """Block until the job ends; return its Result or raise its typed error (Cancelled, WorkerCrashed, ...)."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._terminal_delivered:
-            while True:
-                left = None if deadline is None else max(0.0, deadline - time.monotonic())
-                try:
-                    ev = next(self.events(timeout=left))
-                except Timeout:
-                    raise Timeout(f"job {self.id} did not finish within {timeout} s") from None
-                if not isinstance(ev, M.Progress):
-                    break
-        if isinstance(self.final, M.Error):
-            raise error_from_code(self.final.code, self.final.message, self.final.field)
-        return self.final
-
-    def cancel(self) -> None:
-        self.client.cancel(self.id)
-
-    def fetch_all(self, out_dir: Path | str) -> list[Path]:
-        return self.client.fetch_all(self.id, out_dir)
+@dataclass
+class _Pending:
+    fut: Future
+    msg: M.Message
+    since: float
+    on_reply: Callable[[M.Message], None] | None = None  # the client's own requests: handled on the I/O thread
+    dropped: bool = False  # in flight when the connection dropped
 
 
 class Client:
@@ -115,21 +61,24 @@ class Client:
         server_public_key: Path | str | None = None,
         client_secret_key: Path | str | None = None,
         heartbeat: float = HEARTBEAT_S,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
     ):
         self.address = address or os.environ.get("LIKENESS3D_BACKEND") or DEFAULT_ADDRESS
-        self.timeout = timeout
-        self.heartbeat = heartbeat
+        self.timeout, self.heartbeat, self.connect_timeout = timeout, heartbeat, connect_timeout
         if (server_public_key is None) != (client_secret_key is None):
             raise ValueError("CurveZMQ needs both server_public_key (the server's .key) and client_secret_key (your .key_secret)")
         self._curve = (server_public_key, client_secret_key) if server_public_key is not None else None
         self.events: queue.Queue = queue.Queue()
         self.state = "connecting"
         self.server_info: M.ServerInfo | None = None
+        self.epoch: str | None = None  # the backend run last heard from (ServerInfo / Pong)
+        self.reconnects = 0  # links after the first: each one re-attached the unfinished jobs
         self._ids = itertools.count(1)
         self._outbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._pending: dict[int, tuple[Future, M.Message]] = {}
+        self._pending: dict[int, _Pending] = {}
         self._jobs: dict[str, JobHandle] = {}
-        self._job_requests: dict[int, str] = {}  # request id of a submit/attach -> job id, for routing events
+        self._backlog: list[tuple[int, list]] = []  # (request id, frames) zmq could not take yet (I/O thread)
+        self._watch: LinkWatch | None = None
         self._closed = threading.Event()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -150,23 +99,18 @@ class Client:
     def submit(self, pipeline: str, asset: Asset, config: dict | None = None) -> JobHandle:
         msg = M.Submit(pipeline=pipeline, asset=asset, config=dict(config or {}))
         rid = next(self._ids)
-        frames = msg.to_frames(rid)
-        if self.server_info is None:
-            self.hello()
-        size = sum(frame_len(f) for f in frames)
-        if size > self.server_info.max_message_bytes:
-            raise TooLarge(
-                f"this asset is {size} bytes on the wire; the backend accepts at most {self.server_info.max_message_bytes}",
-                field="asset",
-            )
-        accepted = self._request(msg, frames=frames, rid=rid)
+        accepted = self._request(msg, frames=msg.to_frames(rid), rid=rid)
         return self._jobs[accepted.job]
 
     def attach(self, job_id: str) -> JobHandle:
-        handle = self._jobs.get(job_id)
-        if handle is None:
-            handle = self._jobs.setdefault(job_id, JobHandle(self, job_id))
-        self._request(M.Attach(job=job_id))
+        known = job_id in self._jobs
+        handle = self._jobs.setdefault(job_id, JobHandle(self, job_id))
+        try:
+            self._request(M.Attach(job=job_id))
+        except ProtocolError:
+            if not known:
+                self._jobs.pop(job_id, None)  # not a job of this backend: nothing to follow
+            raise
         return handle
 
     def cancel(self, job_id: str) -> dict:
@@ -230,19 +174,31 @@ class Client:
             raise ProtocolError("the client is closed")
         if rid is None:
             rid = next(self._ids)
+        if frames is None:
+            frames = msg.to_frames(rid)
+        if len(frames) > 1 or frame_len(frames[0]) > 1 << 16:
+            self._check_size(msg, frames)
         fut: Future = Future()
-        self._pending[rid] = (fut, msg)
-        self._outbox.put((rid, frames if frames is not None else msg.to_frames(rid), msg))
+        self._pending[rid] = _Pending(fut, msg, time.monotonic())
+        self._outbox.put((rid, frames))
         self._wake()
         wait = self.timeout if timeout is None else timeout
         try:
             reply = fut.result(timeout=wait)
         except FutureTimeout:
-            self._pending.pop(rid, None)
-            raise Timeout(f"no reply to {msg.TYPE} from {self.address} within {wait} s (backend {self.state})") from None
+            pending = self._pending.pop(rid, None)
+            dropped = pending is not None and pending.dropped
+            raise Timeout(timeout_text(msg.TYPE, self.address, wait, self._watch, dropped)) from None
         if isinstance(reply, M.Error):
             raise error_from_code(reply.code, reply.message, reply.field)
         return reply
+
+    def _check_size(self, msg: M.Message, frames: list) -> None:
+        """Refuse, before sending, what the backend would refuse: it said its limit in `hello`."""
+        check_header(msg, frames)
+        if self.server_info is None:
+            self.hello()
+        check_size(msg, frames, self.server_info.max_message_bytes, self.address)
 
     def _wake(self) -> None:
         try:
@@ -256,9 +212,11 @@ class Client:
         sock.setsockopt(zmq.LINGER, 0)
         sock.setsockopt(zmq.SNDHWM, 100_000)
         sock.setsockopt(zmq.RCVHWM, 100_000)
+        sock.setsockopt(zmq.IMMEDIATE, 1)  # queue only to a live link; the backlog holds the rest, in our hands
         try:
             if self._curve is not None:
-                _secure(sock, *self._curve)
+                secure(sock, *self._curve)
+            self._watch = watch = LinkWatch(sock)
             sock.connect(self.address)
         except BaseException as exc:  # surfaced to the constructor
             self._error = exc
@@ -268,113 +226,172 @@ class Client:
         self._ready.set()
         poller = zmq.Poller()
         poller.register(sock, zmq.POLLIN)
+        poller.register(watch.socket, zmq.POLLIN)
         poller.register(self._wake_r, zmq.POLLIN)
-        last_heard = time.monotonic()
-        backlog: list[list] = []  # frames zmq could not take yet (no connected peer): retried, never blocking
-        heartbeat_id: int | None = None
-        heartbeat_sent = 0.0
+        self._last_heard, self._heartbeat_id, heartbeat_sent = time.monotonic(), None, 0.0
         try:
             while not self._closed.is_set():
-                ready = dict(poller.poll(10 if backlog else int(self.heartbeat * 500)))
+                ready = dict(poller.poll(10 if self._backlog else int(min(250, self.heartbeat * 500))))
                 if self._wake_r in ready:
                     try:
                         while os.read(self._wake_r, 4096):
                             pass
                     except BlockingIOError:
                         pass
+                if watch.socket in ready:
+                    for word in watch.poll():
+                        self._on_link(word)
                 while True:
                     try:
-                        backlog.append(self._outbox.get_nowait()[1])
+                        self._backlog.append(self._outbox.get_nowait())
                     except queue.Empty:
                         break
-                while backlog:
+                while self._backlog:
                     try:
-                        sock.send_multipart(backlog[0], zmq.NOBLOCK, copy=False)
+                        sock.send_multipart(self._backlog[0][1], zmq.NOBLOCK, copy=False)
                     except zmq.Again:
                         break
-                    backlog.pop(0)
+                    self._backlog.pop(0)
                 if sock in ready:
                     for _ in range(1000):
                         try:
                             frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
                         except zmq.Again:
                             break
-                        last_heard = time.monotonic()
-                        if self.state != "connected":
-                            self._set_state("connected", backlog)
+                        self._last_heard = time.monotonic()
+                        if self.state == "lost" and watch.linked:
+                            self._set_state("connected")
+                            self._reattach()  # it stopped answering for a while: follow its jobs again
                         rid, msg = self._parse(frames)
                         if msg is not None:
                             self._on_message(rid, msg)
                 now = time.monotonic()
-                if heartbeat_id is not None and heartbeat_id not in self._pending:
-                    heartbeat_id = None  # answered
-                if now - last_heard > self.heartbeat and heartbeat_id is None:
-                    heartbeat_id = next(self._ids)
-                    self._pending[heartbeat_id] = (Future(), M.Ping())
-                    backlog.append(M.Ping().to_frames(heartbeat_id))
+                if watch.hopeless():
+                    self._fail_unreachable(now)
+                if self._heartbeat_id is not None and self._heartbeat_id not in self._pending:
+                    self._heartbeat_id = None  # answered
+                if watch.linked and now - self._last_heard > self.heartbeat and self._heartbeat_id is None:
+                    self._heartbeat_id = self._send_own(M.Ping(), self._on_pong)
                     heartbeat_sent = now
-                if heartbeat_id is not None and now - heartbeat_sent > max(3 * self.heartbeat, 2.0):
-                    self._pending.pop(heartbeat_id, None)
-                    heartbeat_id = None
-                    if self.state != "lost":
-                        self._set_state("lost", backlog)
+                if self._heartbeat_id is not None and now - heartbeat_sent > max(3 * self.heartbeat, 2.0):
+                    self._pending.pop(self._heartbeat_id, None)
+                    self._heartbeat_id = None
+                    self._set_state("lost")
         finally:
+            watch.close(sock)
             sock.close(0)
-            for fut, _ in list(self._pending.values()):
-                if not fut.done():
-                    fut.set_exception(ProtocolError("the client was closed"))
+            for pending in list(self._pending.values()):
+                if not pending.fut.done():
+                    pending.fut.set_exception(ProtocolError("the client was closed"))
+
+    def _send_own(self, msg: M.Message, on_reply: Callable[[M.Message], None] | None = None) -> int:
+        """A request of the client's own (heartbeat, hello on a new link, re-attach), from the I/O thread."""
+        rid = next(self._ids)
+        self._pending[rid] = _Pending(Future(), msg, time.monotonic(), on_reply or (lambda _: None))
+        self._backlog.append((rid, msg.to_frames(rid)))
+        return rid
+
+    def _on_link(self, word: str) -> None:
+        """A monitor event: on a drop, note what was in flight; on a new link, pick everything up again."""
+        if word == "dropped":
+            for rid, pending in list(self._pending.items()):
+                if pending.on_reply is not None:
+                    self._pending.pop(rid, None)  # our own: sent afresh on the next link
+                else:
+                    pending.dropped = True
+            self._heartbeat_id = None
+            self._set_state("lost")
+        elif word == "linked":
+            self._last_heard = time.monotonic()
+            first = self._watch.links == 1
+            self._send_own(M.Hello(client="likeness3d-client"), lambda msg: None)
+            if not first:
+                self.reconnects += 1
+                self._reattach()
+                for rid, pending in list(self._pending.items()):
+                    if pending.dropped and pending.msg.TYPE in IDEMPOTENT:
+                        pending.dropped = False
+                        self._backlog.append((rid, pending.msg.to_frames(rid)))
+            self._set_state("connected")
+
+    def _reattach(self) -> None:
+        """Follow every unfinished job again: the backend answers with its state, then its events."""
+        for job_id, handle in list(self._jobs.items()):
+            if not handle.done:
+                self._send_own(M.Attach(job=job_id), lambda msg, h=handle: self._reattached(h, msg))
+
+    def _reattached(self, handle: JobHandle, reply: M.Message) -> None:
+        if isinstance(reply, M.Error) and reply.seq is None:
+            # a backend that does not know the job (another store?): its outcome is this error, not silence
+            final = M.Error(code=reply.code, job=handle.id, field=reply.field,
+                            message=f"after reconnecting to {self.address}: {reply.message}")
+            if handle._deliver(final):
+                self.events.put(final)
+
+    def _on_epoch(self, epoch: str, reattach: bool) -> None:
+        if not epoch:
+            return
+        if self.epoch is not None and epoch != self.epoch:
+            for handle in self._jobs.values():
+                handle._new_sequence()  # a restarted backend numbers its events afresh
+            if reattach:
+                self._reattach()
+        self.epoch = epoch
+
+    def _on_pong(self, msg: M.Message) -> None:
+        if isinstance(msg, M.Pong):
+            self._on_epoch(msg.epoch, reattach=True)
+
+    def _fail_unreachable(self, now: float) -> None:
+        """No backend was ever reached: requests older than connect_timeout fail now, saying why."""
+        failed = set()
+        for rid, pending in list(self._pending.items()):
+            waited = now - pending.since
+            if self._watch.failure is not None or waited > self.connect_timeout:
+                self._pending.pop(rid, None)
+                failed.add(rid)
+                if not pending.fut.done():
+                    pending.fut.set_exception(unreachable(self.address, self._watch, waited))
+        if failed:  # never sent: a backend that appears later must not run a request its caller gave up on
+            self._backlog = [entry for entry in self._backlog if entry[0] not in failed]
 
     def _parse(self, frames: list) -> tuple[int, M.Message | None]:
         try:
             return M.parse(frames, _RECV_LIMIT)
         except ProtocolError as exc:
-            self.events.put(M.Error(code=exc.code, message=f"unreadable message from the backend: {exc.message}"))
+            error = M.Error(code=exc.code, message=f"unreadable message from the backend: {exc.message}", field=exc.field)
+            rid = getattr(exc, "request_id", 0)
+            if rid in self._pending:
+                return rid, error  # the request it answers fails with the reason, rather than timing out
+            self.events.put(error)
             return 0, None
 
-    def _set_state(self, state: str, backlog: list) -> None:
-        previous, self.state = self.state, state
-        self.events.put(ConnectionState(state))
-        if state == "connected" and previous == "lost":
-            # the backend may have restarted and forgotten this client: follow unfinished jobs again
-            for job_id, handle in self._jobs.items():
-                if not handle.done:
-                    rid = next(self._ids)
-                    self._pending[rid] = (Future(), M.Attach(job=job_id))
-                    self._job_requests[rid] = job_id
-                    backlog.append(M.Attach(job=job_id).to_frames(rid))
+    def _set_state(self, state: str) -> None:
+        if state != self.state:
+            self.state = state
+            self.events.put(ConnectionState(state))
 
     def _on_message(self, rid: int, msg: M.Message) -> None:
         job_id = getattr(msg, "job", None)
         is_event = isinstance(msg, (M.Progress, M.Result)) or (isinstance(msg, M.Error) and msg.seq is not None)
         if is_event and job_id is not None:
-            handle = self._jobs.get(job_id)
-            if handle is None:
-                handle = self._jobs.setdefault(job_id, JobHandle(self, job_id))
+            handle = self._jobs.get(job_id) or self._jobs.setdefault(job_id, JobHandle(self, job_id))
             if handle._deliver(msg):
                 self.events.put(msg)
             return
         pending = self._pending.pop(rid, None)
         if pending is None:
-            return  # a reply to a request that timed out
-        fut, request = pending
-        if isinstance(msg, M.Accepted) and isinstance(request, M.Submit):
+            return  # a reply to a request that timed out, or a second reply to one sent again
+        if isinstance(msg, M.Accepted) and isinstance(pending.msg, M.Submit):
             # register the handle before anyone can see the job id, so no event can miss it
-            self._jobs.setdefault(msg.job, JobHandle(self, msg.job, request.pipeline))
-        if not fut.done():
-            fut.set_result(msg)
-
-
-def _secure(sock: zmq.Socket, server_public_file: Path | str, client_secret_file: Path | str) -> None:
-    """CurveZMQ client side: our key pair plus the server's public key (files made by `likeness3d keys`)."""
-    import zmq.auth
-
-    public, secret = zmq.auth.load_certificate(str(client_secret_file))
-    if secret is None:
-        raise ValueError(f"{client_secret_file} holds no secret key: pass your .key_secret file")
-    server_public, _ = zmq.auth.load_certificate(str(server_public_file))
-    sock.curve_secretkey = secret
-    sock.curve_publickey = public
-    sock.curve_serverkey = server_public
+            self._jobs.setdefault(msg.job, JobHandle(self, msg.job, pending.msg.pipeline))
+        if isinstance(msg, M.ServerInfo):
+            self.server_info = msg
+            self._on_epoch(msg.epoch, reattach=pending.on_reply is None)
+        if pending.on_reply is not None:
+            pending.on_reply(msg)
+        if not pending.fut.done():
+            pending.fut.set_result(msg)
 
 
 __all__ = ["Client", "JobHandle", "ConnectionState", "Cancelled", "DEFAULT_ADDRESS"]

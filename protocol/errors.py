@@ -92,6 +92,12 @@ class Timeout(ProtocolError):
     code = "timeout"
 
 
+class Unreachable(ProtocolError):
+    """Client side: no backend answers at the address (nothing listens there, or it does not speak the protocol)."""
+
+    code = "unreachable"
+
+
 ERRORS: dict[str, type[ProtocolError]] = {
     cls.code: cls
     for cls in (
@@ -107,6 +113,7 @@ ERRORS: dict[str, type[ProtocolError]] = {
         WorkerCrashed,
         Internal,
         Timeout,
+        Unreachable,
     )
 }
 
@@ -121,3 +128,51 @@ def error_from_code(code: str, message: str, field: str | None = None) -> Protoc
 
 def _rebuild(code: str, message: str, field: str | None) -> ProtocolError:
     return error_from_code(code, message, field)
+
+
+def brief(value: object, limit: int = 80) -> str:
+    """A repr of `value` for an error text: at most `limit` characters, whatever its size or depth
+    (a plain repr of a 1000-deep list raises RecursionError; one of a 16 MB string costs 16 MB)."""
+    parts: list[str] = []
+    budget = [limit + 1]
+
+    def put(text: str) -> bool:
+        parts.append(text[: budget[0]])
+        budget[0] -= len(text)
+        return budget[0] > 0
+
+    def walk(v: object, depth: int) -> bool:
+        if isinstance(v, (str, bytes, bytearray)):
+            return put(repr(v[: budget[0] + 2]) + ("..." if len(v) > budget[0] + 2 else ""))
+        if isinstance(v, (list, tuple, dict, set, frozenset)):
+            if depth >= 6:
+                return put("[...]" if isinstance(v, list) else "{...}" if isinstance(v, dict) else "(...)")
+            opening, closing = {list: "[]", tuple: "()", dict: "{}"}.get(type(v), "{}")
+            if not put(opening):
+                return False
+            items = v.items() if isinstance(v, dict) else v
+            for i, item in enumerate(items):
+                if i and not put(", "):
+                    return False
+                if isinstance(v, dict):
+                    if not (walk(item[0], depth + 1) and put(": ") and walk(item[1], depth + 1)):
+                        return False
+                elif not walk(item, depth + 1):
+                    return False
+            return put(closing)
+        try:
+            text = repr(v)
+        except Exception as exc:  # noqa: BLE001 - an object whose repr fails is still described
+            text = f"<{type(v).__name__}: repr failed: {type(exc).__name__}>"
+        return put(text)
+
+    walk(value, 0)
+    text = "".join(parts)
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
+
+
+def bounded(text: str | None, limit: int) -> str | None:
+    """`text` cut to at most `limit` characters (marked with "..."), for fields echoed in error replies."""
+    if text is None or len(text) <= limit:
+        return text
+    return text[: max(0, limit - 3)] + "..."

@@ -17,10 +17,13 @@ import numpy as np
 
 from . import PROTOCOL_VERSION
 from .assets import Asset, asset_from_wire, asset_to_wire
-from .errors import BadMessage, ProtocolError, VersionMismatch
+from .errors import BadMessage, ProtocolError, VersionMismatch, bounded, brief
 from .framing import DEFAULT_MAX_MESSAGE_BYTES, decode, encode
 
 MAX_STR = 4096
+MAX_FIELD = 256
+"""Error replies name the offending field in at most this many characters (a field is a path such as
+`config.fit.steps`; a longer one is a client's own invention, cut)."""
 ENVELOPE = ("v", "type", "id")
 
 
@@ -147,6 +150,9 @@ class ServerInfo(Message):
     models: dict = field(default_factory=dict)
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     workers: list = field(default_factory=list)
+    epoch: str = ""
+    """Names this run of the server (new at every start): a client that sees it change knows the backend
+    restarted, re-attaches its jobs and reads their events as a fresh sequence."""
 
 
 @dataclass(frozen=True)
@@ -231,6 +237,8 @@ class Released(Message):
 class Pong(Message):
     TYPE: ClassVar[str] = "pong"
     data: np.ndarray | None = None
+    epoch: str = ""
+    """The server's run (as in ServerInfo): the client's heartbeat notices a restart from it."""
 
 
 MESSAGES: dict[str, type[Message]] = {
@@ -255,7 +263,7 @@ def parse(frames, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *, allowed: frozen
     header, arrays = decode(frames, max_bytes)
     request_id = header.get("id", 0)
     if not isinstance(request_id, int) or isinstance(request_id, bool) or not 0 <= request_id < 2**63:
-        raise BadMessage(f"field 'id' must be a non-negative int, got {request_id!r:.50}", field="id")
+        raise BadMessage(f"field 'id' must be a non-negative int, got {brief(request_id, 50)}", field="id")
     try:
         return request_id, _parse_checked(header, arrays, allowed)
     except ProtocolError as exc:
@@ -266,14 +274,14 @@ def parse(frames, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, *, allowed: frozen
 def _parse_checked(header: dict, arrays: dict, allowed: frozenset | None) -> Message:
     v = header.get("v")
     if not isinstance(v, int) or isinstance(v, bool):
-        raise BadMessage(f"field 'v' (protocol version) must be an int, got {v!r:.50}", field="v")
+        raise BadMessage(f"field 'v' (protocol version) must be an int, got {brief(v, 50)}", field="v")
     if v != PROTOCOL_VERSION:
         raise VersionMismatch(f"peer speaks protocol version {v}; this side speaks {PROTOCOL_VERSION}", field="v")
     kind = header.get("type")
     cls = MESSAGES.get(kind) if isinstance(kind, str) else None
     if cls is None or (allowed is not None and kind not in allowed):
         choices = sorted(allowed if allowed is not None else MESSAGES)
-        raise BadMessage(f"field 'type' is {kind!r:.50}; expected one of {choices}", field="type")
+        raise BadMessage(f"field 'type' is {brief(kind, 50)}; expected one of {choices}", field="type")
     return _build(cls, header, arrays)
 
 
@@ -286,7 +294,7 @@ def _build(cls: type[Message], header: dict, arrays: dict[str, np.ndarray]) -> M
     hints, names, cls_fields = _schema(cls)
     unknown = sorted(set(header) - names - set(ENVELOPE), key=str)
     if unknown:
-        raise BadMessage(f"{cls.TYPE}: unknown fields {unknown[:10]!r:.200}", field=str(unknown[0]))
+        raise BadMessage(f"{cls.TYPE}: unknown fields {brief(unknown[:10], 200)}", field=str(unknown[0]))
     kwargs: dict[str, Any] = {}
     for f in cls_fields:
         hint = hints[f.name]
@@ -297,6 +305,9 @@ def _build(cls: type[Message], header: dict, arrays: dict[str, np.ndarray]) -> M
             arrays = {}
             continue
         if _is_optional(hint, np.ndarray) or hint is np.ndarray:
+            if f.name in header:
+                raise BadMessage(f"{cls.TYPE}.{f.name} is an array: it travels as a frame described in 'arrays', "
+                                 f"not in the header (got {brief(header[f.name], 60)})", field=f.name)
             if f.name in arrays:
                 kwargs[f.name] = arrays.pop(f.name)
             continue
@@ -337,7 +348,7 @@ def _check(value: Any, hint: Any, where: str) -> Any:
     else:
         raise BadMessage(f"{where}: unsupported field type {hint}", field=where)
     if not ok:
-        raise BadMessage(f"{where} must be {getattr(hint, '__name__', hint)}, got {type(value).__name__} {value!r:.80}", field=where)
+        raise BadMessage(f"{where} must be {getattr(hint, '__name__', hint)}, got {type(value).__name__} {brief(value, 80)}", field=where)
     return value
 
 
@@ -351,7 +362,7 @@ def _artifacts(items: tuple) -> tuple[ArtifactInfo, ...]:
             or not isinstance(a["media_type"], str)
             or not isinstance(a["size"], int)
         ):
-            raise BadMessage(f"result.artifacts[{i}] must be {{name, media_type, size}}, got {a!r:.120}", field="artifacts")
+            raise BadMessage(f"result.artifacts[{i}] must be {{name, media_type, size}}, got {brief(a, 120)}", field="artifacts")
         out.append(ArtifactInfo(a["name"], a["media_type"], a["size"]))
     return tuple(out)
 
@@ -359,5 +370,6 @@ def _artifacts(items: tuple) -> tuple[ArtifactInfo, ...]:
 def error_message(exc: Exception, *, job: str | None = None, seq: int | None = None) -> Error:
     """The Error message for an exception: typed errors keep their code; anything else is `internal`."""
     if isinstance(exc, ProtocolError):
-        return Error(code=exc.code, message=exc.message[:MAX_STR], field=exc.field, job=job, seq=seq)
-    return Error(code="internal", message=f"{type(exc).__name__}: {exc}"[:MAX_STR], job=job, seq=seq)
+        field = exc.field if isinstance(exc.field, str) or exc.field is None else str(exc.field)
+        return Error(code=exc.code, message=bounded(str(exc.message), MAX_STR), field=bounded(field, MAX_FIELD), job=job, seq=seq)
+    return Error(code="internal", message=bounded(f"{type(exc).__name__}: {exc}", MAX_STR), job=job, seq=seq)

@@ -78,11 +78,11 @@ def main() -> int:
         for name, value in (("class_word", args.class_word), ("pipeline", args.pipeline), ("quality", args.quality)):
             if value is not None:
                 setattr(props, name, value)
-        if args.address:
-            api.connect(args.address)
         try:
+            if args.address:
+                api.connect(args.address)  # raises the typed error when no backend answers there
             bpy.ops.likeness.refine(timeout=args.timeout or 0.0)
-        except RuntimeError as exc:  # the operator's error report
+        except Exception as exc:  # the operator's error report (RuntimeError), or the connection's typed error
             print(f"likeness3d: {exc}", file=sys.stderr)
             return 1
         item = props.jobs[props.job_index]

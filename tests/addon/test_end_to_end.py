@@ -438,6 +438,26 @@ def test_headless_example_runs_a_job_and_saves_the_result(connected, tmp_path, h
     assert run.returncode == 1 and "UnknownPipeline" in run.stderr and "'nope'" in run.stderr
 
 
+@pytest.mark.parametrize("how", ["api", "operator"])
+def test_headless_example_says_at_once_when_no_backend_answers(tmp_path, how):
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        address = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+    subject_scene(n_refs=1)
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    args = [sys.executable, str(BLENDER_CLI), str(blend), str(EXAMPLE), "--", "--target", "Cube", "--class-word", "box",
+            "--address", address, "--out", str(tmp_path / "out.blend")] + (["--operator"] if how == "operator" else [])
+    run = subprocess.run(args, capture_output=True, text=True, timeout=25)  # the client used to wait 30 s
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert f"nothing answers at {address}" in run.stderr and f"likeness3d serve --listen {address}" in run.stderr
+    assert "lost" not in run.stderr and "Traceback" not in run.stderr
+
+
 def test_python_api_returns_the_outcome_and_raises_typed_errors(connected):
     from likeness3d.addon import api
     from likeness3d.protocol.errors import UnknownPipeline

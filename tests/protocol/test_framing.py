@@ -44,7 +44,7 @@ def _frames(desc, payloads):
          r"dtype <f4 x shape \(10,\) is 40 bytes but its frame has 39"),  # lying shape
         ([{"name": "a", "dtype": "|O", "shape": [1], "frame": 1}], [b"\0" * 8], "a", "dtype '|O' is not one of"),
         ([{"name": "a", "dtype": "<f4", "shape": [-1], "frame": 1}], [b"\0" * 4], "a",
-         r"shape must be a list of <= 8 non-negative ints, got \[-1\]"),
+         r"shape must be a list of at most 8 ints in \[0, 1099511627776\], got \[-1\]"),
         ([{"name": "a", "dtype": "<f4", "shape": [1], "frame": 5}], [b"\0" * 4], "a",
          "frame index 5 is out of range"),
         ([{"name": "a", "dtype": "<f4", "shape": [1]}], [b"\0" * 4], "arrays[0]",
@@ -70,3 +70,42 @@ def test_garbage_header_and_limits():
         decode([])
     with pytest.raises(TooLarge, match="limit is 100"):
         decode([msgpack.packb({}), b"\0" * 200], max_bytes=100)
+
+
+@pytest.mark.parametrize(
+    "dtype,shape,payload,match",
+    [
+        (["<f4"], [1], 4, r"dtype \['<f4'\] is not one of"),  # unhashable: a TypeError before
+        ({"<f4": 1}, [1], 4, r"dtype \{'<f4': 1\} is not one of"),
+        ("|u1", [2**32, 2**32], 0, "is 18446744073709551616 bytes but its frame has 0"),  # int64 product: 0
+        ("|u1", [2**62 + 1, 4], 4, r"shape must be a list of at most 8 ints"),  # int64 product: 4 bytes
+        ("|u1", [2**63, 0], 0, r"shape must be a list of at most 8 ints"),  # past int64
+        ("|u1", [2**40] * 7 + [0], 0, "is 0 bytes but its frame has 0"),  # empty, yet too vast for numpy
+    ],
+)
+def test_dtypes_and_shapes_that_crashed_the_checks_name_the_array(dtype, shape, payload, match):
+    with pytest.raises(BadMessage, match=match) as e:
+        decode(_frames([{"name": "a", "dtype": dtype, "shape": shape, "frame": 1}], [b"\0" * payload]))
+    assert e.value.field == "a" and e.value.request_id == 1
+
+
+def test_deep_values_are_refused_without_recursion_and_errors_keep_the_request_id():
+    deep = "x"
+    for _ in range(1000):
+        deep = [deep]
+    with pytest.raises(BadMessage, match="field 'client' nests lists or maps more than 32 levels deep") as e:
+        decode([msgpack.packb({"v": 1, "type": "hello", "id": 7, "client": deep})])
+    assert e.value.field == "client" and e.value.request_id == 7
+    with pytest.raises(TooLarge, match=r"the limit is 100 bytes \(--max-message-mb 9.53674e-05\)") as e:
+        decode([msgpack.packb({"id": 8}), b"\0" * 200], max_bytes=100)
+    assert e.value.request_id == 8 and e.value.field == "frames"
+
+
+def test_brief_bounds_any_value():
+    from likeness3d.protocol.errors import brief
+
+    deep = "x"
+    for _ in range(5000):
+        deep = {"k": [deep]}
+    assert brief(deep, 80).startswith("{'k': [{'k': [{'k': [") and len(brief(deep, 80)) <= 80
+    assert brief("y" * 10**6, 50) == "'" + "y" * 46 + "..." and brief([1, 2], 80) == "[1, 2]"

@@ -42,7 +42,7 @@ def samples(asset):
         M.Ping(data=np.zeros((0, 3), np.int64)),
         M.ServerInfo(version=PROTOCOL_VERSION + 1, server="likeness3d 9", gpus=["H100", "H200"],
                      pipelines=["inspect", "tire"], models={"dir": None, "found": ["inpaint"]},
-                     max_message_bytes=12345, workers=[{"device": "cpu", "pid": 7, "state": "idle"}]),
+                     max_message_bytes=12345, workers=[{"device": "cpu", "pid": 7, "state": "idle"}], epoch="18c-ab"),
         M.Accepted(job="j", position=2),
         M.Progress(job="j", seq=3, stage="s", step=1, total=9, text="t", elapsed=0.5,
                    preview=rng.integers(0, 256, (2, 3, 4), dtype=np.uint8)),
@@ -52,7 +52,7 @@ def samples(asset):
         M.Ack(job="j", info={"state": "running"}), M.StatusReply(info={"q": [], "n": 1.25}),
         M.ListReply(jobs=[{"job": "j", "error": {"code": "x"}}]),
         M.Artifact(job="j", name="a", media_type="x", data=np.frombuffer(b"abc", np.uint8)),
-        M.Released(info={"released": [0]}), M.Pong(), M.Pong(data=rng.random((3, 2))),
+        M.Released(info={"released": [0]}), M.Pong(), M.Pong(data=rng.random((3, 2)), epoch="18c-ab"),
     ]
 
 
