@@ -86,6 +86,8 @@ def test_acceptance_lines_pass_and_fail_as_stated():
     assert all(ok for _, ok, _ in fidelity.acceptance(good))
     bad = [result("a", 100.0, 40.0, 15.0, 14.0, size=(32, 32), unseen=5), result("b", 20.0, 19.0, 15.0, 16.0, agrees=False)]
     assert not any(ok for _, ok, _ in fidelity.acceptance(bad))
+    only_agreeing = fidelity.acceptance(good[:1])
+    assert only_agreeing[1][1] is None  # no case where the initial disagrees: not applicable, not a failure
 
 
 @pytest.mark.skipif(not os.environ.get("LIKENESS3D_BLENDER_PYTHON"),
