@@ -114,7 +114,7 @@ def load_video_components(models: str | Path | None, *, device: str | torch.devi
     from diffusers import WanPipeline
 
     try:
-        pipe = WanPipeline.from_pretrained(folder, torch_dtype=dtype, local_files_only=True)
+        pipe = WanPipeline.from_pretrained(folder, dtype=dtype, local_files_only=True)
     except (OSError, ValueError) as e:
         raise ModelMissing(f"model role 'video': could not load the model in {folder}: {e}", field="models") from e
     for m in (pipe.transformer, pipe.vae, pipe.text_encoder):
