@@ -46,11 +46,13 @@ def generate_latents(
         if cancel is not None:
             cancel()
         x = latents.to(dtype)
-        ts = t.expand(1).to(device)
-        v = joint_forward(tr, x, ts, text, cond, gen_branch=gen_branch, cond_branch=cond_branch).float()
-        if guided:
-            vu = joint_forward(tr, x, ts, negative, cond, gen_branch=gen_branch, cond_branch=cond_branch).float()
-            v = vu + config.guidance_scale * (v - vu)
+        if guided:  # the conditional and the unconditional pass as one batch of two
+            c2 = None if cond is None else cond.expand(2, -1, -1, -1, -1)
+            v2 = joint_forward(tr, x.expand(2, -1, -1, -1, -1), t.expand(2).to(device), torch.cat([text, negative]), c2,
+                               gen_branch=gen_branch, cond_branch=cond_branch).float()
+            v = v2[1:] + config.guidance_scale * (v2[:1] - v2[1:])
+        else:
+            v = joint_forward(tr, x, t.expand(1).to(device), text, cond, gen_branch=gen_branch, cond_branch=cond_branch).float()
         latents = scheduler.step(v, t, latents, return_dict=False)[0]
         if progress is not None:
             progress(i + 1, config.steps)
