@@ -26,6 +26,9 @@ class LikenessVideoProperties(bpy.types.PropertyGroup):
     height: IntProperty(name="Height", default=480, min=16, max=2048, step=16, description="Frame height (multiple of 16)")
     use_3dapter: BoolProperty(name="3Dapter", default=True,
                               description="Condition on the reference views (needs 2 or more references)")
+    mesh_views: IntProperty(name="Asset Views", default=0, min=0, max=64,
+                            description="Renders of the target mesh (its own texture) added to the reference views, "
+                                        "evenly around it; 0: the references alone")
 
 
 def prompts_of(props: LikenessVideoProperties) -> list[str]:
@@ -42,6 +45,8 @@ def video_config(scene: bpy.types.Scene) -> dict:
         config["prompts"] = prompts
     if not props.use_3dapter:
         config["adapter"] = {"enabled": False}
+    if props.mesh_views:
+        config["views"] = {"mesh_views": props.mesh_views}
     return config
 
 
@@ -89,6 +94,7 @@ class LIKENESS_PT_video(bpy.types.Panel):
         row.prop(props, "width")
         row.prop(props, "height")
         layout.prop(props, "use_3dapter")
+        layout.prop(props, "mesh_views")
         for text in problems(props, len(scene.likeness.references)):
             layout.label(text=text, icon="ERROR")
 

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 
 TINY_PRESET = "smoke"
+MESH_VIEWS = 8
+"""Asset renders added to the views when --mesh is given (views.mesh_views)."""
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -25,6 +27,8 @@ def refine_parser() -> argparse.ArgumentParser:
     p.add_argument("pipeline", choices=["video"])
     p.add_argument("--refs", required=True, help="reference photos and cameras: nerfstudio transforms.json (>= 2 views)")
     p.add_argument("--class", dest="class_word", required=True, help="the subject's class word (sneaker, cat)")
+    p.add_argument("--mesh", help="the asset (.glb/.gltf/.obj/.ply): its renders join the views (views.mesh_views, "
+                                  "8 by default with --mesh)")
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--prompt", action="append", default=[], metavar="TEXT",
                    help="a video prompt naming the subject as 'sks' (repeatable; the turntable comes first)")
@@ -87,7 +91,11 @@ def video_settings(args, device: str) -> dict:
         flags["adapter"] = {"enabled": False}
     if args.models:
         flags["models"] = args.models
+    if args.mesh:
+        flags["views"] = {"mesh_views": MESH_VIEWS}
     settings = merge_config(merge_config(PRESETS[preset], flags), _parse_set(args.set))
+    if not args.mesh and (settings.get("views") or {}).get("mesh_views"):
+        raise ValueError("views.mesh_views renders the asset: give it with --mesh")
     return settings | {"_preset": preset}
 
 
@@ -96,6 +104,7 @@ def cmd_refine_video(args) -> int:
 
     from ..protocol.assets import Asset
     from .config import config_from_dict
+    from .inputs.mesh import read_mesh
     from .inputs.transforms import read_transforms
     from .pipelines import get_pipeline
     from .refine import default_device, printing_context
@@ -105,7 +114,9 @@ def cmd_refine_video(args) -> int:
     settings = video_settings(args, device)
     preset = settings.pop("_preset")
     config = config_from_dict(spec.config_cls, settings)
-    asset = Asset(placeholder_mesh(), tuple(read_transforms(args.refs)), args.class_word, name=Path(args.refs).parent.name or "subject")
+    mesh = read_mesh(Path(args.mesh)) if args.mesh else placeholder_mesh()
+    name = Path(args.mesh).stem if args.mesh else (Path(args.refs).parent.name or "subject")
+    asset = Asset(mesh, tuple(read_transforms(args.refs)), args.class_word, name=name)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"likeness3d: video pipeline, preset {preset}, {len(asset.references)} references", flush=True)

@@ -94,7 +94,7 @@ def run(ctx, asset: Asset, config: VideoConfig) -> dict:
     from ..stages.video.joint import BASE
     from ..stages.video.lora import ADAPTER, SUBJECT, add_lora, load_adapter
     from ..stages.video.train import train_subject
-    from ..stages.video.views import azimuths, coverage_text, covering_subset, prepare_view
+    from ..stages.video.views import azimuths, choose_conditioning, coverage_text, mesh_views, prepare_view, subject_centre
     from .peak_memory import PeakMemory
     from .video_io import Clock, publish_loras, publish_video, report, views_sheet
 
@@ -109,16 +109,27 @@ def run(ctx, asset: Asset, config: VideoConfig) -> dict:
     clock.lap("load")
 
     # 1. Views: masked to white, square-padded; the conditioning subset covering the circle.
-    prepared = [prepare_view(r.image, config.views.size) for r in asset.references]
+    vcfg = config.views
+    prepared = [prepare_view(r.image, vcfg.size) for r in asset.references]
+    c2ws = [r.camera.c2w for r in asset.references]
+    if vcfg.mesh_views:
+        renders, render_c2w = mesh_views(asset.mesh, vcfg.mesh_views, vcfg.mesh_elevation, vcfg.size)
+        prepared += [prepare_view(img, vcfg.size) for img in renders]
+        c2ws += list(render_c2w)
     images = np.stack([p[0] for p in prepared])
     masked = [p[1] for p in prepared]
-    az = azimuths(np.stack([r.camera.c2w for r in asset.references]))
+    if vcfg.mesh_views:  # the renders orbit the asset's bounding-box centre: the references see the same subject
+        centre = (asset.mesh.vertices.min(0) + asset.mesh.vertices.max(0)) / 2.0
+    else:
+        centre = subject_centre(np.stack(c2ws)) if len(c2ws) > 1 else None
+    az = azimuths(np.stack(c2ws), centre)
     chosen, gap = ([], 360.0)
     if config.adapter.enabled:
-        chosen, gap = covering_subset(az, config.views.cover_degrees, config.views.min_conditioning,
-                                      config.views.max_conditioning)
+        chosen, gap = choose_conditioning(az[:len(asset.references)], az, vcfg.cover_degrees, vcfg.min_conditioning,
+                                          vcfg.max_conditioning)
     cover = coverage_text(az, chosen, gap) if chosen else "no conditioning views (3Dapter off)"
-    ctx.progress("views", 1, 1, f"{len(images)} views; {cover}", views_sheet(images, chosen))
+    ctx.progress("views", 1, 1, f"{len(asset.references)} references + {vcfg.mesh_views} asset renders; {cover}",
+                 views_sheet(images, chosen))
     latents = vc.encode_images(comps, torch.from_numpy(images).permute(0, 3, 1, 2))
     cond = latents[chosen].permute(2, 1, 0, 3, 4) if chosen else None  # [1, 16, K, h, w]
     text = vc.encode_prompts(comps, [config.dreambooth.prompt(asset.class_word)])

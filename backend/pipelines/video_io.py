@@ -94,8 +94,9 @@ def report(asset, config, device, comps, masked, az, chosen, gap, trained, adapt
     if chosen and gap > 0:
         degraded.append(f"the conditioning views leave an arc of {gap:.0f} degrees around the subject uncovered: no "
                         f"reference sees that side")
-    if not all(masked):
-        degraded.append(f"{masked.count(False)} reference(s) had no mask (opaque alpha): their background was kept")
+    n_refs = len(asset.references)
+    if not all(masked[:n_refs]):
+        degraded.append(f"{masked[:n_refs].count(False)} reference(s) had no mask (opaque alpha): their background was kept")
     losses = trained.losses
     return {
         "pipeline": "video",
@@ -105,9 +106,10 @@ def report(asset, config, device, comps, masked, az, chosen, gap, trained, adapt
         "models": {"video": comps.provenance(), "adapter": str(adapter_dir) if adapter_dir else None},
         "degraded": degraded,
         "views": {
-            "count": len(masked), "size": config.views.size, "masked": masked,
+            "count": len(masked), "references": n_refs, "asset_renders": len(masked) - n_refs, "size": config.views.size,
+            "masked": masked[:n_refs],
             "azimuth_degrees": [round(float(a), 2) for a in az],
-            "conditioning": [asset.references[i].name for i in chosen],
+            "conditioning": [asset.references[i].name if i < n_refs else f"asset_render_{i - n_refs}" for i in chosen],
             "uncovered_arc_degrees": round(float(gap), 2) if chosen else None,
         },
         "dreambooth": {

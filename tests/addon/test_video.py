@@ -74,8 +74,9 @@ def test_the_panel_settings_make_the_video_config():
     video = scene.likeness_video
     video.frames, video.width, video.height = 33, 448, 256
     video.prompts = "a video of a sks box on a beach | a video of a sks box in snow"
-    video.use_3dapter = False
+    video.use_3dapter, video.mesh_views = False, 6
     config = build_job_config(scene)
+    assert config["views"] == {"mesh_views": 6, "size": 256}  # the panel's, and the DRAFT preset's
     assert config["generate"] == {"frames": 33, "width": 448, "height": 256, "turntable": True, "steps": 25}
     assert config["prompts"] == ["a video of a sks box on a beach", "a video of a sks box in snow"]
     assert config["adapter"] == {"enabled": False} and config["dreambooth"] == {"steps": 200}

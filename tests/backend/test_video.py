@@ -171,3 +171,23 @@ def test_a_missing_video_model_is_model_missing_naming_the_role_and_folder(refs_
                      "--models", str(tmp_path / "models")]) == 2
     err = capsys.readouterr().err
     assert "model_missing" in err and "'video'" in err and str(tmp_path / "models" / "video") in err
+
+
+def test_with_mesh_the_asset_renders_join_the_views_and_close_the_circle(tmp_path):
+    from likeness3d.backend.demo import write_inputs
+    from likeness3d.backend.synthetic.example import example_case
+
+    paths = write_inputs(example_case(image_size=32, texture_size=32), tmp_path / "in")  # 3 references on one side
+    out = tmp_path / "out"
+    assert cli.main(["refine", "video", "--refs", str(paths["refs"]), "--mesh", str(paths["mesh"]), "--class", "pebble",
+                     "--out", str(out), "--models", "tiny", "--device", "cpu", "--no-turntable", "--frames", "5",
+                     "--prompt", "a video of a sks pebble on a beach", "--set", "dreambooth.steps=2"]) == 0
+    views = json.loads((out / "report.json").read_text())["views"]
+    assert views["references"] == 3 and views["asset_renders"] == 8 and views["uncovered_arc_degrees"] == 0
+    assert any(name.startswith("asset_render_") for name in views["conditioning"])
+
+
+def test_asset_renders_without_a_mesh_are_refused(refs_file, tmp_path, capsys):
+    assert cli.main(["refine", "video", "--refs", str(refs_file), "--class", "sneaker", "--out", str(tmp_path),
+                     "--models", "tiny", "--set", "views.mesh_views=4"]) == 2
+    assert "--mesh" in capsys.readouterr().err

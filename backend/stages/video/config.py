@@ -38,6 +38,12 @@ class VideoViewsConfig:
     """At least this many conditioning views (3Dapter conditions on a set; 2 is the least that spans sides)."""
     max_conditioning: int = 4
     """At most this many conditioning views (each adds a latent frame of tokens to every attention)."""
+    mesh_views: int = 0
+    """Renders of the asset (its own texture, unlit) added to the views, at this many azimuths evenly around it at
+    `mesh_elevation`; 0: the references alone. The conditioning subset is chosen from the references, and from
+    the renders too only when the references leave part of the circle uncovered."""
+    mesh_elevation: float = 15.0
+    """Elevation of the asset renders (degrees)."""
 
     def __post_init__(self):
         require(
@@ -47,6 +53,8 @@ class VideoViewsConfig:
             (whole(self.min_conditioning, 1, 64), "min_conditioning", "must be an integer in [1, 64]"),
             (whole(self.max_conditioning, 1, 64) and self.max_conditioning >= self.min_conditioning,
              "max_conditioning", "must be an integer in [min_conditioning, 64]"),
+            (whole(self.mesh_views, 0, 64), "mesh_views", "must be an integer in [0, 64]"),
+            (number(self.mesh_elevation, -89, 89), "mesh_elevation", "must be in [-89, 89] degrees"),
         )
 
 

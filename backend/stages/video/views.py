@@ -8,6 +8,10 @@ import math
 import numpy as np
 
 
+EPS = 1e-3
+"""Degrees of slack when arcs meet (camera matrices in float32 put exactly 90-degree spacings a hair apart)."""
+
+
 def prepare_view(image: np.ndarray, size: int) -> tuple[np.ndarray, bool]:
     """An RGBA reference [H, W, 4] (uint8 or float in [0, 1], straight alpha) -> ([size, size, 3] float32 in
     [0, 1], masked): composited over white, padded with white to a centred square, resized (Lanczos). `masked`
@@ -64,14 +68,14 @@ def covering_subset(az: np.ndarray, cover_degrees: float, min_views: int, max_vi
     for start in order:  # greedy from each start: optimal for circular-arc cover
         chosen, reach = [start], az[start] + half
         end = az[start] - half + 360.0
-        while reach < end - 1e-9:
+        while reach < end - EPS:
             cands = [(a + (360.0 if a < az[start] else 0.0), i) for i, a in ((i, az[i]) for i in order)]
-            ok = [(c + half, i) for c, i in cands if c - half <= reach + 1e-9 and c + half > reach + 1e-9]
+            ok = [(c + half, i) for c, i in cands if c - half <= reach + EPS and c + half > reach + EPS]
             if not ok:
                 break
             reach, nxt = max(ok)
             chosen.append(nxt)
-        if reach >= end - 1e-9 and (best is None or len(chosen) < len(best)):
+        if reach >= end - EPS and (best is None or len(chosen) < len(best)):
             best = chosen
     chosen = sorted(set(best)) if best is not None else list(range(n))
     while len(chosen) < min(min_views, n):
@@ -94,10 +98,38 @@ def _largest_gap(chosen_az: list[float], half: float) -> float:
     if not a:
         return 360.0
     gaps = [(a[(i + 1) % len(a)] - a[i]) % 360.0 or (360.0 if len(a) == 1 else 0.0) for i in range(len(a))]
-    return float(max(0.0, max(gaps) - 2 * half))
+    gap = max(gaps) - 2 * half
+    return float(gap) if gap > EPS else 0.0
 
 
 def coverage_text(az: np.ndarray, chosen: list[int], gap: float) -> str:
     angles = ", ".join(f"{az[i]:.0f}" for i in chosen)
     return (f"{len(chosen)} conditioning views at azimuth {angles} degrees; " +
             ("they cover 360 degrees" if gap <= 0 else f"an arc of {math.ceil(gap)} degrees is covered by none"))
+
+
+def mesh_views(mesh, count: int, elevation_deg: float, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Renders of the asset (unlit, its own texture) from `count` azimuths around it: ([count, S, S, 4] float32
+    straight-alpha RGBA, [count, 4, 4] OpenCV camera-to-world)."""
+    import torch
+
+    from ..views.cameras import bounding_sphere, orbit
+    from ..views.mesh_passes import mesh_rgba
+
+    center, radius = bounding_sphere(mesh.vertices)
+    cams = orbit(center, radius, [360.0 * i / count for i in range(count)], [elevation_deg], size, size)
+    rgba = mesh_rgba(mesh, cams).clamp(0, 1).numpy().astype(np.float32)
+    c2w = torch.linalg.inv(cams.viewmats.double()).numpy()
+    return rgba, c2w
+
+
+def choose_conditioning(az_refs: np.ndarray, az_all: np.ndarray, cover: float, lo: int, hi: int
+                        ) -> tuple[list[int], float]:
+    """The subset from the references; from every view (references first, then renders) only when the
+    references leave an arc uncovered and the renders close more of it. Indices into the full view list."""
+    chosen, gap = covering_subset(az_refs, cover, lo, hi)
+    if gap > 0 and len(az_all) > len(az_refs):
+        chosen_all, gap_all = covering_subset(az_all, cover, lo, hi)
+        if gap_all < gap:
+            return chosen_all, gap_all
+    return chosen, gap

@@ -66,3 +66,26 @@ def test_no_four_views_cover_when_no_four_are_90_degrees_apart():
     az = azimuths(_ring([0, 30, 60, 95, 120, 185, 200, 275, 300, 330]))
     chosen, gap = covering_subset(az, 90.0, 2, 8)
     assert gap == 0 and len(chosen) == 5
+
+
+def test_arcs_that_meet_within_float32_rounding_count_as_covering():
+    az = np.array([0.0, 90.0 + 4e-5, 180.0 - 3e-5, 270.0 + 2e-5], np.float32).astype(np.float64)
+    chosen, gap = covering_subset(az, 90.0, 2, 4)
+    assert len(chosen) == 4 and gap == 0.0
+
+
+def test_asset_renders_join_the_views_around_the_mesh():
+    from likeness3d.backend.stages.video.views import choose_conditioning, mesh_views
+    from likeness3d.backend.synthetic.example import example_case
+
+    mesh = example_case(image_size=32, texture_size=32).initial
+    rgba, c2w = mesh_views(mesh, 8, 15.0, 32)
+    assert rgba.shape == (8, 32, 32, 4) and 0 < rgba[..., 3].mean() < 1  # the asset on transparent ground
+    centre = (mesh.vertices.min(0) + mesh.vertices.max(0)) / 2
+    az = azimuths(c2w, centre)
+    np.testing.assert_allclose(np.sort(az), np.sort((np.arange(8) * 45.0 + 270.0) % 360), atol=1e-3)
+    refs = np.array([250.0, 270.0])
+    chosen, gap = choose_conditioning(refs, np.concatenate([refs, az]), 90.0, 2, 4)
+    assert gap == 0.0 and len(chosen) == 4 and any(i >= 2 for i in chosen)
+    only_refs = choose_conditioning(refs, refs, 90.0, 2, 4)
+    assert only_refs[1] > 0 and sorted(only_refs[0]) == [0, 1]
