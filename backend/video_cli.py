@@ -4,6 +4,7 @@ frames, size) and `likeness3d train-3dapter --pairs DIR --out ADAPTER`. cli.py h
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -120,7 +121,7 @@ def cmd_refine_video(args) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"likeness3d: video pipeline, preset {preset}, {len(asset.references)} references", flush=True)
-    report = spec.run(printing_context(out, device), asset, config)
+    report = spec.run(printing_context(out, device, stream=sys.stdout), asset, config)  # today's stdout, not import time's
     print(f"likeness3d: video finished; results in {out.resolve()}")
     for v in report["videos"]:
         print(f"  {v['file']}: {v['frames']} frames, {v['prompt']!r}")

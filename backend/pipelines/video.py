@@ -105,7 +105,9 @@ def run(ctx, asset: Asset, config: VideoConfig) -> dict:
     # 0. The models: `video` (no model, no run) and a pre-trained 3Dapter when the folder has one.
     comps = vc.load_video_components(config.models, device=ctx.device)
     adapter_dir = vc.find_adapter(config.models) if config.adapter.enabled else None
-    ctx.progress("models", 1, 1, f"video model: {comps.label}")
+    adapter_text = ("off" if not config.adapter.enabled else f"pre-trained, from {adapter_dir}" if adapter_dir else
+                    "no pre-trained weights (no `adapter` role in the models folder): starts from zero")
+    ctx.progress("models", 1, 1, f"video model: {comps.label}; 3Dapter: {adapter_text}")
     clock.lap("load")
 
     # 1. Views: masked to white, square-padded; the conditioning subset covering the circle.
@@ -146,8 +148,7 @@ def run(ctx, asset: Asset, config: VideoConfig) -> dict:
         else:
             ad = config.adapter
             add_lora(tr, ADAPTER, ad.rank, ad.alpha, ad.target_modules, seed=config.seed + 1)
-        ctx.log("3Dapter: " + (f"pre-trained weights from {adapter_dir}" if adapter_dir else
-                               "no pre-trained weights (models folder has no `adapter` role): starts from zero"))
+        ctx.log(f"3Dapter: {adapter_text}")
     trained = train_subject(comps, latents, text, db, cond=cond, adapter=config.adapter.enabled, seed=config.seed,
                             progress=lambda s, n, loss: ctx.progress("dreambooth", s, n, f"loss {loss:.4f}"),
                             cancel=ctx.check_cancel)

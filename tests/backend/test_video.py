@@ -191,3 +191,16 @@ def test_asset_renders_without_a_mesh_are_refused(refs_file, tmp_path, capsys):
     assert cli.main(["refine", "video", "--refs", str(refs_file), "--class", "sneaker", "--out", str(tmp_path),
                      "--models", "tiny", "--set", "views.mesh_views=4"]) == 2
     assert "--mesh" in capsys.readouterr().err
+
+
+def test_one_reference_runs_3dreambooth_alone_with_no_3dapter(tmp_path, capsys):
+    one = write_transforms(tmp_path / "one" / "transforms.json", ring_references(1))
+    out = tmp_path / "out"
+    assert cli.main(["refine", "video", "--refs", str(one), "--class", "sneaker", "--out", str(out), "--models", "tiny",
+                     "--device", "cpu", "--no-3dapter", "--no-turntable", "--frames", "5",
+                     "--prompt", "a video of a sks sneaker", "--set", "dreambooth.steps=2"]) == 0
+    assert "3Dapter: off" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["3dapter"]["enabled"] is False and report["3dapter"]["conditioning_temporal_indices"] is None
+    assert report["views"]["conditioning"] == [] and report["loras"] == {"3dreambooth": "lora_3dreambooth.safetensors"}
+    assert not (out / "lora_3dapter.safetensors").exists() and (out / "video.mp4").is_file()

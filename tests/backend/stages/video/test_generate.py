@@ -23,3 +23,20 @@ def test_generated_latents_depend_on_the_conditioning_views(comps, randomise_lor
     assert with_views.shape == (1, 16, 2, 4, 4)
     torch.testing.assert_close(with_views, again)  # the same seed, the same video
     assert (with_views - without).abs().max() > 1e-3
+
+
+def test_wan_21s_own_scheduler_unipc_with_flow_sigmas_denoises_too(comps):
+    import dataclasses
+
+    from diffusers import UniPCMultistepScheduler
+
+    from likeness3d.backend.stages.video.train import check_flow_scheduler
+
+    unipc = UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0,
+                                    num_train_timesteps=1000)
+    check_flow_scheduler(unipc)  # a flow-matching scheduler: the training objective applies
+    wan = dataclasses.replace(comps, scheduler=unipc)
+    g = torch.Generator().manual_seed(1)
+    out = generate_latents(wan, torch.randn(1, 8, 32, generator=g), None, GenerateConfig(frames=5, height=32, width=32,
+                           steps=4, flow_shift=5.0))
+    assert out.shape == (1, 16, 2, 4, 4) and torch.isfinite(out).all()
