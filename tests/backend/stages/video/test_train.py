@@ -34,7 +34,7 @@ def test_one_frame_training_trains_both_loras_and_leaves_the_base_alone(comps):
     assert result.gen_frames == {0}  # every generated token had temporal index 0
     assert result.cond_frames == [1, 2]
     losses = result.losses
-    assert len(losses) == 40 and np.mean(losses[-5:]) < 0.7 * np.mean(losses[:5]), losses
+    assert len(losses) == 40 and np.mean(losses[-5:]) < 0.85 * np.mean(losses[:5]), losses
     assert all(not torch.equal(a, b) for a, b in zip(subject0, lora_parameters(tr, SUBJECT)) if a.abs().sum() == 0)
     assert any(not torch.equal(a, b) for a, b in zip(adapter0, lora_parameters(tr, ADAPTER)))
     for n, p in tr.named_parameters():
