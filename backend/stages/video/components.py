@@ -117,6 +117,10 @@ def load_video_components(models: str | Path | None, *, device: str | torch.devi
         pipe = WanPipeline.from_pretrained(folder, dtype=dtype, local_files_only=True)
     except (OSError, ValueError) as e:
         raise ModelMissing(f"model role 'video': could not load the model in {folder}: {e}", field="models") from e
+    if getattr(pipe, "transformer_2", None) is not None or pipe.config.get("expand_timesteps"):
+        raise ModelMissing(f"model role 'video': {folder} is a Wan 2.2 two-expert or TI2V model (transformer_2 / "
+                           f"expand_timesteps), which the video pipeline does not run yet; use a Wan 2.1 or 2.2 "
+                           f"single-transformer text-to-video model", field="models")
     for m in (pipe.transformer, pipe.vae, pipe.text_encoder):
         m.to(device).eval().requires_grad_(False)
     return VideoComponents(pipe.transformer, pipe.vae, pipe.text_encoder, pipe.tokenizer, pipe.scheduler,
