@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import bpy
 
-from . import jobs, operators, panels, preferences, properties, reports, session
+from . import jobs, operators, panels, preferences, properties, reports, session, video_panel
 
-_MODULES = (preferences, properties, reports, operators, panels)
+_MODULES = (preferences, properties, reports, operators, panels, video_panel)
 
 
 @bpy.app.handlers.persistent
@@ -22,6 +22,7 @@ def register() -> None:
         for cls in module.CLASSES:
             bpy.utils.register_class(cls)
     properties.register_pointers()
+    video_panel.register_pointers()
     bpy.app.handlers.load_post.append(_on_load_post)
 
 
@@ -30,6 +31,7 @@ def unregister() -> None:
     jobs.forget()
     if _on_load_post in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(_on_load_post)
+    video_panel.unregister_pointers()
     properties.unregister_pointers()
     for module in reversed(_MODULES):
         for cls in reversed(module.CLASSES):

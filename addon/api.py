@@ -21,6 +21,7 @@ import bpy
 from ..protocol.errors import ProtocolError, Timeout, error_from_code
 from . import jobs, preferences, session
 from .presets import build_config
+from .video_panel import scene_config
 from .request import build_asset
 
 
@@ -85,7 +86,7 @@ def refine(
 
     # 1. Inputs, gathered on this (main) thread
     asset = build_asset(bpy.context, scene)
-    job_config = {**build_config(props.pipeline, props.quality), **(config or {})}
+    job_config = {**scene_config(scene, props.pipeline, build_config(props.pipeline, props.quality)), **(config or {})}
     # 2. The backend
     client = session.client()
     if client is None or (address and client.address != address):

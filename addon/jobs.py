@@ -214,7 +214,7 @@ def _fetched(job_id: str, out: Path, future: Future) -> None:
     item.result_dir = str(out)
     item.artifacts = ",".join(p.name for p in paths)
     item.text = summary(paths)
-    if not item.imported and any(p.name in (importers.MESH_ARTIFACT, importers.SPLATS_ARTIFACT) for p in paths):
+    if not item.imported and any(p.name in importers.IMPORTABLE for p in paths):
         objects = import_results(job_id)
         item.text = f"imported {', '.join(o.name for o in objects)}"
     item.state = "DONE"

@@ -37,6 +37,9 @@ PRESETS: dict[str, dict[str, dict]] = {
         "STANDARD": {},
         "HIGH": {"coarse": {"steps": 2000}, "refine": {"steps": 5000}, "bake_azimuths": 24},
     },
+    # subject videos: frames and size come from the Subject Video panel; DRAFT trains half and denoises half
+    "video": {"DRAFT": {"views": {"size": 256}, "dreambooth": {"steps": 200}, "generate": {"steps": 25}},
+              "STANDARD": {}, "HIGH": {"dreambooth": {"steps": 800}}},
 }
 
 

@@ -8,6 +8,7 @@ from ..protocol.assets import Asset, Camera, Mesh, Reference
 from .gather import GatherError, gather_camera, gather_mesh
 from .images import image_to_array
 from .presets import build_config
+from .video_panel import scene_config
 
 
 def gather_references(scene: bpy.types.Scene) -> tuple[Reference, ...]:
@@ -48,4 +49,4 @@ def build_asset(context: bpy.types.Context, scene: bpy.types.Scene | None = None
 
 def build_job_config(scene: bpy.types.Scene) -> dict:
     props = scene.likeness
-    return build_config(props.pipeline, props.quality, props.config_json)
+    return scene_config(scene, props.pipeline, build_config(props.pipeline, props.quality, props.config_json))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from ..protocol.client import DEFAULT_ADDRESS, Client
 from ..protocol.errors import ProtocolError
+from . import video_cli
 
 
 def _add_connect(p: argparse.ArgumentParser) -> None:
@@ -194,11 +195,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="likeness3d_demo", help="output folder (default %(default)s)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when present, else cpu")
     p.set_defaults(func=cmd_demo)
+    video_cli.add_commands(sub)  # train-3dapter
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = (video_cli.parser_for(argv) or build_parser()).parse_args(argv)  # `refine video` has its own flags
     try:
         return args.func(args)
     except ProtocolError as exc:

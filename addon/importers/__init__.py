@@ -10,9 +10,12 @@ from .gltf import UnsupportedGltf, read_glb
 from .mesh import hide_source, import_textured_mesh
 from .ply import is_3dgs, read_vertex_table
 from .splats import DEFAULT_DISPLAY_CAP, import_splat_file
+from .video import VIDEO_ARTIFACT, import_video
 
 MESH_ARTIFACT = "mesh.glb"
 SPLATS_ARTIFACT = "splats.ply"
+IMPORTABLE = (MESH_ARTIFACT, SPLATS_ARTIFACT, VIDEO_ARTIFACT)
+"""Artifacts a finished job is imported for (the rest stay files)."""
 
 
 def import_glb_arrays(path: Path, source: bpy.types.Object | None, name: str) -> bpy.types.Object:
@@ -54,6 +57,8 @@ def import_result(paths: list[Path], source: bpy.types.Object | None, display_ca
             objects += import_gltf_file(by_name[MESH_ARTIFACT], source)
     if SPLATS_ARTIFACT in by_name:
         objects.append(import_splat_file(by_name[SPLATS_ARTIFACT], f"{base}_splats", display_cap=display_cap))
+    if VIDEO_ARTIFACT in by_name:
+        objects += import_video(paths, source, base)
     return objects
 
 

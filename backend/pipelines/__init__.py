@@ -35,6 +35,7 @@ _ENTRIES: dict[str, _Entry] = {
     "selftest": _Entry("selftest", "SelftestConfig"),
     "tire": _Entry("tire", "TireConfig", ("torch", "trimesh", "cv2", "PIL")),
     "customize": _Entry("customize", "CustomizeConfig", ("torch", "trimesh", "cv2", "PIL", "diffusers", "transformers", "peft")),
+    "video": _Entry("video", "VideoConfig", ("torch", "PIL", "diffusers", "transformers", "peft", "av")),
 }
 PIPELINES = tuple(_ENTRIES)
 
