@@ -2,14 +2,21 @@
 
 GPU work happens in supervised worker processes (workers.py); this loop also watches them: a worker that
 dies is replaced and its job ends as `worker_crashed`; a cancel that a pipeline ignores past the grace
-period is enforced by ending the worker. `_handle` is the one catch-all: the server never dies of a message.
+period is enforced by ending the worker. `_handle` is the one catch-all: the server never dies of a message;
+`_guarded` keeps a fault in the worker bookkeeping (a full disk, a vanished file) from ending the loop.
+
+A submit's inputs are written to the store on a thread (`_storing`): a 64 MB asset never stalls the loop, and
+the `accepted` replies go out in the order the submits arrived, each once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 import zmq
@@ -19,6 +26,7 @@ from ..protocol import messages as M
 from ..protocol.errors import BadMessage, Internal, ProtocolError
 from ..protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
 from .jobs import JobManager
+from .owner import claim
 from .model_dirs import models_found
 from .pipelines import available, get_pipeline
 from .security import is_local_address, secure_server_socket
@@ -30,6 +38,8 @@ log = logging.getLogger("likeness3d.server")
 CANCEL_GRACE_S = 1.0
 """A running job that has not stopped this long after `cancel` has its worker ended."""
 POLL_MS = 20
+RETRY_UNSAVED_S = 1.0
+"""How often states that a full disk refused are written again."""
 
 
 class Server:
@@ -55,10 +65,17 @@ class Server:
             )
         self.listen = listen
         self.store = JobStore(store)
+        self.owner = claim(self.store.root)  # one server a store; its workers carry this epoch
         self.jobs = JobManager(self.store)
         self.max_message_bytes = int(max_message_bytes)
         self.models = models_found(models_dir)
-        self.workers = [Worker(i, d, str(self.store.root)) for i, d in enumerate(devices)]
+        self.workers = [Worker(i, d, str(self.store.root), epoch=self.owner.epoch) for i, d in enumerate(devices)]
+        self._storer = ThreadPoolExecutor(1, thread_name_prefix="likeness3d-store")  # one: submits keep their order
+        self._storing: deque[tuple[Future, bytes, int, str, dict]] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._next_retry = 0.0
         self.ctx = zmq.Context()
         self.router = self.ctx.socket(zmq.ROUTER)
         self.router.setsockopt(zmq.LINGER, 0)
@@ -100,20 +117,26 @@ class Server:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        self._storer.shutdown(wait=True)  # a submit being stored lands whole (queued: the next server runs it)
         for w in self.workers:
             if w.job is not None:
                 self.jobs.failed(w.job, "internal", "the server stopped while the job ran")
             w.stop()
+        self.jobs.retry_unsaved()
         if self.auth is not None:
             self.auth.stop()
         self.router.close(0)
         self.ctx.term()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self.owner.release()
 
     def _poll_once(self) -> None:
         fds = {w.conn.fileno(): w for w in self.workers if w.conn is not None and not w.conn.closed}
         if self._poller is None or set(fds) != self._polled_fds:  # rebuilt only when a worker changed
             self._poller = zmq.Poller()
             self._poller.register(self.router, zmq.POLLIN)
+            self._poller.register(self._wake_r, zmq.POLLIN)
             for fd in fds:
                 self._poller.register(fd, zmq.POLLIN)
             self._polled_fds = set(fds)
@@ -125,11 +148,34 @@ class Server:
                 except zmq.Again:
                     break
                 self._handle(frames)
+        if self._wake_r in ready:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        self._guarded(self._finish_submits)
         for fd, w in fds.items():
             if fd in ready:
-                self._drain_worker(w)
-        self._supervise()
-        self._dispatch()
+                self._guarded(self._drain_worker, w)
+        self._guarded(self._supervise)
+        self._guarded(self._dispatch)
+        if self.jobs.unsaved and time.monotonic() > self._next_retry:
+            self._next_retry = time.monotonic() + RETRY_UNSAVED_S
+            self._guarded(self.jobs.retry_unsaved)
+
+    def _guarded(self, fn, *args) -> None:
+        """Run a step of the loop; a bug or a store fault in it is logged and the server serves on."""
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("internal error in %s; the server carries on", getattr(fn, "__name__", fn))
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass  # the pipe is full (the loop is awake anyway) or closed (shutting down)
 
     # -- requests ---------------------------------------------------------------------------------------
     def _handle(self, frames: list) -> None:
@@ -158,15 +204,31 @@ class Server:
             workers=[w.describe() for w in self.workers],
         )
 
-    def _on_submit(self, identity, rid, msg: M.Submit) -> M.Message:
+    def _on_submit(self, identity, rid, msg: M.Submit) -> None:
         spec = get_pipeline(msg.pipeline)
         if msg.asset is None:
             raise BadMessage("submit needs an asset", field="asset")
         spec.build_config(msg.config)  # an unknown key or a wrong type fails here, before anything is stored
-        rec = self.jobs.submit(spec.name, msg.config, msg.asset)
-        rec.subscribers[identity] = rid
-        self.store.log(rec.id, f"submitted {spec.name}")
-        return M.Accepted(job=rec.id, position=self.jobs.position(rec.id))
+        fut = self._storer.submit(self.store.create, spec.name, msg.config, msg.asset)
+        self._storing.append((fut, identity, rid, spec.name, msg.config))
+        fut.add_done_callback(lambda _: self._wake())
+        return None  # answered by _finish_submits once the inputs are on disk
+
+    def _finish_submits(self) -> None:
+        """Reply to stored submits, oldest first: `accepted` and queued, or the typed error of the store."""
+        while self._storing and self._storing[0][0].done():
+            fut, identity, rid, pipeline, config = self._storing.popleft()
+            exc = fut.exception()
+            if exc is not None:
+                if not isinstance(exc, ProtocolError):
+                    log.error("storing a submit failed", exc_info=exc)
+                    exc = Internal(f"{type(exc).__name__}: {exc}")
+                self._send(identity, M.error_message(exc), rid)
+                continue
+            rec = self.jobs.add(fut.result(), pipeline, config)
+            rec.subscribers[identity] = rid
+            self.store.log(rec.id, f"submitted {pipeline}")
+            self._send(identity, M.Accepted(job=rec.id, position=self.jobs.position(rec.id)), rid)
 
     def _on_cancel(self, identity, rid, msg: M.Cancel) -> M.Message:
         rec = self.jobs.get(msg.job)
@@ -314,10 +376,13 @@ class Server:
                 return
             if w.idle:
                 job_id = self.jobs.next_queued()
-                spec = self.store.read_spec(job_id)
-                self.jobs.started(job_id, w.index)
+                rec = self.jobs.jobs[job_id]
+                refused = self.jobs.started(job_id, w.index)
+                if refused is not None:  # the store cannot take it (a full disk): the job ends, nothing runs
+                    self._publish(job_id, refused)
+                    continue
                 w.job = job_id
-                if not w.send("run", job_id, spec["pipeline"], spec["config"]):
+                if not w.send("run", job_id, rec.pipeline, rec.config):
                     self._worker_died(w)
 
 
