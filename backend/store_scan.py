@@ -76,10 +76,10 @@ def _check(e: Entry, removed: list[str]) -> Entry:
                 for leftover in folder.glob(".*.tmp"):
                     _remove(leftover)
                     removed.append(f"{e.job_id}/{leftover.relative_to(p)}")
-        e.spec = _json_map(p / "spec.json")
-        _check_spec(e.spec, p / "spec.json")
         e.state = _json_map(p / "state.json")
         _check_state(e.state, p / "state.json")
+        e.spec = _json_map(p / "spec.json")
+        _check_spec(e.spec, p / "spec.json")
         e.seq = max(e.state.get("seq", 0), _events_seq(p / "events.log"))
         if e.state["state"] == "done":
             _check_artifacts(e.state, p)
@@ -228,6 +228,7 @@ def quarantine(store: JobStore, e: Entry) -> dict:
             os.replace(target, p / "state.json.damaged")  # kept for whoever looks into it
         atomic_write_json(target, state)
         log.warning("quarantined job %s: %s", e.job_id, message)
+        store.log(e.job_id, f"set aside as failed: {message}")
     except OSError as exc:
         log.warning("quarantined %s in memory only (%s): %s", e.job_id, exc, message)
     return state
