@@ -127,6 +127,7 @@ class JobStore:
         self.jobs_dir = self.root / "jobs"
         self.jobs_dir.mkdir(parents=True, exist_ok=True)
         self.epoch = epoch
+        self._warned: set[tuple[str, str]] = set()
 
     def check_owner(self) -> None:
         """Raise StaleOwner when this store handle's epoch is not the store's owner epoch (workers only)."""
@@ -215,7 +216,7 @@ class JobStore:
                 fh.write(time.strftime("%H:%M:%S ") + text.rstrip("\n") + "\n")
             return True
         except (OSError, UnknownJob) as exc:
-            log.warning("job %s: a log line was not written (%s): %.200s", job_id, exc, text)
+            self._warn_once(job_id, "log", f"job {job_id}: log lines are not being written ({exc}); first lost: {text:.200}")
             return False
 
     def append_event(self, job_id: str, seq: int, kind: str) -> bool:
@@ -226,8 +227,14 @@ class JobStore:
                 fh.write(json.dumps({"seq": seq, "type": kind}) + "\n")
             return True
         except (OSError, UnknownJob) as exc:
-            log.warning("job %s: event %d was not recorded (%s)", job_id, seq, exc)
+            self._warn_once(job_id, "events", f"job {job_id}: events are not being recorded ({exc}); first lost: {seq}")
             return False
+
+    def _warn_once(self, job_id: str, what: str, text: str) -> None:
+        """One warning per job and kind of lost write (a full disk would otherwise log every progress event)."""
+        if (job_id, what) not in self._warned:
+            self._warned.add((job_id, what))
+            log.warning("%s", text)
 
     def list_artifacts(self, job_id: str) -> list[dict]:
         """Scan the artifacts folder (after the worker finished) into {name, media_type, size} entries."""
