@@ -30,7 +30,7 @@ from .owner import claim
 from .model_dirs import models_found
 from .pipelines import available, get_pipeline
 from .security import is_local_address, secure_server_socket
-from .store import FINAL_STATES, JobStore, media_type
+from .store import FINAL_STATES, JobStore, media_type, sync_path
 from .workers import Worker
 
 log = logging.getLogger("likeness3d.server")
@@ -71,6 +71,9 @@ class Server:
         self.models = models_found(models_dir)
         self.workers = [Worker(i, d, str(self.store.root), epoch=self.owner.epoch) for i, d in enumerate(devices)]
         self._storer = ThreadPoolExecutor(1, thread_name_prefix="likeness3d-store")  # one: submits keep their order
+        # state files are replaced whole on the loop, and made durable on the store thread: an fsync behind a
+        # 64 MB input being written takes a disk's while
+        self.store.sync_later = lambda path: self._storer.submit(sync_path, path)
         self._storing: deque[tuple[Future, bytes, int, str, dict]] = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -118,6 +121,7 @@ class Server:
 
     def _shutdown(self) -> None:
         self._storer.shutdown(wait=True)  # a submit being stored lands whole (queued: the next server runs it)
+        self.store.sync_later = None  # from here every state write syncs itself
         for w in self.workers:
             if w.job is not None:
                 self.jobs.failed(w.job, "internal", "the server stopped while the job ran")
