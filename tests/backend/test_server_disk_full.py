@@ -18,7 +18,7 @@ import pytest
 from likeness3d.protocol.client import Client
 from likeness3d.protocol.errors import Cancelled, StorageFull, WorkerCrashed
 from likeness3d.protocol.messages import Progress
-from servers import Served, process_gone, wait_for
+from servers import Served, wait_for
 
 SLOW = {"steps": 4000, "step_seconds": 0.05, "preview_size": 4}
 

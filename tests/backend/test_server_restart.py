@@ -4,7 +4,6 @@ writes into a job the next server owns."""
 
 import multiprocessing as mp
 import os
-import signal
 import time
 
 import pytest
