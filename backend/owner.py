@@ -56,7 +56,11 @@ def claim(root: Path) -> Claim:
     from .store import atomic_write_json
 
     root = Path(root)
-    fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fd = os.open(root / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ValueError(f"the job store {root} cannot be used: {root / LOCK_FILE}: {exc.strerror}; give --store "
+                         f"a folder this user can write") from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

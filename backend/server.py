@@ -67,30 +67,34 @@ class Server(WorkerSupervision):
         self.listen = listen
         self.store = JobStore(store)
         self.owner = claim(self.store.root)  # one server a store; its workers carry this epoch
-        self.jobs = JobManager(self.store)
-        self.max_message_bytes = int(max_message_bytes)
-        self.models = models_found(models_dir)
-        self.workers = [Worker(i, d, str(self.store.root), epoch=self.owner.epoch) for i, d in enumerate(devices)]
-        self._storer = ThreadPoolExecutor(1, thread_name_prefix="likeness3d-store")  # one: submits keep their order
-        # state files are replaced whole on the loop, and made durable on the store thread: an fsync behind a
-        # 64 MB input being written takes a disk's while
-        self.store.sync_later = lambda path: self._storer.submit(sync_path, path)
-        self._storing: deque[tuple[Future, bytes, int, str, dict]] = deque()
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._next_retry = 0.0
-        self.ctx = zmq.Context()
-        self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.LINGER, 0)
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sending to a gone client raises instead of vanishing
-        self.router.setsockopt(zmq.SNDHWM, 100_000)
-        self.router.setsockopt(zmq.RCVHWM, 100_000)
-        # a single frame beyond the limit disconnects its sender in libzmq; whole messages are checked
-        # in framing.decode so that a client sending too much in several frames gets a `too_large` reply
-        self.router.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
-        self.auth = secure_server_socket(self.ctx, self.router, server_secret_key, clients_dir) if secure else None
-        self.router.bind(listen)
+        try:
+            self.jobs = JobManager(self.store)
+            self.max_message_bytes = int(max_message_bytes)
+            self.models = models_found(models_dir)
+            self.workers = [Worker(i, d, str(self.store.root), epoch=self.owner.epoch) for i, d in enumerate(devices)]
+            self._storer = ThreadPoolExecutor(1, thread_name_prefix="likeness3d-store")  # one: submits keep their order
+            # state files are replaced whole on the loop, and made durable on the store thread: an fsync behind a
+            # 64 MB input being written takes a disk's while
+            self.store.sync_later = lambda path: self._storer.submit(sync_path, path)
+            self._storing: deque[tuple[Future, bytes, int, str, dict]] = deque()
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
+            self._next_retry = 0.0
+            self.ctx = zmq.Context()
+            self.router = self.ctx.socket(zmq.ROUTER)
+            self.router.setsockopt(zmq.LINGER, 0)
+            self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sending to a gone client raises instead of vanishing
+            self.router.setsockopt(zmq.SNDHWM, 100_000)
+            self.router.setsockopt(zmq.RCVHWM, 100_000)
+            # a single frame beyond the limit disconnects its sender in libzmq; whole messages are checked
+            # in framing.decode so that a client sending too much in several frames gets a `too_large` reply
+            self.router.setsockopt(zmq.MAXMSGSIZE, self.max_message_bytes)
+            self.auth = secure_server_socket(self.ctx, self.router, server_secret_key, clients_dir) if secure else None
+            self.router.bind(listen)
+        except BaseException:
+            self.owner.release()  # a server that did not start (a busy port) holds no store
+            raise
         self.address = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
         self._stop = threading.Event()
         self._poller: zmq.Poller | None = None
@@ -122,6 +126,7 @@ class Server(WorkerSupervision):
 
     def _shutdown(self) -> None:
         self._storer.shutdown(wait=True)  # a submit being stored lands whole (queued: the next server runs it)
+        self._guarded(self._finish_submits)  # ... and its client hears `accepted`, so it never submits twice
         self.store.sync_later = None  # from here every state write syncs itself
         for w in self.workers:
             if w.job is not None:

@@ -164,7 +164,11 @@ class JobStore:
     def __init__(self, root: Path | str, *, epoch: int | None = None):
         self.root = Path(root).expanduser().resolve()
         self.jobs_dir = self.root / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"the job store {self.root} cannot be made: {exc.filename or self.jobs_dir}: "
+                             f"{exc.strerror}; give --store a folder this user can write") from None
         self.epoch = epoch
         self._warned: set[tuple[str, str]] = set()
         self.sync_later: Any = None
@@ -244,7 +248,10 @@ class JobStore:
     def write_state(self, job_id: str, state: str, **extra: Any) -> dict:
         """Replace state.json atomically (raises the OSError of a failed write; nothing half-written)."""
         assert state in STATES, state
-        current = self.read_state(job_id)
+        try:
+            current = self.read_state(job_id)
+        except (ValueError, FileNotFoundError):  # damaged or removed while the server ran: written anew
+            current = {}
         current.update(extra, state=state, updated=time.time())
         path = self.job_dir(job_id) / "state.json"
         atomic_write_json(path, current, sync=self.sync_later is None)

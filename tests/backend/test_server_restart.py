@@ -155,3 +155,16 @@ def test_a_worker_of_an_earlier_owner_writes_nothing(tmp_path, asset):
         assert JobStore(tmp_path, epoch=new.epoch).log(job, "the owner writes")
     finally:
         new.release()
+
+
+def test_a_second_server_on_a_store_in_use_says_so(tmp_path):
+    store = tmp_path / "store"
+    first = Served(store, tmp_path / "first.log")
+    try:
+        with pytest.raises(RuntimeError, match="did not start") as e:
+            Served(store, tmp_path / "second.log", timeout=60)
+        assert f"the job store {store} is in use by another server (pid {first.proc.pid})" in str(e.value)
+        assert "Traceback" not in (tmp_path / "second.log").read_text()
+        assert first.alive()
+    finally:
+        first.stop()
