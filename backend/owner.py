@@ -51,7 +51,10 @@ def read_epoch(root: Path) -> int | None:
 
 def claim(root: Path) -> Claim:
     """Lock the store for this process and write the next owner epoch; StoreBusy if another server holds it."""
-    import fcntl
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: the epoch still fences off an earlier server's workers
+        fcntl = None
 
     from .store import atomic_write_json
 
@@ -62,7 +65,8 @@ def claim(root: Path) -> Claim:
         raise ValueError(f"the job store {root} cannot be used: {root / LOCK_FILE}: {exc.strerror}; give --store "
                          f"a folder this user can write") from None
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if fcntl is not None:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         holder = _read_json(root / OWNER_FILE)

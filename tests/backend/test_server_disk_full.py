@@ -9,6 +9,7 @@ test sees the tmpfs through /proc/<holder>/root.
 import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 from pathlib import Path
@@ -27,6 +28,8 @@ class Tmpfs:
     """A small tmpfs at `mount` in a namespace of its own, held by a sleeping process."""
 
     def __init__(self, mount: Path, size: str = "4m"):
+        if shutil.which("nsenter") is None:
+            pytest.skip("nsenter (util-linux) is not installed: no way to run the server in the tmpfs's namespace")
         mount.mkdir(parents=True)
         self.mount = mount
         script = 'mount -t tmpfs -o size="$1" tmpfs "$0" && echo mounted && exec sleep 100000'
