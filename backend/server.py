@@ -267,6 +267,8 @@ class Server(WorkerSupervision):
                 "store": str(self.store.root),
                 "queue": list(self.jobs.queue),
                 "jobs": counts,
+                "quarantined": list(self.jobs.quarantined),  # damaged job folders set aside at start
+                "unsaved": sorted(self.jobs.unsaved),  # jobs whose state the store could not take yet
                 "workers": [w.describe() for w in self.workers],
             }
         )

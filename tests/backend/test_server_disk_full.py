@@ -117,6 +117,7 @@ def test_full_disk_server_up_typed_errors_nothing_half_written(tmpfs, tmp_path, 
         with pytest.raises(WorkerCrashed, match="not yet saved in the job store"):
             crashing.wait(60)
         assert a.alive(), a.log()[-3000:]
+        assert c.status()["unsaved"] == [crashing.id]  # kept in memory until the disk takes it
         _worker_pid(c)
 
         # a job that finishes on a full disk

@@ -84,6 +84,7 @@ def test_the_server_starts_on_a_store_with_every_kind_of_damage(tmp_path, asset)
                     assert listed[jid]["state"] == "done"
                     assert c.fetch(jid, "inspect.json") == payload  # byte for byte
                 if start == 0:
+                    assert set(c.status()["quarantined"]) == set(damaged.values())
                     assert c.attach(queued[0]).wait(60).artifacts[0].name == "inspect.json"
                 assert c.status(queued[0])["state"] == "done"
                 unknown = damaged["state_unknown_value"]
