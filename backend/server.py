@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import threading
 import time
 from collections import deque
@@ -72,7 +73,8 @@ class Server(WorkerSupervision):
             self.max_message_bytes = int(max_message_bytes)
             self.models = models_found(models_dir)
             self.workers = [Worker(i, d, str(self.store.root), epoch=self.owner.epoch) for i, d in enumerate(devices)]
-            self._storer = ThreadPoolExecutor(1, thread_name_prefix="likeness3d-store")  # one: submits keep their order
+            self._storer = ThreadPoolExecutor(1, thread_name_prefix="likeness3d-store",  # one: submits keep their order
+                                              initializer=_yield_to_the_loop)
             # state files are replaced whole on the loop, and made durable on the store thread: an fsync behind a
             # 64 MB input being written takes a disk's while
             self.store.sync_later = lambda path: self._storer.submit(sync_path, path)
@@ -322,6 +324,16 @@ class Server(WorkerSupervision):
             rec.subscribers.pop(ident, None)  # a dropped client re-attaches; the job carries on
         if rec.state in FINAL_STATES:
             rec.subscribers.clear()
+
+
+def _yield_to_the_loop() -> None:
+    """The store thread runs at a lower CPU priority than the loop (Linux: per-thread niceness), so that on a
+    busy machine a 64 MB write never takes the loop's turn to answer a ping."""
+    if sys.platform.startswith("linux"):
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except OSError:
+            pass
 
 
 def serve_in_thread(server: Server) -> threading.Thread:
