@@ -29,6 +29,7 @@ class JobContext:
         on_progress: ProgressFn | None = None,
         cancel_requested: Callable[[], bool] | None = None,
         log_fn: Callable[[str], None] | None = None,
+        guard: Callable[[], None] | None = None,
     ):
         self.out_dir = Path(out_dir)
         self.work_dir = Path(work_dir)
@@ -39,6 +40,8 @@ class JobContext:
         self._on_progress = on_progress
         self._cancel_requested = cancel_requested
         self._log_fn = log_fn
+        self._guard = guard
+        """Called before every artifact write; a worker's raises when its server no longer holds the store."""
         self.artifacts: list[str] = []
 
     def progress(self, stage: str, step: int, total: int, text: str = "", preview: np.ndarray | None = None,
@@ -65,13 +68,19 @@ class JobContext:
         """Publish a result file: bytes are written, a path is copied; both land atomically in out_dir."""
         if not ARTIFACT_NAME.match(name):
             raise ValueError(f"artifact name {name!r} must match {ARTIFACT_NAME.pattern}")
+        if self._guard is not None:
+            self._guard()
         target = self.out_dir / name
         if isinstance(data, (bytes, bytearray, memoryview)):
             atomic_write(target, bytes(data))
         else:
             tmp = target.with_name(f".{name}.tmp")
-            shutil.copyfile(data, tmp)
-            tmp.replace(target)
+            try:
+                shutil.copyfile(data, tmp)
+                tmp.replace(target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)  # a full disk leaves no half-copied file behind
+                raise
         if name not in self.artifacts:
             self.artifacts.append(name)
         return target

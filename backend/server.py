@@ -2,15 +2,23 @@
 
 GPU work happens in supervised worker processes (workers.py); this loop also watches them: a worker that
 dies is replaced and its job ends as `worker_crashed`; a cancel that a pipeline ignores past the grace
-period is enforced by ending the worker. `_handle` is the one catch-all: the server never dies of a message.
+period is enforced by ending the worker. `_handle` is the one catch-all: the server never dies of a message;
+`_guarded` keeps a fault in the worker bookkeeping (a full disk, a vanished file) from ending the loop.
+
+A submit's inputs are written to the store on a thread (`_storing`): a 64 MB asset never stalls the loop, and
+the `accepted` replies go out in the order the submits arrived, each once.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import sys
 import threading
 import time
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 import numpy as np
 import zmq
@@ -20,10 +28,12 @@ from ..protocol import messages as M
 from ..protocol.errors import BadMessage, Internal, ProtocolError
 from ..protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, receive_limit
 from .jobs import JobManager
+from .owner import claim
 from .model_dirs import models_found
 from .pipelines import available, get_pipeline
 from .security import is_local_address, secure_server_socket
-from .store import FINAL_STATES, JobStore, media_type
+from .store import FINAL_STATES, JobStore, media_type, sync_path
+from .supervise import WorkerSupervision
 from .workers import Worker
 
 log = logging.getLogger("likeness3d.server")
@@ -31,9 +41,11 @@ log = logging.getLogger("likeness3d.server")
 CANCEL_GRACE_S = 1.0
 """A running job that has not stopped this long after `cancel` has its worker ended."""
 POLL_MS = 20
+RETRY_UNSAVED_S = 1.0
+"""How often states that a full disk refused are written again."""
 
 
-class Server:
+class Server(WorkerSupervision):
     def __init__(
         self,
         listen: str,
@@ -56,22 +68,37 @@ class Server:
             )
         self.listen = listen
         self.store = JobStore(store)
-        self.jobs = JobManager(self.store)
-        self.max_message_bytes = int(max_message_bytes)
-        self.models = models_found(models_dir)
-        self.workers = [Worker(i, d, str(self.store.root)) for i, d in enumerate(devices)]
-        self.ctx = zmq.Context()
-        self.router = self.ctx.socket(zmq.ROUTER)
-        self.router.setsockopt(zmq.LINGER, 0)
-        self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sending to a gone client raises instead of vanishing
-        self.router.setsockopt(zmq.SNDHWM, 100_000)
-        self.router.setsockopt(zmq.RCVHWM, 100_000)
-        # libzmq drops, without a reply, a peer whose single frame is over MAXMSGSIZE: the socket reads
-        # frames well past the limit and framing.decode answers `too_large` naming it (receive_limit)
-        self.router.setsockopt(zmq.MAXMSGSIZE, receive_limit(self.max_message_bytes))
-        self.epoch = f"{time.time_ns():x}-{secrets.token_hex(4)}"  # this run; clients notice a restart by it
-        self.auth = secure_server_socket(self.ctx, self.router, server_secret_key, clients_dir) if secure else None
-        self.router.bind(listen)
+        self.owner = claim(self.store.root)  # one server a store; its workers carry this epoch
+        try:
+            self.jobs = JobManager(self.store)
+            self.max_message_bytes = int(max_message_bytes)
+            self.models = models_found(models_dir)
+            self.workers = [Worker(i, d, str(self.store.root), epoch=self.owner.epoch) for i, d in enumerate(devices)]
+            self._storer = ThreadPoolExecutor(1, thread_name_prefix="likeness3d-store",  # one: submits keep their order
+                                              initializer=_yield_to_the_loop)
+            # state files are replaced whole on the loop, and made durable on the store thread: an fsync behind a
+            # 64 MB input being written takes a disk's while
+            self.store.sync_later = lambda path: self._storer.submit(sync_path, path)
+            self._storing: deque[tuple[Future, bytes, int, str, dict]] = deque()
+            self._wake_r, self._wake_w = os.pipe()
+            os.set_blocking(self._wake_r, False)
+            os.set_blocking(self._wake_w, False)
+            self._next_retry = 0.0
+            self.ctx = zmq.Context()
+            self.router = self.ctx.socket(zmq.ROUTER)
+            self.router.setsockopt(zmq.LINGER, 0)
+            self.router.setsockopt(zmq.ROUTER_MANDATORY, 1)  # sending to a gone client raises instead of vanishing
+            self.router.setsockopt(zmq.SNDHWM, 100_000)
+            self.router.setsockopt(zmq.RCVHWM, 100_000)
+            # libzmq drops, without a reply, a peer whose single frame is over MAXMSGSIZE: the socket reads
+            # frames well past the limit and framing.decode answers `too_large` naming it (receive_limit)
+            self.router.setsockopt(zmq.MAXMSGSIZE, receive_limit(self.max_message_bytes))
+            self.epoch = f"{time.time_ns():x}-{secrets.token_hex(4)}"  # this run; clients notice a restart by it
+            self.auth = secure_server_socket(self.ctx, self.router, server_secret_key, clients_dir) if secure else None
+            self.router.bind(listen)
+        except BaseException:
+            self.owner.release()  # a server that did not start (a busy port) holds no store
+            raise
         self.address = self.router.getsockopt(zmq.LAST_ENDPOINT).decode()
         self._stop = threading.Event()
         self._poller: zmq.Poller | None = None
@@ -102,20 +129,28 @@ class Server:
             self._shutdown()
 
     def _shutdown(self) -> None:
+        self._storer.shutdown(wait=True)  # a submit being stored lands whole (queued: the next server runs it)
+        self._guarded(self._finish_submits)  # ... and its client hears `accepted`, so it never submits twice
+        self.store.sync_later = None  # from here every state write syncs itself
         for w in self.workers:
             if w.job is not None:
                 self.jobs.failed(w.job, "internal", "the server stopped while the job ran")
             w.stop()
+        self.jobs.retry_unsaved()
         if self.auth is not None:
             self.auth.stop()
         self.router.close(0)
         self.ctx.term()
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self.owner.release()
 
     def _poll_once(self) -> None:
         fds = {w.conn.fileno(): w for w in self.workers if w.conn is not None and not w.conn.closed}
         if self._poller is None or set(fds) != self._polled_fds:  # rebuilt only when a worker changed
             self._poller = zmq.Poller()
             self._poller.register(self.router, zmq.POLLIN)
+            self._poller.register(self._wake_r, zmq.POLLIN)
             for fd in fds:
                 self._poller.register(fd, zmq.POLLIN)
             self._polled_fds = set(fds)
@@ -127,11 +162,34 @@ class Server:
                 except zmq.Again:
                     break
                 self._handle(frames)
+        if self._wake_r in ready:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+        self._guarded(self._finish_submits)
         for fd, w in fds.items():
             if fd in ready:
-                self._drain_worker(w)
-        self._supervise()
-        self._dispatch()
+                self._guarded(self._drain_worker, w)
+        self._guarded(self._supervise)
+        self._guarded(self._dispatch)
+        if self.jobs.unsaved and time.monotonic() > self._next_retry:
+            self._next_retry = time.monotonic() + RETRY_UNSAVED_S
+            self._guarded(self.jobs.retry_unsaved)
+
+    def _guarded(self, fn, *args) -> None:
+        """Run a step of the loop; a bug or a store fault in it is logged and the server serves on."""
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("internal error in %s; the server carries on", getattr(fn, "__name__", fn))
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except OSError:
+            pass  # the pipe is full (the loop is awake anyway) or closed (shutting down)
 
     # -- requests ---------------------------------------------------------------------------------------
     def _handle(self, frames: list) -> None:
@@ -161,15 +219,31 @@ class Server:
             epoch=self.epoch,
         )
 
-    def _on_submit(self, identity, rid, msg: M.Submit) -> M.Message:
+    def _on_submit(self, identity, rid, msg: M.Submit) -> None:
         spec = get_pipeline(msg.pipeline)
         if msg.asset is None:
             raise BadMessage("submit needs an asset", field="asset")
         spec.build_config(msg.config)  # an unknown key or a wrong type fails here, before anything is stored
-        rec = self.jobs.submit(spec.name, msg.config, msg.asset)
-        rec.subscribers[identity] = rid
-        self.store.log(rec.id, f"submitted {spec.name}")
-        return M.Accepted(job=rec.id, position=self.jobs.position(rec.id))
+        fut = self._storer.submit(self.store.create, spec.name, msg.config, msg.asset)
+        self._storing.append((fut, identity, rid, spec.name, msg.config))
+        fut.add_done_callback(lambda _: self._wake())
+        return None  # answered by _finish_submits once the inputs are on disk
+
+    def _finish_submits(self) -> None:
+        """Reply to stored submits, oldest first: `accepted` and queued, or the typed error of the store."""
+        while self._storing and self._storing[0][0].done():
+            fut, identity, rid, pipeline, config = self._storing.popleft()
+            exc = fut.exception()
+            if exc is not None:
+                if not isinstance(exc, ProtocolError):
+                    log.error("storing a submit failed", exc_info=exc)
+                    exc = Internal(f"{type(exc).__name__}: {exc}")
+                self._send(identity, M.error_message(exc), rid)
+                continue
+            rec = self.jobs.add(fut.result(), pipeline, config)
+            rec.subscribers[identity] = rid
+            self.store.log(rec.id, f"submitted {pipeline}")
+            self._send(identity, M.Accepted(job=rec.id, position=self.jobs.position(rec.id)), rid)
 
     def _on_cancel(self, identity, rid, msg: M.Cancel) -> M.Message:
         rec = self.jobs.get(msg.job)
@@ -198,6 +272,8 @@ class Server:
                 "store": str(self.store.root),
                 "queue": list(self.jobs.queue),
                 "jobs": counts,
+                "quarantined": list(self.jobs.quarantined),  # damaged job folders set aside at start
+                "unsaved": sorted(self.jobs.unsaved),  # jobs whose state the store could not take yet
                 "workers": [w.describe() for w in self.workers],
             }
         )
@@ -252,76 +328,15 @@ class Server:
         if rec.state in FINAL_STATES:
             rec.subscribers.clear()
 
-    # -- workers ----------------------------------------------------------------------------------------
-    def _drain_worker(self, w: Worker) -> None:
+
+def _yield_to_the_loop() -> None:
+    """The store thread runs at a lower CPU priority than the loop (Linux: per-thread niceness), so that on a
+    busy machine a 64 MB write never takes the loop's turn to answer a ping."""
+    if sys.platform.startswith("linux"):
         try:
-            while w.conn.poll(0):
-                self._on_worker_message(w, w.conn.recv())
-        except (EOFError, OSError):
-            self._worker_died(w)
-
-    def _on_worker_message(self, w: Worker, msg: tuple) -> None:
-        kind = msg[0]
-        if kind == "ready":
-            w.ready, w.info = True, msg[1]
-        elif kind == "progress" and msg[1] == w.job:
-            self._publish(w.job, self.jobs.progress(*msg[1:]))
-        elif kind == "done" and msg[1] == w.job:
-            job, w.job, w.cancel_deadline = w.job, None, None
-            self._publish(job, self.jobs.done(job))
-        elif kind == "failed" and msg[1] == w.job:
-            job, w.job, w.cancel_deadline = w.job, None, None
-            self._publish(job, self.jobs.failed(job, msg[2], msg[3]))
-        elif kind == "released":
-            log.info("worker %d released: %s", w.index, msg[1])
-            w.last_release = msg[1]
-
-    def _worker_died(self, w: Worker) -> None:
-        if w.process is not None:
-            w.process.join(1.0)  # its pipe closes a moment before it can be reaped
-        code = w.process.exitcode if w.process is not None else None
-        job = w.job
-        w.kill()
-        if job is not None:
-            rec = self.jobs.jobs[job]
-            if rec.cancel_requested:
-                err = self.jobs.failed(job, "cancelled", "cancelled; the worker did not stop in time and was ended")
-            else:
-                err = self.jobs.failed(
-                    job, "worker_crashed", f"worker {w.index} ({w.device}) died with exit code {code} while running the job; it was restarted"
-                )
-            self._publish(job, err)
-        w.restarts += 1
-        if not w.ready and time.monotonic() - w.started_at < 5.0 and w.restarts > 3:
-            time.sleep(min(5.0, 0.25 * w.restarts))  # a worker that cannot start: back off, keep serving
-        w.start()
-
-    def _supervise(self) -> None:
-        now = time.monotonic()
-        for w in self.workers:
-            if w.cancel_deadline is not None and now > w.cancel_deadline:
-                w.cancel_deadline = None
-                w.kill()  # enforced cancel: the pipeline ignored it
-                self._worker_died(w)
-                continue
-            proc = w.process
-            if proc is not None and not proc.is_alive():
-                if not w.conn.closed:
-                    self._drain_worker(w)  # read what it said before it died; EOF restarts it
-                if w.process is proc:
-                    self._worker_died(w)
-
-    def _dispatch(self) -> None:
-        for w in self.workers:
-            if not self.jobs.queue:
-                return
-            if w.idle:
-                job_id = self.jobs.next_queued()
-                spec = self.store.read_spec(job_id)
-                self.jobs.started(job_id, w.index)
-                w.job = job_id
-                if not w.send("run", job_id, spec["pipeline"], spec["config"]):
-                    self._worker_died(w)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except OSError:
+            pass
 
 
 def serve_in_thread(server: Server) -> threading.Thread:

@@ -8,13 +8,20 @@ a half-written file behind.
                          artifacts/<name>
                          work/            the pipeline's scratch space
 
+                         events.log       one JSON line per event sent (its seq), appended
+         <root>/owner.json                 the owner epoch of the server that holds the store (owner.py)
+
 Job ids and artifact names are made by the server and checked against strict patterns before they touch the
-filesystem: no field of a message ever becomes a path.
+filesystem: no field of a message ever becomes a path. A write that fails because the disk is full raises
+`StorageFull` naming the store, and leaves nothing half-written; recovery and quarantine of damaged job
+folders at start are in store_scan.py.
 """
 
 from __future__ import annotations
 
+import errno
 import json
+import logging
 import os
 import re
 import secrets
@@ -26,12 +33,15 @@ from typing import Any
 import numpy as np
 
 from ..protocol.assets import Asset, asset_from_wire, asset_to_wire
-from ..protocol.errors import UnknownJob
+from ..protocol.errors import Internal, StorageFull, UnknownJob
+
+log = logging.getLogger("likeness3d.store")
 
 JOB_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{8}$")
 ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 FINAL_STATES = frozenset({"done", "failed", "cancelled"})
 STATES = frozenset({"queued", "running"}) | FINAL_STATES
+FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 MEDIA_TYPES = {
     ".json": "application/json",
@@ -51,32 +61,129 @@ def media_type(name: str) -> str:
     return MEDIA_TYPES.get(Path(name).suffix.lower(), "application/octet-stream")
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write, fsync, rename over the target, fsync the folder: readers see the old or the new file, never half."""
+def is_full(exc: BaseException) -> bool:
+    """True for an OSError saying the disk (or the quota) is full."""
+    return isinstance(exc, OSError) and exc.errno in FULL_ERRNOS
+
+
+def storage_error(exc: OSError, root: Path, doing: str) -> StorageFull | Internal:
+    """The typed error for a failed write into the store at `root`: `storage_full` when the disk is full."""
+    where = getattr(exc, "filename", None) or root
+    if is_full(exc):
+        return StorageFull(
+            f"the job store {root} is full ({exc.strerror}) while {doing}: free space on that disk, or start "
+            f"the server with --store on a disk with room; nothing half-written was kept"
+        )
+    return Internal(f"the job store {root} could not be written while {doing}: {where}: {exc.strerror or exc}")
+
+
+def atomic_write(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Write, fsync, rename over the target, fsync the folder: readers see the old or the new file, never half.
+    With `sync=False` the two fsyncs are left to the caller (`sync_path`, later, off the server loop): the
+    file is still replaced whole. A failed write (a full disk) removes its temporary file and raises."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if sync:
+                os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        _remove(tmp)
+        raise
+    if sync:
+        _fsync_dir(path.parent)
+
+
+def _fsync_dir(folder: Path) -> None:
+    dir_fd = os.open(folder, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
 
 
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True).encode())
+def sync_path(path: Path) -> None:
+    """Make a file written with `sync=False` durable (the file, then its folder's entry); best effort."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        _fsync_dir(path.parent)
+    except OSError as exc:  # replaced again meanwhile (that write syncs itself), or the folder is gone
+        log.debug("sync of %s skipped: %s", path, exc)
+
+
+def atomic_write_json(path: Path, obj: Any, *, sync: bool = True) -> None:
+    atomic_write(path, json.dumps(obj, indent=1, sort_keys=True).encode(), sync=sync)
+
+
+def write_npz(fh, arrays: dict[str, np.ndarray]) -> None:
+    """`np.savez`'s format (read back by `np.load`) without its copies: each array's bytes go from its own
+    memory to the file, and the CRC and the write release the GIL, so that a 64 MB asset stored on a thread
+    leaves the server loop free (`np.savez` copies in 16 MiB chunks holding the GIL)."""
+    import zipfile
+
+    from numpy.lib import format as npformat
+
+    with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            arr = np.ascontiguousarray(arr)
+            if arr.dtype.hasobject:
+                raise ValueError(f"array {name!r} holds Python objects; the store keeps plain arrays only")
+            with zf.open(name + ".npy", "w", force_zip64=True) as out:
+                npformat.write_array_header_1_0(out, npformat.header_data_from_array_1_0(arr))
+                if arr.size:
+                    out.write(memoryview(arr.reshape(-1).view(np.uint8)))
+
+
+def _remove(path: Path) -> None:
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+    except OSError:
+        pass
+
+
+class StaleOwner(BaseException):
+    """A worker of a server that no longer holds the store tried to write into it (BaseException: no
+    pipeline's catch-all swallows it; the worker ends without writing)."""
 
 
 class JobStore:
-    """Folders under `<root>/jobs`; every public method validates the job id first."""
+    """Folders under `<root>/jobs`; every public method validates the job id first.
 
-    def __init__(self, root: Path | str):
+    `epoch` is set in a worker: every write it makes into a job first checks that its server still holds the
+    store (owner.py); a worker left behind by a killed server raises StaleOwner instead of writing."""
+
+    def __init__(self, root: Path | str, *, epoch: int | None = None):
         self.root = Path(root).expanduser().resolve()
         self.jobs_dir = self.root / "jobs"
-        self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.jobs_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ValueError(f"the job store {self.root} cannot be made: {exc.filename or self.jobs_dir}: "
+                             f"{exc.strerror}; give --store a folder this user can write") from None
+        self.epoch = epoch
+        self._warned: set[tuple[str, str]] = set()
+        self.sync_later: Any = None
+        """Set by the server: a callable that fsyncs a state file off its loop (`sync_path` on its store
+        thread); None: every state write syncs before it returns."""
+
+    def check_owner(self) -> None:
+        """Raise StaleOwner when this store handle's epoch is not the store's owner epoch (workers only)."""
+        if self.epoch is None:
+            return
+        from .owner import read_epoch
+
+        current = read_epoch(self.root)
+        if current != self.epoch:
+            raise StaleOwner(f"the job store {self.root} is held by owner epoch {current}, not {self.epoch}")
 
     # -- paths ------------------------------------------------------------------------------------------
     def job_dir(self, job_id: str) -> Path:
@@ -97,21 +204,30 @@ class JobStore:
 
     # -- create -----------------------------------------------------------------------------------------
     def create(self, pipeline: str, config: dict, asset: Asset) -> str:
+        """Write a queued job whole (spec, inputs, state) and return its id; on a failure (a full disk) nothing
+        of it is left and a typed error (StorageFull) is raised."""
         job_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + secrets.token_hex(4)
         tmp = self.jobs_dir / f".{job_id}.tmp"
-        (tmp / "inputs").mkdir(parents=True)
-        (tmp / "artifacts").mkdir()
-        (tmp / "work").mkdir()
-        meta, arrays = asset_to_wire(asset)
-        atomic_write_json(tmp / "inputs" / "asset.json", meta)
-        with open(tmp / "inputs" / "asset.npz", "wb") as fh:
-            np.savez(fh, **arrays)
-            fh.flush()
-            os.fsync(fh.fileno())
-        now = time.time()
-        atomic_write_json(tmp / "spec.json", {"id": job_id, "pipeline": pipeline, "config": config, "created": now})
-        atomic_write_json(tmp / "state.json", {"state": "queued", "updated": now, "artifacts": []})
-        os.replace(tmp, self.jobs_dir / job_id)  # the job appears whole or not at all
+        try:
+            (tmp / "inputs").mkdir(parents=True)
+            (tmp / "artifacts").mkdir()
+            (tmp / "work").mkdir()
+            meta, arrays = asset_to_wire(asset)
+            atomic_write_json(tmp / "inputs" / "asset.json", meta)
+            with open(tmp / "inputs" / "asset.npz", "wb") as fh:
+                write_npz(fh, arrays)
+                fh.flush()
+                os.fsync(fh.fileno())
+            now = time.time()
+            atomic_write_json(tmp / "spec.json", {"id": job_id, "pipeline": pipeline, "config": config, "created": now})
+            atomic_write_json(tmp / "state.json", {"state": "queued", "updated": now, "artifacts": [], "seq": 0})
+            os.replace(tmp, self.jobs_dir / job_id)  # the job appears whole or not at all
+        except OSError as exc:
+            _remove(tmp)
+            raise storage_error(exc, self.root, "storing a submitted job's inputs") from None
+        except BaseException:
+            _remove(tmp)
+            raise
         return job_id
 
     # -- read -------------------------------------------------------------------------------------------
@@ -128,32 +244,54 @@ class JobStore:
             arrays = {k: npz[k] for k in npz.files}
         return asset_from_wire(meta, arrays)
 
-    def job_ids(self) -> list[str]:
-        """Every complete job folder, oldest first; leftovers of an interrupted create are removed."""
-        ids = []
-        for p in sorted(self.jobs_dir.iterdir()):
-            if p.name.startswith(".") and p.name.endswith(".tmp"):
-                shutil.rmtree(p, ignore_errors=True)
-            elif JOB_ID.match(p.name) and (p / "state.json").is_file() and (p / "spec.json").is_file():
-                ids.append(p.name)
-        return ids
-
     # -- update -----------------------------------------------------------------------------------------
     def write_state(self, job_id: str, state: str, **extra: Any) -> dict:
+        """Replace state.json atomically (raises the OSError of a failed write; nothing half-written)."""
         assert state in STATES, state
-        current = self.read_state(job_id)
+        try:
+            current = self.read_state(job_id)
+        except (ValueError, FileNotFoundError):  # damaged or removed while the server ran: written anew
+            current = {}
         current.update(extra, state=state, updated=time.time())
-        atomic_write_json(self.job_dir(job_id) / "state.json", current)
+        path = self.job_dir(job_id) / "state.json"
+        atomic_write_json(path, current, sync=self.sync_later is None)
+        if self.sync_later is not None:
+            self.sync_later(path)
         return current
 
-    def log(self, job_id: str, text: str) -> None:
-        with open(self.job_dir(job_id) / "log.txt", "a", encoding="utf-8") as fh:
-            fh.write(time.strftime("%H:%M:%S ") + text.rstrip("\n") + "\n")
+    def log(self, job_id: str, text: str) -> bool:
+        """Append a line to the job's log; best effort (a full disk loses the line, never the job or the
+        server): returns whether it was written."""
+        self.check_owner()
+        try:
+            with open(self.job_dir(job_id) / "log.txt", "a", encoding="utf-8") as fh:
+                fh.write(time.strftime("%H:%M:%S ") + text.rstrip("\n") + "\n")
+            return True
+        except (OSError, UnknownJob) as exc:
+            self._warn_once(job_id, "log", f"job {job_id}: log lines are not being written ({exc}); first lost: {text:.200}")
+            return False
+
+    def append_event(self, job_id: str, seq: int, kind: str) -> bool:
+        """Record that event `seq` of the job was sent, so that a restarted server numbers on from it (best
+        effort like the log; no fsync: it serves a server restart, the page cache survives a killed process)."""
+        try:
+            with open(self.job_dir(job_id) / "events.log", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"seq": seq, "type": kind}) + "\n")
+            return True
+        except (OSError, UnknownJob) as exc:
+            self._warn_once(job_id, "events", f"job {job_id}: events are not being recorded ({exc}); first lost: {seq}")
+            return False
+
+    def _warn_once(self, job_id: str, what: str, text: str) -> None:
+        """One warning per job and kind of lost write (a full disk would otherwise log every progress event)."""
+        if (job_id, what) not in self._warned:
+            self._warned.add((job_id, what))
+            log.warning("%s", text)
 
     def list_artifacts(self, job_id: str) -> list[dict]:
         """Scan the artifacts folder (after the worker finished) into {name, media_type, size} entries."""
         out = []
         for p in sorted((self.job_dir(job_id) / "artifacts").iterdir()):
-            if p.is_file() and ARTIFACT_NAME.match(p.name):
+            if p.is_file() and not p.is_symlink() and ARTIFACT_NAME.match(p.name):
                 out.append({"name": p.name, "media_type": media_type(p.name), "size": p.stat().st_size})
         return out

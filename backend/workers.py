@@ -8,14 +8,21 @@ job_id, stage, step, total, text, elapsed, preview), ("done", job_id), ("failed"
 A worker keeps the diffusion models its jobs load (backend/model_cache.py): after every job, whatever its
 outcome, they are brought back to their weights as loaded and the job's log says which were loaded and which
 reused; `release` drops them all ("models_dropped" in its reply to the server) and empties the CUDA cache.
+
+A worker dies with its server: on Linux the kernel sends it SIGKILL when the server goes (PR_SET_PDEATHSIG),
+and everywhere a watchdog thread ends it within WATCHDOG_S of its parent changing. Behind both, every write it
+makes into a job checks the store's owner epoch (owner.py): a worker of a server that no longer holds the
+store ends without writing.
 """
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing as mp
 import os
 import signal
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -25,10 +32,48 @@ from typing import Any
 from ..protocol.errors import Cancelled, ProtocolError
 
 _SPAWN = mp.get_context("spawn")  # never fork a process that holds zmq sockets or a CUDA context
+WATCHDOG_S = 0.2
+"""How often a worker checks that its server is still its parent (the portable path; Linux has PDEATHSIG)."""
+STALE_EXIT = 75
+"""Exit code of a worker that found its store held by another server (it wrote nothing)."""
+_PR_SET_PDEATHSIG = 1
 
 
-def worker_main(conn, device: str, store_root: str) -> None:
+def die_with_parent(parent_pid: int) -> None:
+    """End this process when `parent_pid` (the server) ends: the kernel's parent-death signal on Linux, and a
+    watchdog thread that polls the parent pid everywhere."""
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the watchdog below still holds
+    if os.getppid() != parent_pid:
+        os._exit(0)  # the server died before the signal was armed
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCHDOG_S)
+            if os.getppid() != parent_pid:
+                os._exit(0)
+
+    threading.Thread(target=watch, name="likeness3d-parent-watchdog", daemon=True).start()
+
+
+def worker_main(conn, device: str, store_root: str, epoch: int | None = None, parent_pid: int | None = None) -> None:
     """Entry point of a worker process."""
+    if parent_pid is not None:
+        die_with_parent(parent_pid)
+    from .store import StaleOwner
+
+    try:
+        _worker_loop(conn, device, store_root, epoch)
+    except StaleOwner as exc:
+        print(f"likeness3d worker {os.getpid()}: {exc}; ending without writing", file=sys.stderr, flush=True)
+        os._exit(STALE_EXIT)
+
+
+def _worker_loop(conn, device: str, store_root: str, epoch: int | None) -> None:
     if device.startswith("cuda:"):
         # each worker sees exactly its own GPU, which it then calls cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = device.split(":", 1)[1]
@@ -43,7 +88,7 @@ def worker_main(conn, device: str, store_root: str) -> None:
     from .store import JobStore
 
     model_cache.enable()  # a long-lived process: later jobs reuse the models earlier ones loaded
-    store = JobStore(store_root)
+    store = JobStore(store_root, epoch=epoch)
     conn.send(("ready", {"pid": os.getpid(), "device": device, "name": _device_name(device)}))
     pending_release = False
     while True:
@@ -67,6 +112,7 @@ def _run_job(conn, store, device: str, job_id: str, pipeline: str, config: dict)
     """Run one job; report done/failed. Returns whether a release arrived while it ran."""
     from .context import JobContext
     from .pipelines import get_pipeline
+    from .store import is_full, storage_error
 
     state = {"cancel": False, "release": False}
 
@@ -97,6 +143,7 @@ def _run_job(conn, store, device: str, job_id: str, pipeline: str, config: dict)
             on_progress=on_progress,
             cancel_requested=cancel_requested,
             log_fn=lambda text: store.log(job_id, text),
+            guard=store.check_owner,
         )
         store.log(job_id, f"running {pipeline} on {device}")
         spec.run(ctx, asset, cfg)
@@ -107,8 +154,12 @@ def _run_job(conn, store, device: str, job_id: str, pipeline: str, config: dict)
         reply = ("failed", job_id, exc.code, exc.message)
     except Exception as exc:  # the one catch-all of a worker: the job fails, the worker lives on
         store.log(job_id, traceback.format_exc())
-        code = "out_of_memory" if _is_oom(exc) else "internal"
-        reply = ("failed", job_id, code, f"{type(exc).__name__}: {exc}")
+        if is_full(exc):
+            err = storage_error(exc, store.root, "the job wrote its results")
+            reply = ("failed", job_id, err.code, err.message)
+        else:
+            code = "out_of_memory" if _is_oom(exc) else "internal"
+            reply = ("failed", job_id, code, f"{type(exc).__name__}: {exc}")
     _end_job_models(store, job_id)  # before the reply: the job's log is complete when its client hears
     conn.send(reply)
     return state["release"]
@@ -172,6 +223,8 @@ class Worker:
     index: int
     device: str
     store_root: str
+    epoch: int | None = None
+    """The server's owner epoch of the store (owner.py), checked by the worker before each write."""
     process: Any = None
     conn: Any = None
     job: str | None = None
@@ -186,7 +239,7 @@ class Worker:
     def start(self) -> None:
         parent, child = _SPAWN.Pipe(duplex=True)
         self.process = _SPAWN.Process(
-            target=worker_main, args=(child, self.device, self.store_root), name=f"likeness3d-worker-{self.index}", daemon=True
+            target=worker_main, args=(child, self.device, self.store_root, self.epoch, os.getpid()), name=f"likeness3d-worker-{self.index}", daemon=True
         )
         self.process.start()
         child.close()

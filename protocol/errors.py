@@ -80,6 +80,12 @@ class WorkerCrashed(ProtocolError):
     code = "worker_crashed"
 
 
+class StorageFull(ProtocolError):
+    """The server's job store has no space left (or its quota is used up); nothing half-written is kept."""
+
+    code = "storage_full"
+
+
 class Internal(ProtocolError):
     """An unexpected error on the server; the message carries the exception text."""
 
@@ -111,6 +117,7 @@ ERRORS: dict[str, type[ProtocolError]] = {
         Cancelled,
         OutOfMemory,
         WorkerCrashed,
+        StorageFull,
         Internal,
         Timeout,
         Unreachable,
