@@ -22,11 +22,18 @@ def is_local_address(address: str) -> bool:
     return host in _LOCAL_HOSTS or host.startswith("127.")
 
 
-def make_keys(out_dir: Path | str, name: str) -> tuple[Path, Path]:
-    """Write `<name>.key` (public, shareable) and `<name>.key_secret` (private) into out_dir."""
-    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name):
+def make_keys(out_dir: Path | str, name: str, force: bool = False) -> tuple[Path, Path]:
+    """Write `<name>.key` (public, shareable) and `<name>.key_secret` (private) into out_dir; an existing pair
+    of that name is kept (ValueError) unless `force`: a replaced key locks out whoever holds the old one."""
+    if not re.match(r"^[A-Za-z0-9_.-]{1,64}$", name) or name in (".", ".."):
         raise ValueError(f"key name {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file: name a folder for the keys")
+    existing = [p for p in (out / f"{name}.key", out / f"{name}.key_secret") if p.exists()]
+    if existing and not force:
+        raise ValueError(f"{existing[0]} exists: a new pair would lock out whoever uses the old one; pass --force to "
+                         "replace it, or choose another --name")
     out.mkdir(parents=True, exist_ok=True)
     public, secret = zmq.auth.create_certificates(str(out), name)
     Path(secret).chmod(0o600)

@@ -95,6 +95,9 @@ class CustomizeConfig:
         )
 
 
+MODELS_REQUIRED = True
+"""No diffusion model, no run (`likeness3d refine` says so before any work)."""
+
 PRESETS: dict[str, dict] = {
     "fast": {"resolution": 128, "dreambooth": {"resolution": 256, "steps": (5, 10, 10, 15)},
              "coarse": {"steps": 150, "resolution": 64, "gaussians": 5000}, "sds": {"resolution": 256},
