@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
 import zmq
 import zmq.auth
+from zmq.auth.thread import ThreadAuthenticator
+
+log = logging.getLogger("likeness3d.security")
 
 _LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1", "[::1]"}
 
@@ -47,18 +51,83 @@ def load_keypair(secret_file: Path | str) -> tuple[bytes, bytes]:
     return public, secret
 
 
-def secure_server_socket(ctx: zmq.Context, sock: zmq.Socket, server_secret_file: Path | str, clients_dir: Path | str):
-    """Make `sock` a CURVE server that admits only the public keys found in clients_dir.
-    Returns the running authenticator (stop it when the socket closes)."""
-    from zmq.auth.thread import ThreadAuthenticator
+def key_fingerprint(z85_key: bytes | str) -> str:
+    """A short, loggable name of a public key: SHA256 of its Z85 text, 16 hex digits."""
+    import hashlib
 
+    text = z85_key.encode() if isinstance(z85_key, str) else bytes(z85_key)
+    return "SHA256:" + hashlib.sha256(text).hexdigest()[:16]
+
+
+class ClientKeys:
+    """The allow-list: the public keys (*.key) in a folder, read again whenever the folder's listing or a key
+    file changes, so a key removed is refused from the next handshake on and a key added is admitted
+    without a restart. Refused clients are logged with their key's fingerprint and their address."""
+
+    def __init__(self, folder: Path | str):
+        self.folder = Path(folder)
+        self.address = "?"
+        """The address of the handshake being checked (set by the authenticator)."""
+        self._stamp: tuple | None = None
+        self._keys: set[bytes] = set()
+
+    def _signature(self) -> tuple:
+        try:
+            entries = []
+            for p in sorted(self.folder.iterdir()):
+                if p.name.endswith(".key"):
+                    st = p.stat()
+                    entries.append((p.name, st.st_mtime_ns, st.st_size, st.st_ino))
+            return tuple(entries)
+        except OSError:
+            return ()
+
+    def keys(self) -> set[bytes]:
+        stamp = self._signature()
+        if stamp != self._stamp:
+            try:
+                self._keys = set(zmq.auth.load_certificates(str(self.folder)))
+            except Exception as exc:  # an unreadable folder or key: admit nobody rather than everybody
+                log.error("cannot read the client keys in %s (%s): refusing every client until it is fixed",
+                          self.folder, exc)
+                self._keys = set()
+            if self._stamp is not None:
+                log.info("client keys in %s changed: %d allowed", self.folder, len(self._keys))
+            self._stamp = stamp
+        return self._keys
+
+    def callback(self, domain: str, key: bytes) -> bool:
+        ok = key in self.keys()
+        if not ok:
+            log.warning("refused a client: key %s from %s is not in %s", key_fingerprint(key), self.address, self.folder)
+        return ok
+
+
+class _Authenticator(ThreadAuthenticator):
+    """pyzmq's ZAP thread, telling the allow-list which address each handshake comes from."""
+
+    def __init__(self, ctx: zmq.Context, keys: ClientKeys):
+        super().__init__(ctx)
+        self._client_keys = keys
+
+    async def handle_zap_message(self, msg: list[bytes]) -> None:
+        if len(msg) >= 4:
+            self._client_keys.address = msg[3].decode("utf-8", "replace") or "?"
+        await super().handle_zap_message(msg)
+
+
+def secure_server_socket(ctx: zmq.Context, sock: zmq.Socket, server_secret_file: Path | str, clients_dir: Path | str):
+    """Make `sock` a CURVE server that admits only the public keys found in clients_dir (read again when it
+    changes). Returns the running authenticator (stop it when the socket closes)."""
     clients = Path(clients_dir)
     if not clients.is_dir():
         raise ValueError(f"--clients-dir {clients} is not a folder of client public keys")
     public, secret = load_keypair(server_secret_file)
-    auth = ThreadAuthenticator(ctx)
+    keys = ClientKeys(clients)
+    keys.keys()
+    auth = _Authenticator(ctx, keys)
     auth.start()
-    auth.configure_curve(domain="*", location=str(clients))
+    auth.configure_curve_callback(domain="*", credentials_provider=keys)
     sock.curve_secretkey = secret
     sock.curve_publickey = public
     sock.curve_server = True
