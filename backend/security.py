@@ -51,6 +51,35 @@ def load_keypair(secret_file: Path | str) -> tuple[bytes, bytes]:
     return public, secret
 
 
+_MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+ALLOW_MODEL_PATHS_ENV = "LIKENESS3D_ALLOW_MODEL_PATHS"
+"""Set to 1 by `likeness3d serve --allow-model-paths`: a job's `models` may name any folder of the server."""
+
+
+def submitted_models(config_map: dict, models: str, root: str | Path | None) -> dict:
+    """The config map of a submit with its `models` as the worker will use it. A client names a model set by
+    its folder's name under the operator's models folder (`likeness3d serve --models`; the set is a models
+    folder by role itself), "tiny", or nothing (the operator's folder); a path is accepted only with --allow-model-paths. Every other value gets the same `model_missing`
+    reply, whether the folder is absent, unreadable, a file or outside the root: the reply says nothing about
+    the server's folders."""
+    import os
+
+    from ..protocol.errors import ModelMissing
+
+    if models in ("", "tiny") or not isinstance(config_map, dict) or "models" not in config_map:
+        return config_map
+    if os.environ.get(ALLOW_MODEL_PATHS_ENV) == "1" and ("/" in models or "\\" in models or models.startswith("~")):
+        return config_map
+    folder = Path(root) / models if root is not None and _MODEL_NAME.match(models) and ".." not in models else None
+    if folder is None or not folder.is_dir():
+        found = sorted(p.name for p in Path(root).iterdir() if p.is_dir() and _MODEL_NAME.match(p.name)) \
+            if root is not None and Path(root).is_dir() else []
+        raise ModelMissing(f"config.models {models!r:.80} is not a model of this backend: name one of {found[:50]} "
+                           "(the folders of the backend's models folder), 'tiny', or leave it empty for the "
+                           "backend's own", field="config.models")
+    return {**config_map, "models": str(folder)}
+
+
 def key_fingerprint(z85_key: bytes | str) -> str:
     """A short, loggable name of a public key: SHA256 of its Z85 text, 16 hex digits."""
     import hashlib

@@ -21,7 +21,7 @@ from ..protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
 from .jobs import JobManager
 from .model_dirs import models_found
 from .pipelines import available, get_pipeline
-from .security import is_local_address, secure_server_socket
+from .security import is_local_address, secure_server_socket, submitted_models
 from .store import FINAL_STATES, JobStore, media_type
 from .workers import Worker
 
@@ -162,8 +162,9 @@ class Server:
         spec = get_pipeline(msg.pipeline)
         if msg.asset is None:
             raise BadMessage("submit needs an asset", field="asset")
-        spec.build_config(msg.config)  # an unknown key or a wrong type fails here, before anything is stored
-        rec = self.jobs.submit(spec.name, msg.config, msg.asset)
+        config = spec.build_config(msg.config)  # an unknown key or a wrong type fails here, before anything is stored
+        config_map = submitted_models(msg.config, getattr(config, "models", ""), self.models["dir"])
+        rec = self.jobs.submit(spec.name, config_map, msg.asset)
         rec.subscribers[identity] = rid
         self.store.log(rec.id, f"submitted {spec.name}")
         return M.Accepted(job=rec.id, position=self.jobs.position(rec.id))

@@ -97,3 +97,37 @@ def test_camera_skew_is_refused():
     with pytest.raises(InvalidAsset, match=r"K\[0\]\[1\] \(skew\) is 0.5") as e:
         Camera(K, np.eye(4), 16, 16)
     assert e.value.field == "camera.K"
+
+
+def test_a_job_names_models_under_the_operators_root_and_one_reply_says_not_there(server_factory, tmp_path, asset):
+    import json
+    from likeness3d.protocol.errors import ModelMissing
+
+    root = tmp_path / "models"
+    (root / "studio-set").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "a_file").write_text("x")
+    server = server_factory(extra=["--models", str(root)])
+    with Client(server.address, timeout=20) as c:
+        replies = {}
+        for value in ("/etc", str(tmp_path / "elsewhere"), "missing-set", "../elsewhere", "a_file", "~root", "studio-set/../.."):
+            with pytest.raises(ModelMissing) as e:
+                c.submit("tire", asset, {"models": value})
+            assert e.value.field == "config.models"
+            replies[value] = e.value.message.replace(repr(value)[:82], "VALUE")
+        assert len(set(replies.values())) == 1, replies  # absent, outside, a file: one answer
+        assert "studio-set" in next(iter(replies.values()))
+        job = c.submit("tire", asset, {"models": "studio-set", "fit": {"steps": 1}})
+    spec = json.loads((server.store / "jobs" / job.id / "spec.json").read_text())
+    assert spec["config"]["models"] == str(root / "studio-set")
+
+
+def test_allow_model_paths_lets_a_job_name_a_server_folder(server_factory, tmp_path, asset):
+    import json
+
+    (tmp_path / "elsewhere").mkdir()
+    server = server_factory(extra=["--allow-model-paths"])
+    with Client(server.address, timeout=20) as c:
+        job = c.submit("tire", asset, {"models": str(tmp_path / "elsewhere"), "fit": {"steps": 1}})
+    spec = json.loads((server.store / "jobs" / job.id / "spec.json").read_text())
+    assert spec["config"]["models"] == str(tmp_path / "elsewhere")
