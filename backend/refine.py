@@ -19,6 +19,7 @@ from ..protocol.assets import Asset, Reference
 from ..protocol.errors import BadMessage, InvalidAsset, ModelMissing
 from .config import canonical, config_from_dict, merge_config
 from .context import JobContext
+from .inputs.budget import fit_references
 from .inputs.mesh import read_mesh
 from .inputs.transforms import read_transforms
 from .pipelines import get_pipeline
@@ -163,6 +164,7 @@ def prepare(
             check_refinable(asset, pipeline)
         except InvalidAsset as exc:
             raise InvalidAsset(f"{exc.message} (from --mesh {mesh_path} and --refs {refs_path})", field=exc.field) from None
+    asset = fit_references(asset, config)  # no larger than the job uses, before any work
     truth = read_transforms(eval_views) if eval_views else None
     if device is not None:
         check_cuda(device)  # imports torch, after every other check

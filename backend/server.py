@@ -18,6 +18,7 @@ from .. import __version__
 from ..protocol import messages as M
 from ..protocol.errors import BadMessage, Internal, ProtocolError
 from ..protocol.framing import DEFAULT_MAX_MESSAGE_BYTES
+from .inputs.budget import check_pixel_budget
 from .jobs import JobManager
 from .model_dirs import models_found
 from .pipelines import available, get_pipeline
@@ -162,6 +163,7 @@ class Server:
         spec = get_pipeline(msg.pipeline)
         if msg.asset is None:
             raise BadMessage("submit needs an asset", field="asset")
+        check_pixel_budget(msg.asset)  # serve --max-reference-megapixels: too_large before anything is stored
         config = spec.build_config(msg.config)  # an unknown key or a wrong type fails here, before anything is stored
         config_map = submitted_models(msg.config, getattr(config, "models", ""), self.models["dir"])
         rec = self.jobs.submit(spec.name, config_map, msg.asset)

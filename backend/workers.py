@@ -37,6 +37,9 @@ def worker_main(conn, device: str, store_root: str) -> None:
         # growable segments keep the allocator's pool close to what is in use (an operator's setting wins)
         os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+    from .limits import apply_worker_memory_limit
+
+    apply_worker_memory_limit(device)  # serve --max-worker-memory-gb (CPU workers)
     # jobs of one server share a cache (class images) beside its job store, unless the operator chose one
     os.environ.setdefault("LIKENESS3D_CACHE", str(Path(store_root) / "cache"))
     from . import model_cache
@@ -89,7 +92,9 @@ def _run_job(conn, store, device: str, job_id: str, pipeline: str, config: dict)
     try:
         spec = get_pipeline(pipeline)
         cfg = spec.build_config(config)
-        asset = store.load_asset(job_id)
+        from .inputs.budget import fit_references
+
+        asset = fit_references(store.load_asset(job_id), cfg)  # no larger than the job uses, before any work
         ctx = JobContext(
             job_dir / "artifacts",
             job_dir / "work",

@@ -18,21 +18,9 @@ from ...protocol.assets import Camera, Reference
 from ...protocol.cameras import CameraError, PinholeCamera, camera_from_nerfstudio, nerfstudio_frame
 from ...protocol.errors import InvalidAsset, TooLarge
 from ..stages.common.images import to_u8
+from .budget import ENV as BUDGET_ENV, max_reference_pixels
 
 _DISTORTION = ("k1", "k2", "k3", "k4", "p1", "p2")
-
-
-MAX_REFERENCE_PIXELS = 64_000_000
-"""Default pixel budget of one reference image (width x height); `LIKENESS3D_MAX_REFERENCE_PIXELS` (or the
-server's `--max-reference-megapixels`) changes it."""
-
-
-def max_reference_pixels() -> int:
-    """The pixel budget of one reference image: $LIKENESS3D_MAX_REFERENCE_PIXELS, else MAX_REFERENCE_PIXELS."""
-    import os
-
-    value = os.environ.get("LIKENESS3D_MAX_REFERENCE_PIXELS", "")
-    return int(value) if value.isdigit() and int(value) > 0 else MAX_REFERENCE_PIXELS
 
 
 def _load_image(path: Path, where: str, field: str) -> np.ndarray:
@@ -50,7 +38,7 @@ def _load_image(path: Path, where: str, field: str) -> np.ndarray:
             if w * h > budget:
                 raise TooLarge(f"{where}: image {path} is {w}x{h} = {w * h / 1e6:.1f} megapixels, over the budget of "
                                f"{budget / 1e6:.1f}: scale it down (a few megapixels is plenty) or raise "
-                               "LIKENESS3D_MAX_REFERENCE_PIXELS", field=field)
+                               f"{BUDGET_ENV}", field=field)
             Image.MAX_IMAGE_PIXELS = None  # the budget above is the check
             return np.asarray(im.convert("RGBA"))
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
