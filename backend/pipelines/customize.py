@@ -100,8 +100,8 @@ MODELS_REQUIRED = True
 
 PRESETS: dict[str, dict] = {
     "fast": {"resolution": 64, "dreambooth": {"resolution": 64, "steps": (1, 1, 1, 3)},
-             "coarse": {"steps": 20, "resolution": 32, "gaussians": 2000}, "sds": {"resolution": 64},
-             "refine": {"points": 8000, "steps": 40, "learning_rate": 3e-2}, "bake_azimuths": 4, "turntable_views": 4},
+             "coarse": {"steps": 12, "resolution": 32, "gaussians": 1000}, "sds": {"resolution": 64},
+             "refine": {"points": 2000, "steps": 16, "learning_rate": 3e-2}, "bake_azimuths": 4, "turntable_views": 4},
     "quality": {},
 }
 """`fast` proves the wiring in a minute or two on 2 CPU cores (64 px, a few steps of every stage: the

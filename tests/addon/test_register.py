@@ -40,7 +40,7 @@ def test_preferences_and_scene_properties_defaults():
     assert isinstance(prefs, bpy.types.AddonPreferences)
     assert prefs.address == "tcp://127.0.0.1:5555" and prefs.timeout == 30.0
     props = bpy.context.scene.likeness
-    assert props.pipeline == "inspect" and props.quality == "STANDARD" and props.class_word == "object"
+    assert props.pipeline == "inspect" and props.quality == "AUTO" and props.class_word == "object"
     assert len(props.references) == 0 and len(props.jobs) == 0
     assert bpy.context.window_manager.likeness.state == "disconnected"
 
