@@ -497,3 +497,24 @@ def test_auto_quality_before_a_hello_and_on_a_gpu_backend():
     assert presets.effective_quality("AUTO", True) == "STANDARD"
     assert presets.effective_quality("AUTO", False) == "DRAFT"
     assert presets.effective_quality("HIGH", False) == "HIGH"  # the user's own choice stands
+
+
+def test_headless_example_runs_on_the_bpy_module_and_prints_progress(connected, tmp_path):
+    """No blender binary: `python headless_refine.py --blend FILE -- ...` with the bpy module, as HEADLESS.md
+    says; the script prints a line as the job moves, and the Auto quality note for this CPU backend."""
+    import subprocess
+    import sys
+
+    subject_scene(n_refs=2)
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    out = tmp_path / "refined.blend"
+    args = [sys.executable, str(EXAMPLE), "--blend", str(blend), "--", "--target", "Cube", "--class-word", "box",
+            "--pipeline", "selftest", "--address", connected.address, "--out", str(out)]
+    run = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert "likeness3d: Auto: Draft settings, the backend has no GPU (the full settings would run for hours)" in lines
+    running = [line for line in lines if " RUNNING selftest " in line]
+    assert running and running[-1].split(" RUNNING selftest ")[1].startswith("3/3"), lines  # Draft: 3 steps
+    assert any(" DONE" in line for line in lines) and f"likeness3d: saved {out}" in lines
