@@ -76,7 +76,7 @@ class JobManager:
             arts = tuple(ArtifactInfo(a["name"], a["media_type"], a["size"]) for a in state.get("artifacts", []))
             return Result(job=rec.id, seq=rec.seq, artifacts=arts)
         err = state.get("error") or {"code": "cancelled" if rec.state == "cancelled" else "internal", "message": rec.state}
-        return Error(code=err["code"], message=err["message"], job=rec.id, seq=rec.seq)
+        return Error(code=err["code"], message=err["message"], field=err.get("field"), job=rec.id, seq=rec.seq)
 
     # -- lookups ----------------------------------------------------------------------------------------
     def get(self, job_id: Any) -> JobRecord:
@@ -127,14 +127,15 @@ class JobManager:
         rec.final = Result(job=job_id, seq=rec.seq, artifacts=tuple(ArtifactInfo(**a) for a in artifacts))
         return rec.final
 
-    def failed(self, job_id: str, code: str, message: str) -> Error:
+    def failed(self, job_id: str, code: str, message: str, field: str | None = None) -> Error:
         rec = self.jobs[job_id]
         state = "cancelled" if code == "cancelled" else "failed"
-        self.store.write_state(job_id, state, error={"code": code, "message": message})
+        error = {"code": code, "message": message} | ({"field": field} if field else {})
+        self.store.write_state(job_id, state, error=error)
         self.store.log(job_id, f"{state}: {code}: {message}")
         rec.state, rec.worker = state, None
         rec.seq += 1
-        rec.final = Error(code=code, message=message, job=job_id, seq=rec.seq)
+        rec.final = Error(code=code, message=message, field=field, job=job_id, seq=rec.seq)
         return rec.final
 
     def cancel_queued(self, job_id: str) -> Error:

@@ -109,7 +109,7 @@ def _run_job(conn, store, device: str, job_id: str, pipeline: str, config: dict)
         reply = ("failed", job_id, exc.code, exc.message)
     except ProtocolError as exc:
         store.log(job_id, f"{exc.code}: {exc.message}")
-        reply = ("failed", job_id, exc.code, exc.message)
+        reply = ("failed", job_id, exc.code, exc.message, exc.field)
     except Exception as exc:  # the one catch-all of a worker: the job fails, the worker lives on
         store.log(job_id, traceback.format_exc())
         code = "out_of_memory" if _is_oom(exc) else "internal"
