@@ -33,7 +33,7 @@ PRESETS: dict[str, dict[str, dict]] = {
     "customize": {
         "DRAFT": {"resolution": 64, "dreambooth": {"resolution": 64, "steps": [1, 1, 1, 3]},
                   "coarse": {"steps": 12, "resolution": 32, "gaussians": 1000}, "sds": {"resolution": 64},
-                  "refine": {"points": 2000, "steps": 16, "learning_rate": 0.03}, "bake_azimuths": 4,
+                  "refine": {"points": 2000, "steps": 16, "learning_rate": 0.01}, "bake_azimuths": 4,
                   "turntable_views": 4},
         "STANDARD": {},
         "HIGH": {"coarse": {"steps": 2000}, "refine": {"steps": 5000}, "bake_azimuths": 24},

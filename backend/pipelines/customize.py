@@ -101,7 +101,7 @@ MODELS_REQUIRED = True
 PRESETS: dict[str, dict] = {
     "fast": {"resolution": 64, "dreambooth": {"resolution": 64, "steps": (1, 1, 1, 3)},
              "coarse": {"steps": 12, "resolution": 32, "gaussians": 1000}, "sds": {"resolution": 64},
-             "refine": {"points": 2000, "steps": 16, "learning_rate": 3e-2}, "bake_azimuths": 4, "turntable_views": 4},
+             "refine": {"points": 2000, "steps": 16, "learning_rate": 1e-2}, "bake_azimuths": 4, "turntable_views": 4},
     "quality": {},
 }
 """`fast` proves the wiring in a minute or two on 2 CPU cores (64 px, a few steps of every stage: the
