@@ -99,6 +99,8 @@ def test_memory_limit_turns_a_huge_allocation_into_memory_error():
             "from likeness3d.backend.limits import apply_worker_memory_limit\n"
             "assert apply_worker_memory_limit('cpu') == 2 << 30\n"
             "assert apply_worker_memory_limit('cuda:0') is None\n"
+            "from likeness3d.backend.pipelines.peak_memory import PeakMemory\n"
+            "assert PeakMemory('cpu').read()['cpu_address_space_limit_mb'] == 2048.0\n"
             "try:\n    bytearray(3 << 30)\nexcept MemoryError:\n    print('refused')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=dict(os.environ))
     assert out.returncode == 0 and out.stdout.strip() == "refused", out.stderr
