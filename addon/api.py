@@ -22,7 +22,7 @@ from ..protocol.errors import ProtocolError, Timeout, error_from_code
 from . import jobs, preferences, session
 from .presets import build_config
 from .video_panel import scene_config
-from .request import build_asset
+from .request import build_asset, quality_note
 
 
 @dataclass
@@ -68,9 +68,12 @@ def refine(
     address: str | None = None,
     timeout: float | None = None,
     scene: bpy.types.Scene | None = None,
+    progress=None,
 ) -> Outcome:
     """Gather, submit, wait, fetch and import one job. Arguments left out keep the scene's panel settings;
-    `config` is merged over the quality preset. `timeout` bounds the wait for the job (None: no bound)."""
+    `config` is merged over the quality preset (Auto: Draft on a backend without a GPU). `timeout` bounds the
+    wait for the job (None: no bound). `progress(item)` is called as the job moves (state, stage, step, text;
+    also once with the settings note, as a `str`)."""
     scene = scene or bpy.context.scene
     props = scene.likeness
     if target is not None:
@@ -86,16 +89,20 @@ def refine(
 
     # 1. Inputs, gathered on this (main) thread
     asset = build_asset(bpy.context, scene)
-    job_config = {**scene_config(scene, props.pipeline, build_config(props.pipeline, props.quality)), **(config or {})}
-    # 2. The backend
+    # 2. The backend (its hello says whether it has a GPU, which Auto quality needs)
     client = session.client()
-    if client is None or (address and client.address != address):
-        connect(address)
+    if client is None or (address and client.address != address) or session.backend_has_gpu() is None:
+        connect(address or (client.address if client is not None else None))
+    base = build_config(props.pipeline, props.quality, backend_has_gpu=session.backend_has_gpu())
+    job_config = {**scene_config(scene, props.pipeline, base), **(config or {})}
+    note = quality_note(scene)
+    if note and progress is not None:
+        progress(note)
     # 3. Submit and poll until the job ends and its results are fetched and imported
     before = set(bpy.data.objects)
     key = jobs.submit(scene, asset, props.pipeline, job_config)
     jobs.report_outcome_here(key)
-    if not jobs.wait(key, timeout):
+    if not jobs.wait(key, timeout, progress):
         raise Timeout(f"the {props.pipeline} job did not finish within {timeout} s; it keeps running on the backend")
     _, item = jobs.find(key)
     if item.state != "DONE":

@@ -305,11 +305,18 @@ def report_outcome_here(key: str) -> None:
     _self_reporting.add(key)
 
 
-def wait(key: str, timeout: float | None = None) -> bool:
-    """Background mode: poll until the job's item is final and its results are in; False on timeout."""
+def wait(key: str, timeout: float | None = None, progress=None) -> bool:
+    """Background mode: poll until the job's item is final and its results are in; False on timeout.
+    `progress(item)` is called whenever the item's state, stage or step changed (a script prints it)."""
+    last = [None]
 
     def finished() -> bool:
         scene, item = find(key)
+        if progress is not None and item is not None:
+            now = (item.state, item.stage, item.step, item.total)
+            if now != last[0]:
+                last[0] = now
+                progress(item)
         return item is None or (item.finished and not session.busy())
 
     return session.wait_until(finished, timeout)

@@ -17,7 +17,7 @@ from . import importers, jobs, preferences, session
 from .gather import GatherError, background_image_of
 from .images import ImageError
 from .presets import ConfigError
-from .request import build_asset, build_job_config
+from .request import build_asset, build_job_config, quality_note
 
 # the failures a user can cause and fix: reported as they are, never as a traceback
 USER_ERRORS = (ProtocolError, GatherError, ImageError, ConfigError, session.ConnectError, ValueError,
@@ -186,9 +186,15 @@ class LIKENESS_OT_refine(bpy.types.Operator):
         blocking = _blocking(self.mode)
         try:
             asset = build_asset(context, scene)  # 1. gather on the main thread (bpy)
-            config = build_job_config(scene)
             if session.client() is None:
                 session.connect(context, on_ready=jobs.reattach_all)
+            if props.quality == "AUTO" and session.backend_has_gpu() is None:  # Auto needs the backend's hello
+                session.wait_until(lambda: session.backend_has_gpu() is not None or session.runtime().state == "error",
+                                   preferences.get(context).timeout)
+            config = build_job_config(scene)
+            note = quality_note(scene)
+            if note:
+                self.report({"INFO"}, f"Likeness3D: {note}")
             key = jobs.submit(scene, asset, props.pipeline, config)  # 2. send from the worker thread
         except USER_ERRORS as exc:
             self.report({"ERROR"}, str(exc) if not isinstance(exc, ProtocolError) else jobs.describe(exc))

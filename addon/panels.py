@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import jobs, preferences, session
+from . import jobs, preferences, request, session
 
 STATE_ICONS = {"connected": "CHECKMARK", "connecting": "SORTTIME", "lost": "ERROR", "error": "CANCEL",
                "disconnected": "UNLINKED"}
@@ -110,6 +110,9 @@ class LIKENESS_PT_refine(_Panel, bpy.types.Panel):
         props = context.scene.likeness
         layout.prop(props, "pipeline")
         layout.prop(props, "quality")
+        note = request.quality_note(context.scene)
+        if note:
+            layout.label(text=note, icon="INFO")
         layout.prop(props, "config_json")
         row = layout.row(align=True)
         row.scale_y = 1.5

@@ -11,13 +11,27 @@ from ..protocol.client import DEFAULT_ADDRESS
 PACKAGE = __package__.rpartition(".")[0]
 
 
+DEFAULTS = {
+    "address": DEFAULT_ADDRESS,
+    "server_public_key": "",
+    "client_secret_key": "",
+    "timeout": 30.0,
+    "job_timeout": 0.0,
+    "poll_interval": 0.1,
+    "results_dir": "//likeness3d_results",
+    "splat_display_cap": 250_000,
+}
+"""Every preference's default: the properties below take theirs from here, and `get` answers with these when
+the classes are registered without an add-on entry (`likeness3d.register()` from a script)."""
+
+
 class LikenessPreferences(bpy.types.AddonPreferences):
     bl_idname = PACKAGE
 
     address: StringProperty(
         name="Backend",
         description="ZeroMQ address of the Likeness3D backend (likeness3d serve --listen ...)",
-        default=DEFAULT_ADDRESS,
+        default=DEFAULTS["address"],
     )
     server_public_key: StringProperty(
         name="Server Key",
@@ -32,28 +46,28 @@ class LikenessPreferences(bpy.types.AddonPreferences):
     timeout: FloatProperty(
         name="Request Timeout",
         description="Seconds to wait for the backend to answer a request",
-        default=30.0, min=1.0, max=3600.0, unit="TIME_ABSOLUTE",
+        default=DEFAULTS["timeout"], min=1.0, max=3600.0, unit="TIME_ABSOLUTE",
     )
     job_timeout: FloatProperty(
         name="Job Timeout",
         description="Seconds a blocking (background mode) refine waits for its job; 0 waits forever",
-        default=0.0, min=0.0, unit="TIME_ABSOLUTE",
+        default=DEFAULTS["job_timeout"], min=0.0, unit="TIME_ABSOLUTE",
     )
     poll_interval: FloatProperty(
         name="Poll Interval",
         description="Seconds between checks for job events while Blender runs interactively",
-        default=0.1, min=0.02, max=2.0, unit="TIME_ABSOLUTE",
+        default=DEFAULTS["poll_interval"], min=0.02, max=2.0, unit="TIME_ABSOLUTE",
     )
     results_dir: StringProperty(
         name="Results Folder",
         description="Where job artifacts are fetched to ('//' = next to the .blend; unsaved files use a temp folder)",
-        default="//likeness3d_results",
+        default=DEFAULTS["results_dir"],
         subtype="DIR_PATH",
     )
     splat_display_cap: IntProperty(
         name="Splat Display Cap",
         description="Imported splat clouds show at most this many points in the viewport (all are kept)",
-        default=250_000, min=1,
+        default=DEFAULTS["splat_display_cap"], min=1,
     )
 
     def draw(self, context):
@@ -71,11 +85,12 @@ class LikenessPreferences(bpy.types.AddonPreferences):
 
 
 class _Defaults:
-    """The preferences' defaults, when the add-on's classes are registered without an add-on entry."""
+    """The preferences' defaults, when the add-on's classes are registered without an add-on entry (the
+    annotations above are strings under `from __future__ import annotations`: DEFAULTS is the one source)."""
 
     def __init__(self):
-        for name in LikenessPreferences.__annotations__:
-            setattr(self, name, LikenessPreferences.__annotations__[name].keywords.get("default", ""))
+        for name, value in DEFAULTS.items():
+            setattr(self, name, value)
 
 
 def get(context=None) -> LikenessPreferences | _Defaults:

@@ -12,6 +12,7 @@ import json
 from ..protocol.config_maps import dotted, merge_config
 
 QUALITY_ITEMS = [
+    ("AUTO", "Auto", "Draft on a backend without a GPU (the full settings would run for hours there), Standard on one with GPUs"),
     ("DRAFT", "Draft", "Fast, for checking the setup"),
     ("STANDARD", "Standard", "The pipeline's defaults"),
     ("HIGH", "High", "Slower, for the final asset"),
@@ -30,10 +31,10 @@ PRESETS: dict[str, dict[str, dict]] = {
     },
     # Customize-It-3D: DRAFT is the backend's `fast` preset; STANDARD the authors' settings at 512 px
     "customize": {
-        "DRAFT": {"resolution": 128, "dreambooth": {"resolution": 256, "steps": [5, 10, 10, 15]},
-                  "coarse": {"steps": 150, "resolution": 64, "gaussians": 5000}, "sds": {"resolution": 256},
-                  "refine": {"points": 30000, "steps": 200, "learning_rate": 0.01}, "bake_azimuths": 8,
-                  "turntable_views": 6},
+        "DRAFT": {"resolution": 64, "dreambooth": {"resolution": 64, "steps": [1, 1, 1, 3]},
+                  "coarse": {"steps": 12, "resolution": 32, "gaussians": 1000}, "sds": {"resolution": 64},
+                  "refine": {"points": 2000, "steps": 16, "learning_rate": 0.01}, "bake_azimuths": 4,
+                  "turntable_views": 4},
         "STANDARD": {},
         "HIGH": {"coarse": {"steps": 2000}, "refine": {"steps": 5000}, "bake_azimuths": 24},
     },
@@ -43,11 +44,20 @@ PRESETS: dict[str, dict[str, dict]] = {
 }
 
 
+def effective_quality(quality: str, backend_has_gpu: bool | None) -> str:
+    """The preset a job gets: AUTO is DRAFT on a backend without a GPU, else STANDARD (also before the
+    backend has said what it has)."""
+    if quality != "AUTO":
+        return quality
+    return "DRAFT" if backend_has_gpu is False else "STANDARD"
+
+
 class ConfigError(ValueError):
     """Extra settings that are not a JSON object; the message quotes the text."""
 
 
-def build_config(pipeline: str, quality: str, extra_json: str = "") -> dict:
+def build_config(pipeline: str, quality: str, extra_json: str = "", backend_has_gpu: bool | None = None) -> dict:
+    quality = effective_quality(quality, backend_has_gpu)
     config = merge_config({}, PRESETS.get(pipeline, {}).get(quality, {}))
     if extra_json.strip():
         try:

@@ -96,7 +96,7 @@ class LikenessSceneProperties(bpy.types.PropertyGroup):
     reference_index: IntProperty(name="Reference", min=0)
     pipeline: StringProperty(name="Pipeline", default="inspect", search=_pipeline_search,
                              description="The backend pipeline to run")
-    quality: EnumProperty(name="Quality", items=presets.QUALITY_ITEMS, default="STANDARD",
+    quality: EnumProperty(name="Quality", items=presets.QUALITY_ITEMS, default="AUTO",
                           description="A preset of the pipeline's settings")
     config_json: StringProperty(name="Extra Settings",
                                 description='JSON object merged over the preset, e.g. {"overlay_points": 500}')

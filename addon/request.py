@@ -48,5 +48,24 @@ def build_asset(context: bpy.types.Context, scene: bpy.types.Scene | None = None
 
 
 def build_job_config(scene: bpy.types.Scene) -> dict:
+    from . import session
+
     props = scene.likeness
-    return scene_config(scene, props.pipeline, build_config(props.pipeline, props.quality, props.config_json))
+    return scene_config(scene, props.pipeline,
+                        build_config(props.pipeline, props.quality, props.config_json, session.backend_has_gpu()))
+
+
+def quality_note(scene: bpy.types.Scene) -> str:
+    """What Auto quality picks on the connected backend, in words ("" when the choice is the user's)."""
+    from . import session
+    from .presets import effective_quality
+
+    props = scene.likeness
+    if props.quality != "AUTO":
+        return ""
+    gpu = session.backend_has_gpu()
+    if gpu is None:
+        return "Auto: Standard settings unless the backend has no GPU (connect to know)"
+    if effective_quality("AUTO", gpu) == "DRAFT":
+        return "Auto: Draft settings, the backend has no GPU (the full settings would run for hours)"
+    return "Auto: Standard settings on the backend's GPU"

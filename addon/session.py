@@ -107,6 +107,15 @@ def _hello_done(this: Client, future: Future, on_ready) -> None:
         on_ready()
 
 
+def backend_has_gpu() -> bool | None:
+    """Whether the connected backend runs its jobs on a GPU (from its hello: its GPUs and its workers'
+    devices); None before a hello."""
+    if _info is None:
+        return None
+    devices = [w.get("device", "") for w in (_info.workers or []) if isinstance(w, dict)]
+    return bool(_info.gpus) or any(str(d).startswith("cuda") for d in devices)
+
+
 def show_server_info() -> None:
     """Fill the panel's connection state from the last hello (also after a file load replaced it)."""
     if _client is None or _info is None:

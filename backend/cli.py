@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from ..protocol.client import DEFAULT_ADDRESS, Client
-from ..protocol.errors import ProtocolError
+from ..protocol.errors import BadMessage, ProtocolError
 from . import video_cli
 
 
@@ -26,9 +26,37 @@ def _client(args) -> Client:
     return Client(args.connect, timeout=args.timeout, server_public_key=args.server_key, client_secret_key=args.client_key)
 
 
+def _check_serve(args) -> None:
+    """The serve flags, checked before the server is built (a bad one names the flag and the fix)."""
+    from .security import is_local_address
+
+    try:
+        is_local_address(args.listen)
+    except ValueError as exc:
+        raise BadMessage(f"--listen: {exc}", field="--listen") from None
+    if not args.max_message_mb > 0:
+        raise BadMessage(f"--max-message-mb must be > 0, got {args.max_message_mb}", field="--max-message-mb")
+    if args.max_reference_megapixels is not None and not args.max_reference_megapixels > 0:
+        raise BadMessage(f"--max-reference-megapixels must be > 0, got {args.max_reference_megapixels}",
+                         field="--max-reference-megapixels")
+    store = Path(args.store)
+    if store.exists() and not store.is_dir():
+        raise BadMessage(f"--store {store} is a file: name a folder for the job store", field="--store")
+    if args.server_key and not Path(args.server_key).is_file():
+        raise BadMessage(f"--server-key {args.server_key} does not exist: make one with `likeness3d keys`", field="--server-key")
+    if args.clients_dir and not Path(args.clients_dir).is_dir():
+        raise BadMessage(f"--clients-dir {args.clients_dir} is not a folder: make it and put the clients' .key files in it",
+                         field="--clients-dir")
+    if args.models and args.models != "tiny" and not Path(args.models).expanduser().is_dir():
+        raise BadMessage(f"--models {args.models} is not a folder: name the folder that holds the models", field="--models")
+
+
 def cmd_serve(args) -> int:
     import logging
 
+    import zmq
+
+    _check_serve(args)
     from .model_dirs import models_dir
     from .server import Server
     from .workers import resolve_devices
@@ -37,16 +65,27 @@ def cmd_serve(args) -> int:
     if args.models:
         # the workers (spawned after this) find the models where every pipeline looks: $LIKENESS3D_MODELS
         os.environ["LIKENESS3D_MODELS"] = args.models
-    server = Server(
-        args.listen,
-        args.store,
-        resolve_devices(args.gpus),
-        max_message_bytes=int(args.max_message_mb * (1 << 20)),
-        server_secret_key=args.server_key,
-        clients_dir=args.clients_dir,
-        insecure=args.insecure,
-        models_dir=models_dir(args.models),
-    )
+    if args.max_reference_megapixels:
+        os.environ["LIKENESS3D_MAX_REFERENCE_PIXELS"] = str(int(args.max_reference_megapixels * 1e6))
+    if args.max_worker_memory_gb:
+        os.environ["LIKENESS3D_MAX_WORKER_MEMORY"] = str(int(args.max_worker_memory_gb * (1 << 30)))
+    if args.allow_model_paths:
+        os.environ["LIKENESS3D_ALLOW_MODEL_PATHS"] = "1"
+    try:
+        server = Server(
+            args.listen,
+            args.store,
+            resolve_devices(args.gpus),
+            max_message_bytes=int(args.max_message_mb * (1 << 20)),
+            server_secret_key=args.server_key,
+            clients_dir=args.clients_dir,
+            insecure=args.insecure,
+            models_dir=models_dir(args.models),
+        )
+    except zmq.ZMQError as exc:
+        hint = ("another process listens there: stop it or pick another port" if exc.errno == zmq.EADDRINUSE
+                else "check the address (tcp://HOST:PORT with a local interface)")
+        raise BadMessage(f"--listen {args.listen}: {exc.strerror}: {hint}", field="--listen") from None
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     signal.signal(signal.SIGINT, lambda *_: server.stop())
     devices = ", ".join(w.device for w in server.workers)
@@ -58,14 +97,28 @@ def cmd_serve(args) -> int:
 def cmd_keys(args) -> int:
     from .security import make_keys
 
-    public, secret = make_keys(args.out, args.name)
+    public, secret = make_keys(args.out, args.name, force=args.force)
     print(f"public key (give to the other side): {public}\nsecret key (keep private):          {secret}")
     return 0
 
 
+def _dates(value, key: str = ""):
+    """Epoch seconds under a time key ("created", "updated", ...) as local dates, recursively."""
+    import time as _time
+
+    if isinstance(value, dict):
+        return {k: _dates(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_dates(v) for v in value]
+    if key in ("created", "updated", "started", "finished", "time") and isinstance(value, (int, float)) and value > 1e8:
+        return _time.strftime("%Y-%m-%d %H:%M:%S %Z", _time.localtime(value))
+    return value
+
+
 def cmd_status(args) -> int:
     with _client(args) as c:
-        print(json.dumps(c.status(args.job), indent=1))
+        info = c.status(args.job)
+    print(json.dumps(info if args.json else _dates(info), indent=1))
     return 0
 
 
@@ -104,8 +157,8 @@ def _parse_set(items: list[str]) -> dict:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key or any(not part for part in key.split(".")):
-            raise ValueError(f"--set {item!r}: expected KEY=VALUE with KEY a field or a dotted path (VALUE as JSON, "
-                             f"e.g. fit.steps=500)")
+            raise BadMessage(f"--set {item!r}: expected KEY=VALUE with KEY a field or a dotted path (VALUE as JSON, "
+                             f"e.g. fit.steps=500)", field="--set")
         try:
             parsed = json.loads(value)
         except json.JSONDecodeError:
@@ -115,18 +168,22 @@ def _parse_set(items: list[str]) -> dict:
 
 
 def cmd_refine(args) -> int:
-    from .refine import refine
+    import time
 
-    report = refine(
+    from .demo import metrics_table
+    from .refine import prepare, run_plan
+
+    start = time.monotonic()
+    plan = prepare(
         args.pipeline, Path(args.mesh), Path(args.refs), args.class_word, Path(args.out),
         device=args.device, models=args.models, preset=args.preset,
         eval_views=Path(args.eval_views) if args.eval_views else None, overrides=_parse_set(args.set),
     )
+    report = run_plan(plan)
     print(f"likeness3d: {args.pipeline} finished; results in {Path(args.out).resolve()}")
-    if "inpainter" in report:
-        print(f"  inpainter: {report['inpainter']}")
-    for key, value in (report.get("metrics") or {}).items():
-        print(f"  {key}: {value:.4g}" if isinstance(value, float) else f"  {key}: {value}")
+    for line in metrics_table(report, len(plan.truth or ())):
+        print(line)
+    print(f"  done in {time.monotonic() - start:.0f} s on {report.get('device') or plan.device or 'the default device'}")
     return 0
 
 
@@ -150,15 +207,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--server-key", help="this server's secret key file (.key_secret): enables CurveZMQ")
     p.add_argument("--clients-dir", help="folder of allowed client public keys (.key)")
     p.add_argument("--insecure", action="store_true", help="allow a non-local --listen without CurveZMQ")
+    p.add_argument("--allow-model-paths", action="store_true",
+                   help="let clients name any model folder on this machine in a job's `models` (default: only the "
+                        "names of models under --models)")
+    p.add_argument("--max-reference-megapixels", type=float, default=None,
+                   help="largest reference image accepted (width x height, default 64 megapixels)")
+    p.add_argument("--max-worker-memory-gb", type=float, default=None,
+                   help="address-space limit of a worker process (default: none); a job beyond it ends out_of_memory")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("keys", help="make a CurveZMQ key pair (NAME.key public, NAME.key_secret private)")
     p.add_argument("--out", required=True, help="folder to write the keys to")
     p.add_argument("--name", default="client", help="key name (default %(default)s)")
+    p.add_argument("--force", action="store_true", help="replace a key pair of that name (default: refuse)")
     p.set_defaults(func=cmd_keys)
 
     p = sub.add_parser("status", help="the server's status, or one job's")
     p.add_argument("job", nargs="?")
+    p.add_argument("--json", action="store_true", help="print the reply as it came (times as epoch seconds)")
     _add_connect(p)
     p.set_defaults(func=cmd_status)
 
@@ -200,16 +266,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Every failure is one line naming what to fix, never a Python traceback (LIKENESS3D_DEBUG=1 shows it)."""
     argv = sys.argv[1:] if argv is None else argv
     args = (video_cli.parser_for(argv) or build_parser()).parse_args(argv)  # `refine video` has its own flags
+    debug = os.environ.get("LIKENESS3D_DEBUG") == "1"
     try:
         return args.func(args)
     except ProtocolError as exc:
         print(f"likeness3d: error [{exc.code}]: {exc.message}", file=sys.stderr)
         return 2
-    except ValueError as exc:
+    except (ValueError, OSError) as exc:
+        if debug:
+            raise
         print(f"likeness3d: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("likeness3d: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the last resort: a bug, said in one line
+        if debug:
+            raise
+        print(f"likeness3d: internal error: {type(exc).__name__}: {str(exc)[:500]} (run with LIKENESS3D_DEBUG=1 for "
+              "the details and report it)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

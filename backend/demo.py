@@ -49,6 +49,19 @@ def write_inputs(case, inputs: Path) -> dict[str, Path]:
     return paths
 
 
+def metrics_table(report: dict, views: int) -> list[str]:
+    """The inpainter and PSNR / SSIM on held-out views, refined against initial, as printed lines."""
+    m = report.get("metrics") or {}
+    lines = [f"  inpainter: {report['inpainter']}"] if "inpainter" in report else []
+    if not all(f"psnr_{r}" in m for r in ("observed", "infilled")):
+        return lines
+    lines.append(f"  held-out views ({views}), region: PSNR dB / SSIM      refined       initial")
+    for region in ("observed", "infilled"):
+        lines.append(f"    {region:<42} {m[f'psnr_{region}']:6.2f} / {m[f'ssim_{region}']:.3f}   "
+                     f"{m[f'psnr_{region}_initial']:6.2f} / {m[f'ssim_{region}_initial']:.3f}")
+    return lines
+
+
 def run_demo(out: Path, device: str | None = None) -> int:
     """TIRE on the bundled example subject, from the files it writes, scored against held-out true views."""
     from .synthetic.example import example_case
@@ -65,12 +78,7 @@ def run_demo(out: Path, device: str | None = None) -> int:
     print(f"  the same run from the command line:\n    likeness3d refine tire --mesh {paths['mesh']} --refs {paths['refs']} "
           f"--class pebble --out {out} --eval-views {paths['truth']}")
     report = refine("tire", paths["mesh"], paths["refs"], case.class_word, out, device=device, eval_views=paths["truth"])
-    m = report["metrics"]
-    print(f"  inpainter: {report['inpainter']}")
-    print(f"  held-out views ({len(case.eval_views)}), region: PSNR dB / SSIM      refined       initial")
-    for region in ("observed", "infilled"):
-        print(f"    {region:<42} {m[f'psnr_{region}']:6.2f} / {m[f'ssim_{region}']:.3f}   "
-              f"{m[f'psnr_{region}_initial']:6.2f} / {m[f'ssim_{region}_initial']:.3f}")
+    print("\n".join(metrics_table(report, len(case.eval_views))))
     print(f"  results in {out}: mesh.glb (refined texture on the artist's UVs), splats.ply, texture.png, sheet.png, report.json")
     print(f"  done in {time.monotonic() - t0:.0f} s on {device}")
     return 0

@@ -98,7 +98,7 @@ class JobManager:
             arts = tuple(ArtifactInfo(a["name"], a["media_type"], a["size"]) for a in state.get("artifacts", []))
             return Result(job=rec.id, seq=rec.seq, artifacts=arts)
         err = state.get("error") or {"code": "cancelled" if rec.state == "cancelled" else "internal", "message": rec.state}
-        return Error(code=err["code"], message=err["message"], job=rec.id, seq=rec.seq)
+        return Error(code=err["code"], message=err["message"], field=err.get("field"), job=rec.id, seq=rec.seq)
 
     # -- writing (a full disk delays a write, never a transition) ---------------------------------------
     def _write(self, job_id: str, state: str, **extra: Any) -> Exception | None:
@@ -196,17 +196,18 @@ class JobManager:
         rec.final = Result(job=job_id, seq=rec.seq, artifacts=tuple(ArtifactInfo(**a) for a in artifacts))
         return rec.final
 
-    def failed(self, job_id: str, code: str, message: str) -> Error:
+    def failed(self, job_id: str, code: str, message: str, field: str | None = None) -> Error:
         rec = self.jobs[job_id]
         state = "cancelled" if code == "cancelled" else "failed"
         rec.seq += 1
-        err = self._write(job_id, state, error={"code": code, "message": message}, seq=rec.seq)
+        error = {"code": code, "message": message} | ({"field": field} if field else {})
+        err = self._write(job_id, state, error=error, seq=rec.seq)
         if err is not None and code != err.code:
             message = f"{message} (not yet saved in the job store: {err.message})"
         self.store.log(job_id, f"{state}: {code}: {message}")
         self.store.append_event(job_id, rec.seq, "error")
         rec.state, rec.worker = state, None
-        rec.final = Error(code=code, message=message, job=job_id, seq=rec.seq)
+        rec.final = Error(code=code, message=message, field=field, job=job_id, seq=rec.seq)
         return rec.final
 
     def cancel_queued(self, job_id: str) -> Error:

@@ -27,11 +27,12 @@ from .. import __version__
 from ..protocol import messages as M
 from ..protocol.errors import BadMessage, Internal, ProtocolError
 from ..protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, receive_limit
+from .inputs.budget import check_pixel_budget
 from .jobs import JobManager
 from .owner import claim
 from .model_dirs import models_found
 from .pipelines import available, get_pipeline
-from .security import is_local_address, secure_server_socket
+from .security import is_local_address, secure_server_socket, submitted_models
 from .store import FINAL_STATES, JobStore, media_type, sync_path
 from .supervise import WorkerSupervision
 from .workers import Worker
@@ -223,9 +224,11 @@ class Server(WorkerSupervision):
         spec = get_pipeline(msg.pipeline)
         if msg.asset is None:
             raise BadMessage("submit needs an asset", field="asset")
-        spec.build_config(msg.config)  # an unknown key or a wrong type fails here, before anything is stored
-        fut = self._storer.submit(self.store.create, spec.name, msg.config, msg.asset)
-        self._storing.append((fut, identity, rid, spec.name, msg.config))
+        check_pixel_budget(msg.asset)  # serve --max-reference-megapixels: too_large before anything is stored
+        config = spec.build_config(msg.config)  # an unknown key or a wrong type fails here, before anything is stored
+        config_map = submitted_models(msg.config, getattr(config, "models", ""), self.models["dir"])
+        fut = self._storer.submit(self.store.create, spec.name, config_map, msg.asset)
+        self._storing.append((fut, identity, rid, spec.name, config_map))
         fut.add_done_callback(lambda _: self._wake())
         return None  # answered by _finish_submits once the inputs are on disk
 

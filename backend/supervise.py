@@ -34,7 +34,7 @@ class WorkerSupervision:
             self._publish(job, self.jobs.done(job))
         elif kind == "failed" and msg[1] == w.job:
             job, w.job, w.cancel_deadline = w.job, None, None
-            self._publish(job, self.jobs.failed(job, msg[2], msg[3]))
+            self._publish(job, self.jobs.failed(job, msg[2], msg[3], msg[4] if len(msg) > 4 else None))
         elif kind == "released":
             log.info("worker %d released: %s", w.index, msg[1])
             w.last_release = msg[1]

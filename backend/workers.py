@@ -82,6 +82,9 @@ def _worker_loop(conn, device: str, store_root: str, epoch: int | None) -> None:
         # growable segments keep the allocator's pool close to what is in use (an operator's setting wins)
         os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when workers stop
+    from .limits import apply_worker_memory_limit
+
+    apply_worker_memory_limit(device)  # serve --max-worker-memory-gb (CPU workers)
     # jobs of one server share a cache (class images) beside its job store, unless the operator chose one
     os.environ.setdefault("LIKENESS3D_CACHE", str(Path(store_root) / "cache"))
     from . import model_cache
@@ -135,7 +138,9 @@ def _run_job(conn, store, device: str, job_id: str, pipeline: str, config: dict)
     try:
         spec = get_pipeline(pipeline)
         cfg = spec.build_config(config)
-        asset = store.load_asset(job_id)
+        from .inputs.budget import fit_references
+
+        asset = fit_references(store.load_asset(job_id), cfg)  # no larger than the job uses, before any work
         ctx = JobContext(
             job_dir / "artifacts",
             job_dir / "work",
@@ -151,7 +156,7 @@ def _run_job(conn, store, device: str, job_id: str, pipeline: str, config: dict)
         reply = ("failed", job_id, exc.code, exc.message)
     except ProtocolError as exc:
         store.log(job_id, f"{exc.code}: {exc.message}")
-        reply = ("failed", job_id, exc.code, exc.message)
+        reply = ("failed", job_id, exc.code, exc.message, exc.field)
     except Exception as exc:  # the one catch-all of a worker: the job fails, the worker lives on
         store.log(job_id, traceback.format_exc())
         if is_full(exc):

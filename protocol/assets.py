@@ -81,6 +81,9 @@ class Camera:
                 raise InvalidAsset(f"camera.{name} must be an int in [1, 65536], got {brief(v, 80)}", field=f"camera.{name}")
         if not (K[0, 0] > 0 and K[1, 1] > 0) or K[2, 2] != 1.0 or np.any(K[2, :2] != 0.0) or K[1, 0] != 0.0:
             raise InvalidAsset(f"camera.K must be [[fx,0,cx],[0,fy,cy],[0,0,1]] with fx, fy > 0, got {K.tolist()}", field="camera.K")
+        if K[0, 1] != 0.0:
+            raise InvalidAsset(f"camera.K[0][1] (skew) is {float(K[0, 1])}; cameras have no skew: give "
+                               f"[[fx,0,cx],[0,fy,cy],[0,0,1]] (rectify the images if the lens had skew)", field="camera.K")
         if np.any(w2c[3] != (0.0, 0.0, 0.0, 1.0)):
             raise InvalidAsset(f"camera.w2c last row must be [0, 0, 0, 1], got {w2c[3].tolist()}", field="camera.w2c")
         R = w2c[:3, :3]

@@ -15,11 +15,29 @@ def _y_up_to_blender(v: np.ndarray) -> np.ndarray:
     return np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=1)
 
 
+SUFFIXES = (".glb", ".gltf", ".obj", ".ply")
+
+
+def check_mesh_path(path: str | Path) -> Path:
+    """The mesh file's path, or `invalid_asset` saying what is wrong with it (no mesh is read)."""
+    path = Path(path)
+    if path.is_dir():
+        raise InvalidAsset(f"mesh {path} is a folder, not a mesh file: name the .glb, .gltf, .obj or .ply file itself",
+                           field="mesh")
+    if not path.is_file():
+        raise InvalidAsset(f"mesh file {path} does not exist: check the path", field="mesh")
+    suffix = path.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise InvalidAsset(f"mesh file {path} has suffix {suffix!r}; expected .glb, .gltf, .obj or .ply (export the "
+                           "mesh as glTF binary from Blender)", field="mesh")
+    if path.stat().st_size == 0:
+        raise InvalidAsset(f"mesh file {path} is empty (0 bytes): export the mesh again", field="mesh")
+    return path
+
+
 def read_mesh(path: str | Path) -> Mesh:
     """GLB/glTF, OBJ or PLY -> Mesh (per-corner UVs, base-colour texture when the file has them)."""
-    path = Path(path)
-    if not path.is_file():
-        raise InvalidAsset(f"mesh file {path} does not exist", field="mesh")
+    path = check_mesh_path(path)
     suffix = path.suffix.lower()
     try:
         if suffix in (".glb", ".gltf"):
@@ -28,13 +46,18 @@ def read_mesh(path: str | Path) -> Mesh:
             m = read_glb(path) if suffix == ".glb" else _read_trimesh(path, y_up=True)
             return Mesh(np.asarray(m.vertices, np.float32), np.asarray(m.faces, np.int32),
                         None if m.uvs is None else np.asarray(m.uvs, np.float32), m.texture)
-        if suffix in (".obj", ".ply"):
-            return _read_trimesh(path, y_up=suffix == ".obj")
-    except InvalidAsset:
-        raise
+        return _read_trimesh(path, y_up=suffix == ".obj")
+    except InvalidAsset as exc:
+        if str(path) in exc.message:
+            raise
+        raise InvalidAsset(f"mesh file {path}: {exc.message}: repair the mesh (Blender: Mesh > Clean Up) and export it "
+                           "again", field=exc.field) from None
     except Exception as exc:  # trimesh and PIL raise many types for broken files
-        raise InvalidAsset(f"cannot read mesh {path}: {type(exc).__name__}: {exc}", field="mesh") from None
-    raise InvalidAsset(f"mesh file {path} has suffix {suffix!r}; expected .glb, .gltf, .obj or .ply", field="mesh")
+        if "no triangle mesh" in str(exc):
+            raise InvalidAsset(f"mesh file {path} holds no triangle mesh: export the object as a mesh (with faces)",
+                               field="mesh") from None
+        raise InvalidAsset(f"cannot read mesh {path} ({type(exc).__name__}: {str(exc)[:200]}): the file is damaged or "
+                           "not in its suffix's format; export it again", field="mesh") from None
 
 
 def _read_trimesh(path: Path, y_up: bool) -> Mesh:
@@ -42,7 +65,7 @@ def _read_trimesh(path: Path, y_up: bool) -> Mesh:
 
     tm = trimesh.load(path, force="mesh", process=False)
     if not isinstance(tm, trimesh.Trimesh) or len(tm.faces) == 0:
-        raise InvalidAsset(f"{path} holds no triangle mesh", field="mesh")
+        raise InvalidAsset(f"mesh file {path} holds no triangle mesh: export the object as a mesh (with faces)", field="mesh")
     v = np.asarray(tm.vertices, np.float64)
     f = np.asarray(tm.faces, np.int32)
     if y_up:

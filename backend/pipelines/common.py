@@ -8,13 +8,43 @@ from ...protocol.assets import Asset
 from ...protocol.errors import InvalidAsset
 
 
+MAX_COORDINATE = 1e5
+"""Largest vertex coordinate accepted (metres): beyond it float32 arithmetic loses the surface."""
+
+
 def check_refinable(asset: Asset, pipeline: str) -> None:
-    """A refinement needs reference photos and the artist's UVs to bake onto; say which is missing."""
+    """A refinement needs reference photos, the artist's UVs to bake onto, a mesh with a size and cameras
+    that see it; each problem is `invalid_asset` naming the field and the fix (numpy only: the CLI calls it
+    before importing torch)."""
+    import numpy as np
+
     if not asset.references:
-        raise InvalidAsset(f"{pipeline} needs at least one reference photo; the asset has none", field="references")
+        raise InvalidAsset(f"{pipeline} needs at least one reference photo; the asset has none: add a reference "
+                           "(a photo and the camera that took it)", field="references")
     if asset.mesh.uvs is None:
         raise InvalidAsset(f"mesh.uvs is missing: {pipeline} bakes onto the artist's own UVs (unwrap the mesh first)",
                            field="mesh.uvs")
+    v = np.asarray(asset.mesh.vertices, np.float64)
+    reach = float(np.abs(v).max())
+    if reach > MAX_COORDINATE:
+        raise InvalidAsset(f"mesh.vertices reach {reach:.3g} m from the origin (at most {MAX_COORDINATE:.0e} m): "
+                           "apply a scale that brings the mesh to metres and move it near the origin", field="mesh.vertices")
+    extent = float(np.linalg.norm(v.max(0) - v.min(0)))
+    tri = v[asset.mesh.faces]
+    area = float(np.linalg.norm(np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0]), axis=1).sum()) / 2
+    if extent < 1e-6 or area < 1e-12 * max(extent, 1e-6) ** 2:
+        raise InvalidAsset(f"mesh.vertices span {extent:.3g} m and its faces {area:.3g} m^2: the mesh has no surface "
+                           "(all vertices at one point or on one line); export the mesh with its geometry",
+                           field="mesh.vertices")
+    for i, ref in enumerate(asset.references):
+        cam = ref.camera
+        uv, z = cam.project(v)
+        inside = (z > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] <= cam.width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= cam.height - 0.5)
+        if not inside.any():
+            where = "behind it" if not (z > 0).any() else "outside its image"
+            raise InvalidAsset(f"references[{i}] ({ref.name!r}): its camera sees none of the mesh (every vertex lies {where}): "
+                               "aim the camera at the subject, or check that the mesh and the cameras share one world "
+                               "frame (Blender's, Z up)", field=f"references[{i}].camera")
 
 
 def flat_texture_size(side):

@@ -15,6 +15,9 @@ class PeakMemory:
 
     def read(self) -> dict:
         out = {"cpu_max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+        bound = resource.getrlimit(resource.RLIMIT_AS)[0]
+        if bound != resource.RLIM_INFINITY:  # serve --max-worker-memory-gb (backend/limits.py)
+            out["cpu_address_space_limit_mb"] = round(bound / 2**20, 1)
         torch = sys.modules.get("torch")
         if self.device.startswith("cuda") and torch is not None:
             out["cuda_peak_allocated_mb"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)

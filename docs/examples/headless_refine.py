@@ -7,7 +7,12 @@
 Each --reference is IMAGE_FILE:CAMERA_OBJECT (an image already in the .blend may be named instead of a
 file). Without --reference the scene's reference list (set up in the panel) is used. With --operator the
 job runs through bpy.ops.likeness.refine (which blocks in background mode); otherwise through the Python
-API, likeness3d.addon.api.refine. Exits non-zero, with the backend's typed error, when the job fails.
+API, likeness3d.addon.api.refine, and prints a line each time the job moves (state, stage, step). Exits
+non-zero, with the backend's typed error, when the job fails. Quality Auto (the default) sends the Draft
+settings to a backend without a GPU, and says so.
+
+Without a `blender` binary, the same script runs on Python with the `bpy` module (pip install bpy, in a
+Python the bpy wheel supports): `python headless_refine.py --blend scene.blend -- --target Cube ...`.
 """
 
 import argparse
@@ -15,8 +20,8 @@ import importlib
 import os
 import sys
 
-import addon_utils
-import bpy
+import bpy  # first: it puts Blender's own modules (addon_utils) on the path
+import addon_utils  # noqa: E402
 
 
 def load_addon():
@@ -35,7 +40,8 @@ def parse_args():
     p.add_argument("--class-word", help='what the subject is ("cat", "sneaker")')
     p.add_argument("--reference", action="append", default=[], metavar="IMAGE:CAMERA")
     p.add_argument("--pipeline", default=None, help="backend pipeline (default: the panel's)")
-    p.add_argument("--quality", choices=("DRAFT", "STANDARD", "HIGH"), default=None)
+    p.add_argument("--quality", choices=("AUTO", "DRAFT", "STANDARD", "HIGH"), default=None,
+                   help="default: the panel's (Auto: Draft on a backend without a GPU)")
     p.add_argument("--address", default=os.environ.get("LIKENESS3D_BACKEND"), help="backend address")
     p.add_argument("--timeout", type=float, default=None, help="seconds to wait for the job (default: no limit)")
     p.add_argument("--operator", action="store_true", help="run through bpy.ops.likeness.refine")
@@ -57,7 +63,24 @@ def reference(spec: str):
     return image, camera
 
 
+def print_progress(item) -> None:
+    """One line each time the job moves: `likeness3d: RUNNING coarse 3/12 ...` (a str is a note)."""
+    if isinstance(item, str):
+        print(f"likeness3d: {item}", flush=True)
+        return
+    step = f" {item.stage} {item.step}/{item.total}" if item.total else ""
+    print(f"likeness3d: {item.job_id} {item.state}{step} {item.text}".rstrip(), flush=True)
+
+
+def open_blend() -> None:
+    """With the bpy module (no blender binary), `--blend FILE` before `--` opens the scene."""
+    if "--blend" in sys.argv[: sys.argv.index("--") if "--" in sys.argv else len(sys.argv)]:
+        path = sys.argv[sys.argv.index("--blend") + 1]
+        bpy.ops.wm.open_mainfile(filepath=os.path.abspath(path))
+
+
 def main() -> int:
+    open_blend()
     args = parse_args()
     api = load_addon()
     scene = bpy.context.scene
@@ -91,7 +114,7 @@ def main() -> int:
         try:
             outcome = api.refine(target=target, references=references, class_word=args.class_word,
                                  pipeline=args.pipeline, quality=args.quality, address=args.address,
-                                 timeout=args.timeout)
+                                 timeout=args.timeout, progress=print_progress)
         except Exception as exc:  # the backend's typed error (UnknownPipeline, InvalidAsset, Timeout, ...)
             print(f"likeness3d: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 1

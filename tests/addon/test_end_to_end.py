@@ -484,3 +484,57 @@ def test_opening_a_file_while_connected_keeps_the_connection_and_fails_stale_sub
     assert item.state == "FAILED" and "saved before the backend accepted" in item.message
     assert bpy.ops.likeness.refine() == {"FINISHED"}  # the session still works
     assert active_job().state == "DONE" and active_job().text.endswith("1 of 1 references see the mesh")
+
+
+def test_auto_quality_sends_the_draft_settings_to_a_cpu_backend_and_says_so(connected):
+    """The test backend has no GPU: Auto (the default) picks Draft, the panel and the operator say so, and the
+    job runs with the draft config (selftest: 3 steps instead of its default 10)."""
+    from likeness3d.addon import presets
+    from likeness3d.addon.request import build_job_config, quality_note
+    from test_panels import draw_all
+
+    subject_scene(n_refs=1)
+    props = bpy.context.scene.likeness
+    assert props.quality == "AUTO" and session.backend_has_gpu() is False
+    props.pipeline = "selftest"
+    assert build_job_config(bpy.context.scene) == presets.PRESETS["selftest"]["DRAFT"] == {"steps": 3}
+    note = "Auto: Draft settings, the backend has no GPU (the full settings would run for hours)"
+    assert quality_note(bpy.context.scene) == note and note in draw_all()
+    props.quality = "STANDARD"
+    assert build_job_config(bpy.context.scene) == {} and quality_note(bpy.context.scene) == ""
+    props.quality = "AUTO"
+    assert bpy.ops.likeness.refine(mode="ASYNC") == {"FINISHED"}
+    pump_recording_states(60)
+    item = active_job()
+    assert item.state == "DONE", item.message
+    assert item.total == 3
+
+
+def test_auto_quality_before_a_hello_and_on_a_gpu_backend():
+    from likeness3d.addon import presets
+
+    assert presets.effective_quality("AUTO", None) == "STANDARD"
+    assert presets.effective_quality("AUTO", True) == "STANDARD"
+    assert presets.effective_quality("AUTO", False) == "DRAFT"
+    assert presets.effective_quality("HIGH", False) == "HIGH"  # the user's own choice stands
+
+
+def test_headless_example_runs_on_the_bpy_module_and_prints_progress(connected, tmp_path):
+    """No blender binary: `python headless_refine.py --blend FILE -- ...` with the bpy module, as HEADLESS.md
+    says; the script prints a line as the job moves, and the Auto quality note for this CPU backend."""
+    import subprocess
+    import sys
+
+    subject_scene(n_refs=2)
+    blend = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    out = tmp_path / "refined.blend"
+    args = [sys.executable, str(EXAMPLE), "--blend", str(blend), "--", "--target", "Cube", "--class-word", "box",
+            "--pipeline", "selftest", "--address", connected.address, "--out", str(out)]
+    run = subprocess.run(args, capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert "likeness3d: Auto: Draft settings, the backend has no GPU (the full settings would run for hours)" in lines
+    running = [line for line in lines if " RUNNING selftest " in line]
+    assert running and running[-1].split(" RUNNING selftest ")[1].startswith("3/3"), lines  # Draft: 3 steps
+    assert any(" DONE" in line for line in lines) and f"likeness3d: saved {out}" in lines

@@ -2,6 +2,7 @@
 
 import bpy  # noqa: I001 - bpy first: it puts addon_utils on the path
 import addon_utils
+import pytest
 
 from likeness3d.addon import operators, panels, preferences, properties, reports
 
@@ -39,7 +40,7 @@ def test_preferences_and_scene_properties_defaults():
     assert isinstance(prefs, bpy.types.AddonPreferences)
     assert prefs.address == "tcp://127.0.0.1:5555" and prefs.timeout == 30.0
     props = bpy.context.scene.likeness
-    assert props.pipeline == "inspect" and props.quality == "STANDARD" and props.class_word == "object"
+    assert props.pipeline == "inspect" and props.quality == "AUTO" and props.class_word == "object"
     assert len(props.references) == 0 and len(props.jobs) == 0
     assert bpy.context.window_manager.likeness.state == "disconnected"
 
@@ -52,3 +53,43 @@ def test_root_package_imports_nothing_heavy():
             "print(sorted(heavy))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _import_a_splat_file(tmp_path) -> set:
+    from files import random_splats, write_ply
+
+    path = write_ply(tmp_path / "cloud.ply", random_splats(20))
+    return bpy.ops.likeness.import_file(filepath=str(path))
+
+
+def test_import_operator_with_the_addon_entry(tmp_path):
+    assert isinstance(preferences.get(), bpy.types.AddonPreferences)
+    preferences.get().splat_display_cap = 7
+    assert _import_a_splat_file(tmp_path) == {"FINISHED"}
+    assert preferences.get().splat_display_cap == 7
+
+
+def test_import_operator_registered_by_likeness3d_register(tmp_path):
+    """A script (or another tool) registers the classes with likeness3d.register(), with no add-on entry: the
+    preferences are their defaults and the operators that read them work."""
+    import likeness3d
+
+    addon_utils.disable("likeness3d", default_set=True)
+    try:
+        likeness3d.register()
+        assert "likeness3d" not in bpy.context.preferences.addons
+        prefs = preferences.get()
+        assert not isinstance(prefs, bpy.types.AddonPreferences)
+        assert {name: getattr(prefs, name) for name in preferences.DEFAULTS} == preferences.DEFAULTS
+        assert prefs.address == "tcp://127.0.0.1:5555" and prefs.splat_display_cap == 250_000
+        assert _import_a_splat_file(tmp_path) == {"FINISHED"}
+        assert any("f_dc" in o.data.attributes for o in bpy.data.objects if o.type == "MESH")
+    finally:
+        likeness3d.unregister()
+        assert addon_utils.enable("likeness3d", default_set=True) is not None
+
+
+def test_preference_defaults_match_the_properties():
+    prefs = preferences.get()
+    assert isinstance(prefs, bpy.types.AddonPreferences)
+    assert {name: getattr(prefs, name) for name in preferences.DEFAULTS} == pytest.approx(preferences.DEFAULTS)

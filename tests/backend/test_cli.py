@@ -2,6 +2,8 @@
 
 import json
 import os
+import re
+import time
 import subprocess
 import sys
 
@@ -34,6 +36,11 @@ def test_status_list_fetch_cancel(server, asset, tmp_path):
     env = dict(os.environ, LIKENESS3D_BACKEND=server.address)
     job_status = json.loads(cli("status", done.id, env=env).stdout)
     assert job_status["state"] == "done" and job_status["artifacts"] == ["inspect.json", "reference_00.png", "reference_01.png"]
+    # times are dates for a person, epoch seconds with --json
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+", job_status["created"]), job_status["created"]
+    raw = json.loads(cli("status", done.id, "--json", env=env).stdout)
+    assert isinstance(raw["created"], float)
+    assert time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(raw["created"])) == job_status["created"].rsplit(" ", 1)[0]
     listing = cli("list", "--connect", server.address).stdout
     assert done.id in listing and slow.id in listing
     fetched = cli("fetch", done.id, "--out", str(tmp_path / "f"), "--connect", server.address).stdout
@@ -63,3 +70,9 @@ def test_keys(tmp_path):
     assert "secret key" in out
     bad = cli("keys", "--out", str(tmp_path), "--name", "../x", check=False)
     assert bad.returncode == 2 and "key name" in bad.stderr
+    before = (tmp_path / "studio.key_secret").read_bytes()
+    again = cli("keys", "--out", str(tmp_path), "--name", "studio", check=False)
+    assert again.returncode == 2 and "--force" in again.stderr and "Traceback" not in again.stderr
+    assert (tmp_path / "studio.key_secret").read_bytes() == before  # the pair in use is kept
+    cli("keys", "--out", str(tmp_path), "--name", "studio", "--force")
+    assert (tmp_path / "studio.key_secret").read_bytes() != before

@@ -170,7 +170,8 @@ def test_registered_with_presets_and_checked_config():
     assert CustomizeConfig().refine.points == 700_000 and CustomizeConfig().refine.features == 16
     assert CustomizeConfig().sds.guidance_scale == 100.0 and CustomizeConfig().sds.resolution == 512
     fast = spec.build_config(PRESETS["fast"])
-    assert fast.refine.steps == 200 and fast.coarse.gaussians == 5000 and fast.refine.sds_weight == 1.0
+    assert fast.refine.steps == 16 and fast.coarse.gaussians == 1000 and fast.refine.sds_weight == 1.0
+    assert fast.dreambooth.resolution == fast.sds.resolution == fast.resolution == 64  # a wiring check
     assert spec.build_config({"dreambooth": {"method": "full"}}).dreambooth.method == "full"
     with pytest.raises(BadMessage, match="config.dreambooth.method must be 'lora' or 'full', got 'dora'"):
         spec.build_config({"dreambooth": {"method": "dora"}})

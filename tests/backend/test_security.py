@@ -52,3 +52,85 @@ def test_loopback_rule():
 def test_client_key_pair_must_be_complete(keys):
     with pytest.raises(ValueError, match="needs both"):
         Client("tcp://127.0.0.1:1", server_public_key=keys["server_pub"])
+
+
+def test_allow_list_is_read_again_when_it_changes_and_refusals_are_logged(server_factory, keys, tmp_path):
+    from likeness3d.backend.security import key_fingerprint
+
+    server = server_factory(extra=["--server-key", str(keys["server_sec"]), "--clients-dir", str(keys["clients"])])
+    with Client(server.address, timeout=10, server_public_key=keys["server_pub"], client_secret_key=keys["good"]) as c:
+        assert "inspect" in c.hello().pipelines
+    # the artist's key is removed, a newcomer's is added: no restart
+    (keys["clients"] / "artist.key").unlink()
+    new_pub, new_sec = make_keys(tmp_path / "newcomer", "newcomer")
+    (keys["clients"] / "newcomer.key").write_bytes(new_pub.read_bytes())
+    from likeness3d.protocol.errors import ProtocolError
+
+    with Client(server.address, timeout=2, server_public_key=keys["server_pub"], client_secret_key=keys["good"]) as c:
+        with pytest.raises(ProtocolError):  # refused: no hello (the client's words for it are its own)
+            c.hello()
+    with Client(server.address, timeout=10, server_public_key=keys["server_pub"], client_secret_key=new_sec) as c:
+        assert "inspect" in c.hello().pipelines
+    import zmq.auth
+
+    artist_public, _ = zmq.auth.load_certificate(str(keys["good"]))
+    log = (server.store / "server.log").read_text()
+    line = next(line for line in log.splitlines() if "refused a client" in line)
+    assert key_fingerprint(artist_public) in line and "127.0.0.1" in line
+    assert artist_public.decode() not in log  # the fingerprint, not the key
+
+
+def test_keys_refuse_to_overwrite_a_pair_without_force(tmp_path):
+    public, secret = make_keys(tmp_path, "studio")
+    before = secret.read_bytes()
+    with pytest.raises(ValueError, match="--force"):
+        make_keys(tmp_path, "studio")
+    assert secret.read_bytes() == before
+    make_keys(tmp_path, "studio", force=True)
+    assert secret.read_bytes() != before
+
+
+def test_camera_skew_is_refused():
+    import numpy as np
+
+    from likeness3d.protocol.assets import Camera
+    from likeness3d.protocol.errors import InvalidAsset
+
+    K = np.array([[20.0, 0.5, 8.0], [0.0, 20.0, 8.0], [0.0, 0.0, 1.0]])
+    with pytest.raises(InvalidAsset, match=r"K\[0\]\[1\] \(skew\) is 0.5") as e:
+        Camera(K, np.eye(4), 16, 16)
+    assert e.value.field == "camera.K"
+
+
+def test_a_job_names_models_under_the_operators_root_and_one_reply_says_not_there(server_factory, tmp_path, asset):
+    import json
+    from likeness3d.protocol.errors import ModelMissing
+
+    root = tmp_path / "models"
+    (root / "studio-set").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    (root / "a_file").write_text("x")
+    server = server_factory(extra=["--models", str(root)])
+    with Client(server.address, timeout=20) as c:
+        replies = {}
+        for value in ("/etc", str(tmp_path / "elsewhere"), "missing-set", "../elsewhere", "a_file", "~root", "studio-set/../.."):
+            with pytest.raises(ModelMissing) as e:
+                c.submit("tire", asset, {"models": value})
+            assert e.value.field == "config.models"
+            replies[value] = e.value.message.replace(repr(value)[:82], "VALUE")
+        assert len(set(replies.values())) == 1, replies  # absent, outside, a file: one answer
+        assert "studio-set" in next(iter(replies.values()))
+        job = c.submit("tire", asset, {"models": "studio-set", "fit": {"steps": 1}})
+    spec = json.loads((server.store / "jobs" / job.id / "spec.json").read_text())
+    assert spec["config"]["models"] == str(root / "studio-set")
+
+
+def test_allow_model_paths_lets_a_job_name_a_server_folder(server_factory, tmp_path, asset):
+    import json
+
+    (tmp_path / "elsewhere").mkdir()
+    server = server_factory(extra=["--allow-model-paths"])
+    with Client(server.address, timeout=20) as c:
+        job = c.submit("tire", asset, {"models": str(tmp_path / "elsewhere"), "fit": {"steps": 1}})
+    spec = json.loads((server.store / "jobs" / job.id / "spec.json").read_text())
+    assert spec["config"]["models"] == str(tmp_path / "elsewhere")

@@ -1,6 +1,7 @@
 """TIRE through the server (what the add-on calls) and through `likeness3d refine`; its input checks."""
 
 import json
+import re
 import subprocess
 import sys
 
@@ -90,14 +91,18 @@ def test_refine_cli_on_files(tmp_path, case):
            "--eval-views", str(paths["truth"]), "--device", "cpu", *sets]
     run = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stdout + run.stderr
-    assert "psnr_observed" in run.stdout and "inpainter: classical OpenCV fallback" in run.stdout
+    assert "held-out views" in run.stdout and "inpainter: classical OpenCV fallback" in run.stdout
+    assert re.search(r"^  done in \d+ s on cpu$", run.stdout, re.M), run.stdout
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     m = report["metrics"]
     assert "mesh.glb" in m["scores"] and m["pixels_observed"] > 0 and m["pixels_infilled"] > 0
     for key in ("psnr_observed", "psnr_infilled", "psnr_infilled_initial", "ssim_observed", "ssim_infilled",
                 "ssim_infilled_initial"):
         assert isinstance(m[key], float) and (m[key] > 0 if key.startswith("psnr") else -1 <= m[key] <= 1), key
-        assert f"{key}: {m[key]:.4g}" in run.stdout  # the CLI prints what the report holds
+    for region in ("observed", "infilled"):  # the CLI prints the demo's table of what the report holds
+        row = (f"    {region:<42} {m[f'psnr_{region}']:6.2f} / {m[f'ssim_{region}']:.3f}   "
+               f"{m[f'psnr_{region}_initial']:6.2f} / {m[f'ssim_{region}_initial']:.3f}")
+        assert row in run.stdout.splitlines(), (row, run.stdout)
     assert report["settings"]["fit"]["steps"] == SMALL["fit_steps"]  # the flat --set name reached the tree
     bad = subprocess.run(cmd[:6] + [str(tmp_path / "missing.json")] + cmd[7:], capture_output=True, text=True, timeout=120)
     assert bad.returncode == 2 and "invalid_asset" in bad.stderr and "missing.json" in bad.stderr

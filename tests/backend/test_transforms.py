@@ -46,6 +46,9 @@ def test_blender_convention_by_hand(tmp_path):
         ({"file_path": "a.png", "k1": 0.1}, "undistort"),
         ({"file_path": "a.png", "fl_x": -3}, "fl_x"),
         ({}, "file_path"),
+        ({"file_path": "a.png", "w": 40.7}, r"frames\[0\]\.w is 40.7; the image width must be a whole number"),
+        ({"file_path": "a.png", "k1": "x"}, r"frames\[0\]\.k1 is 'x'; it must be a finite number"),
+        ({"file_path": "a.png", "transform_matrix": [[1, 0], [0, 1]]}, r"frames\[0\]\.transform_matrix .* 4 rows of 4"),
     ],
 )
 def test_errors_name_the_frame(tmp_path, frame, match):

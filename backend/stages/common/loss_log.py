@@ -33,11 +33,19 @@ class LossLog:
         """Keep step `step`'s (1-based, of `total`) row of values [k] on the device; every `window` steps and
         at the last one, queue them (`add`); after the last one, wait for everything."""
         self._pending.append(row.detach())
+        if torch.device(self.device).type != "cuda":
+            window = 1  # reading a CPU tensor costs nothing: every step's values are there at once
         if len(self._pending) == window or step == total:
             self.add(torch.stack(self._pending), step)
             self._pending.clear()
         if step == total:
             self.poll(wait=True)
+
+    def latest_text(self, column: int, label: str) -> str:
+        """"label 0.1234": `column` of the newest row read, or "label pending" before the first window lands
+        (a CUDA log reads once per window; progress text never shows a placeholder NaN)."""
+        value = self.latest_value(column)
+        return f"{label} {value:.4f}" if len(self.latest) > column else f"{label} pending"
 
     def latest_value(self, column: int) -> float:
         """`column` of the newest row read, NaN before the first window arrives."""

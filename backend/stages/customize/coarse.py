@@ -198,8 +198,8 @@ def coarse_stage(
         opt.step()
         log.record(torch.stack([loss, l1]), step + 1, config.steps, LOSS_WINDOW)  # read back once per window
         if progress is not None:
-            l1_shown = log.latest_value(1)
-            progress(step + 1, config.steps, f"coarse SDS step {step + 1}/{config.steps} ({mode}, t={s.timestep}), reference L1 {l1_shown:.4f}")
+            l1_shown = log.latest_text(1, "reference L1")
+            progress(step + 1, config.steps, f"coarse SDS step {step + 1}/{config.steps} ({mode}, t={s.timestep}), {l1_shown}")
     out = Gaussians(gaussians.means.detach(), quats.detach(), gaussians.log_scales.detach(),
                     gaussians.logit_opacities.detach(), torch.cat([sh0.detach(), gaussians.sh[:, 1:].detach()], 1))
     return CoarseResult(out, tuple(log.values), counts, int(skipped), time.perf_counter() - start)

@@ -76,8 +76,8 @@ def refine_points(
         sched.step()
         log.record(torch.stack([loss, l1]), step + 1, config.steps, LOSS_WINDOW)  # read back once per window
         if progress is not None:
-            l1_shown = log.latest_value(1)
-            progress(step + 1, config.steps, f"point refine step {step + 1}/{config.steps}, reference L1 {l1_shown:.4f}")
+            l1_shown = log.latest_text(1, "reference L1")
+            progress(step + 1, config.steps, f"point refine step {step + 1}/{config.steps}, {l1_shown}")
     with torch.no_grad():
         rgb, _ = model(cameras, backend)
         final = float(masked_l1(rgb, images, masks))

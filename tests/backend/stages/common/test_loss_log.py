@@ -22,3 +22,10 @@ def test_record_sends_windows_and_waits_at_the_last_step():
     for step in range(1, 6):
         log.record(torch.tensor([float(step), 10.0 * step]), step, 5, window=2)
     assert log.values == [1.0, 2.0, 3.0, 4.0, 5.0] and log.latest_value(1) == 50.0 and log.shown == 5.0
+
+
+def test_a_cpu_log_reads_every_step_and_text_never_shows_a_placeholder():
+    log = LossLog(torch.device("cpu"), "coarse loss")
+    assert log.latest_text(1, "reference L1") == "reference L1 pending"
+    log.record(torch.tensor([3.0, 0.25]), 1, 100, window=25)
+    assert log.latest_text(1, "reference L1") == "reference L1 0.2500" and log.values == [3.0]

@@ -78,6 +78,9 @@ def test_coarse_steps_run_every_mode_and_fit_the_reference():
                      radius=radius, config=cfg, sds=SDSConfig(schedule="sqrt"), progress=lambda s, n, m: seen.append(m))
     assert len(r.losses) == 8 and sum(r.modes.values()) == 8 and r.modes["normal"] == 2 and r.skipped == 0
     assert "(normal" in seen[0] and "(normal" not in seen[-1]
+    # every step's text shows that step's reference L1 (a number, not the NaN placeholder of a log not yet read)
+    shown = [float(m.rpartition("reference L1 ")[2]) for m in seen]
+    assert len(shown) == 8 and all(math.isfinite(v) and v >= 0 for v in shown), seen
     assert torch.equal(r.gaussians.means, g.means)  # geometry given: centres untouched
     assert not torch.equal(r.gaussians.sh, g.sh)
     assert r.losses[-1] < r.losses[0]
