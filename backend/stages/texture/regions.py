@@ -69,7 +69,7 @@ class RegionMap:
 
 def learn_regions(initial: np.ndarray, target: np.ndarray, weight: np.ndarray, regions: int = 12,
                   min_texels: int = 200, edge: np.ndarray | None = None, seed: int = 0,
-                  max_samples: int = 200_000, softness: float = 0.5) -> RegionMap:
+                  max_samples: int = 200_000, softness: float = 0.25) -> RegionMap:
     """initial: [T, 3] the initial texture's used texels (RGB [0, 1]); target: [T, 3] the references' colour;
     weight: [T] >= 0 how much each pair counts (0 = unobserved); edge: [T] >= 0 gradient magnitude of the
     initial texture (pairs on edges weigh less)."""
