@@ -48,6 +48,21 @@ def feather(values: np.ndarray, surface: TexelSurface, sigma: float) -> np.ndarr
     return np.maximum(values, surface.gather(blurred))
 
 
+def _feather_boundary(value: np.ndarray, infill: np.ndarray, observed: np.ndarray, surface: TexelSurface,
+                      sigma: float) -> np.ndarray:
+    """Unobserved texels near the observed ones take part of their neighbours' change from the infill (the
+    observed value minus the infill there), fading over `sigma` texels: no step where the photos end."""
+    w = torch.as_tensor(surface.covered)
+    obs_img = torch.as_tensor(surface.scatter(observed.astype(np.float32)))[..., None]
+    delta = torch.as_tensor(surface.scatter(np.where(observed[:, None], value - infill, 0).astype(np.float32)))
+    near = surface.gather(_blur(obs_img, w, sigma)[..., 0].numpy())
+    spread = surface.gather((_blur(delta, w, sigma) / _blur(obs_img, w, sigma).clamp_min(1e-6)).numpy())
+    out = value.copy()
+    hidden = ~observed & (near > 1e-3)
+    out[hidden] = np.clip(value[hidden] + (near[hidden, None] * spread[hidden]), 0, 1)
+    return out
+
+
 def compose_texture(initial: np.ndarray, surface: TexelSurface, obs: Observation, infill: np.ndarray,
                     feather_px: float = 1.5, dilate_px: int = 16, keep_below: float = 0.02) -> Composed:
     """initial: [Ht, Wt, 3|4] the artist's texture (uint8 keeps bit-exact values); infill: [T, 3] in [0, 1]."""
@@ -68,7 +83,8 @@ def compose_texture(initial: np.ndarray, surface: TexelSurface, obs: Observation
     seen_value = init_t + alpha[:, None] * (obs.colour.numpy() - init_t)
     value = conf[:, None] * seen_value + (1 - conf[:, None]) * infill
     value = np.where(observed[:, None], value, infill)
-    observed = observed & (conf > 0)
+    if feather_px > 0 and observed.any() and (~observed).any():
+        value = _feather_boundary(value, infill, observed, surface, 2 * feather_px)
     new_u8 = to_u8(np.clip(value, 0, 1))
     texel_u8 = np.where(kept[:, None], surface.gather(u8)[:, :3], new_u8)
     changed_t = (texel_u8 != surface.gather(u8)[:, :3]).any(1)

@@ -40,6 +40,9 @@ class PreparedReference:
     """[H, W] bool: the asset covers the pixel."""
     normals: Tensor
     """[H, W, 3] the asset's smooth normals seen from the photo."""
+    inner: Tensor
+    """[H, W] bool: photo and render both show the subject, a pixel away from its silhouette (where the
+    difference is known; texels whose footprint leaves it are not observed by this photo)."""
     difference: Tensor
     """[H, W] mean absolute RGB difference of the corrected photo and the initial asset's render (blurred)."""
     noise: float
@@ -90,12 +93,17 @@ def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityC
     a = _blur(image[..., :3], weight, config.compare_blur_px)
     b = _blur(render[..., :3], weight, config.compare_blur_px)
     diff = (a - b).abs().mean(-1) * inner
+    # near the silhouette (mixed pixels) the difference is not measured: take the nearest measured pixels',
+    # and where none is near, call it a disagreement (the photo's colour is taken)
+    reach = _blur(weight[..., None], torch.ones_like(weight), 2.0)[..., 0]
+    spread = _blur(diff[..., None], weight, 2.0)[..., 0]
+    diff = torch.where(inner, diff, torch.where(reach > 0.05, spread, torch.ones_like(diff)))
     # noise: the high frequencies of the signed difference, robustly (edges and disagreements are outliers)
     signed = (image[..., :3] - render[..., :3]).mean(-1, keepdim=True)
     high = (signed - _blur(signed, weight, 2.0))[..., 0][inner]
     noise = float(1.4826 * (high - high.median()).abs().median()) if len(high) > 10 else 0.0
     threshold = max(config.agree_floor, config.agree_sigmas * noise)
-    return PreparedReference(ref.name, image, cam, passes.depth[0], mask, normals, diff, noise, threshold, light)
+    return PreparedReference(ref.name, image, cam, passes.depth[0], mask, normals, inner, diff, noise, threshold, light)
 
 
 @dataclass
