@@ -92,7 +92,12 @@ def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityC
     weight = inner.float()
     a = _blur(image[..., :3], weight, config.compare_blur_px)
     b = _blur(render[..., :3], weight, config.compare_blur_px)
-    diff = (a - b).abs().mean(-1) * inner
+    # the smallest difference over one-pixel shifts: a renderer's half-pixel offset or another antialiasing
+    # at a sharp edge is not a disagreement; a wrong patch wider than a pixel still is
+    bp = F.pad(b.permute(2, 0, 1)[None], (1, 1, 1, 1), mode="replicate")[0].permute(1, 2, 0)
+    H, W = a.shape[:2]
+    diff = torch.stack([(a - bp[dy:dy + H, dx:dx + W]).abs().mean(-1) for dy in range(3) for dx in range(3)]).min(0).values
+    diff = diff * inner
     # near the silhouette (mixed pixels) the difference is not measured: take the nearest measured pixels',
     # and where none is near, call it a disagreement (the photo's colour is taken)
     reach = _blur(weight[..., None], torch.ones_like(weight), 2.0)[..., 0]
