@@ -67,6 +67,9 @@ class FidelityConfig:
     region_min_texels: int = 20
     """Observed texels a region needs before its mapping is trusted fully; below, it shrinks toward the
     identity (a region nobody observes keeps its own colours)."""
+    island_palette: bool = True
+    """Hidden texels whose colour no observed texel has, on a partly observed UV island, move to the Lab
+    palette the references show on that island (stages.texture.islands); islands no photo sees keep theirs."""
     seed: int = 0
 
     def __post_init__(self) -> None:

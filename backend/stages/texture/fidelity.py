@@ -36,6 +36,8 @@ class Fidelity:
     """[T, 3] float32: the used texels' initial colours through their regions' maps."""
     mapped_image: np.ndarray
     """[Ht, Wt, 3] float32: the initial texture with the used texels mapped (what the infill starts from)."""
+    palette: dict
+    """What `islands.island_palette` recoloured (islands, texels)."""
 
     def mapped_colour(self, uv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[C, H, W, 3] unlit colour of the region-mapped initial asset at the passes' UVs (0 off the mask)."""
@@ -78,9 +80,15 @@ def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tup
     regions = learn_regions(init_t, obs.colour.numpy(), weight, config.regions, config.region_min_texels,
                             edge=surface.gather(_edges(init_f)), seed=config.seed)
     mapped = regions.apply(init_t)
+    palette = {"islands_recoloured": 0, "texels_recoloured": 0}
+    if config.island_palette:
+        from .islands import island_labels, island_palette
+
+        mapped, palette = island_palette(init_t, mapped, obs.colour.numpy(), obs.confidence.numpy(),
+                                         surface.gather(island_labels(surface.covered)))
     mapped_image = init_f.copy()
     mapped_image[surface.rows, surface.cols] = mapped
-    return Fidelity(surface, prepared, obs, regions, initial, mapped, mapped_image)
+    return Fidelity(surface, prepared, obs, regions, initial, mapped, mapped_image, palette)
 
 
 def finish_fidelity(fid: Fidelity, config: FidelityConfig, dilate_px: int, infill_image: np.ndarray | None = None,
