@@ -166,3 +166,22 @@ def test_gutters_take_their_own_island_only_and_unchanged_islands_keep_their_pad
     assert (out[gutter & ~owner, :3] == 7).all()  # the others keep the artist's padding, bit for bit
     assert (out[~s.covered & (dist > 6), :3] == 7).all()
     assert np.array_equal(out[s.rows[~first], s.cols[~first]], init[s.rows[~first], s.cols[~first]])
+
+
+def test_a_hidden_colour_nobody_observes_takes_its_islands_observed_palette_and_unseen_islands_keep_theirs():
+    """A pink body whose back a generator painted grey-white (one island, half observed), and a green island
+    no photo sees: the body's back moves to the pink the photos show; the green island stays green."""
+    from likeness3d.backend.stages.texture.islands import island_palette
+
+    rng = np.random.default_rng(1)
+    n = 2000
+    pink, white, green = np.array([0.9, 0.55, 0.6]), np.array([0.88, 0.86, 0.86]), np.array([0.2, 0.7, 0.3])
+    noise = lambda: rng.normal(0, 0.01, (n, 3))  # noqa: E731
+    initial = np.concatenate([pink + noise(), white + noise(), green + noise()]).clip(0, 1).astype(np.float32)
+    observed_colour = np.concatenate([pink + noise(), np.zeros((2 * n, 3))]).astype(np.float32)
+    confidence = np.concatenate([np.ones(n), np.zeros(2 * n)])
+    islands = np.concatenate([np.ones(2 * n), np.full(n, 2)]).astype(int)
+    out, report = island_palette(initial, initial.copy(), observed_colour, confidence, islands)
+    assert np.abs(out[n:2 * n].mean(0) - pink).max() < 0.03
+    assert np.array_equal(out[2 * n:], initial[2 * n:]) and np.array_equal(out[:n], initial[:n])
+    assert report == {"islands_recoloured": 1, "texels_recoloured": n}
