@@ -3,9 +3,9 @@
 The colour regions (`regions`) correct a hidden texel by what the photos say about texels of its colour. A
 hidden colour no observed texel has (a generator painted the back of a pink body grey-white) has no such
 evidence. If its UV island is partly observed, the island is one part of the asset (one material, mostly),
-and what the photos show of it is the best evidence of what the rest looks like: those texels are moved to
-the Lab mean and spread the references show on the island (Reinhard et al. 2001), in proportion to how far
-their colour lies from every observed colour. Islands no photo sees keep their colours.
+and what the photos show of it is the best evidence of what the rest looks like: the island's hidden part's
+Lab mean and spread are mapped to those the references show on the island (Reinhard et al. 2001), and that
+mapping moves those texels in proportion to how far their colour lies from every observed colour. Islands no photo sees keep their colours.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def island_palette(initial: np.ndarray, mapped: np.ndarray, observed_colour: np.
             continue
         mu_o, sd_o = lab_obs[o].mean(0), lab_obs[o].std(0) + 1e-3
         src = lab_map[h]
-        mu_h, sd_h = src.mean(0), src.std(0) + 1e-3
+        whole = lab_map[hidden & (islands == isl)]  # the island's hidden part, matched colours included
+        mu_h, sd_h = whole.mean(0), whole.std(0) + 1e-3
         moved_lab = (src - mu_h) / sd_h * np.minimum(sd_o, 2 * sd_h) + mu_o
         rgb = cv2.cvtColor(moved_lab.astype(np.float32).reshape(-1, 1, 3), cv2.COLOR_LAB2RGB).reshape(-1, 3)
         t = far[h][:, None]
