@@ -98,7 +98,8 @@ def write_glb(mesh: Mesh, texture: np.ndarray | None = None, path: str | Path | 
 def read_glb(source: bytes | str | Path) -> Mesh:
     """Decode a GLB (ours or any single-mesh file) back to the Blender frame with per-corner UVs.
 
-    Scene-graph transforms are applied; several meshes are concatenated (the first one's texture kept).
+    Scene-graph transforms are applied; several meshes are concatenated, sharing one base-colour image (several
+    different images are an `InvalidAsset` naming two of them: one texture can hold only one of them).
     """
     import trimesh
 
@@ -124,8 +125,19 @@ def read_glb(source: bytes | str | Path) -> Mesh:
         uvs.append(None if uv is None else np.asarray(uv, dtype=np.float64)[f])
         material = getattr(geom.visual, "material", None)
         image = getattr(material, "baseColorTexture", None)
-        if texture is None and image is not None:
-            texture = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+        if image is not None:
+            pixels = np.asarray(image.convert("RGBA"), dtype=np.uint8)
+            if texture is None:
+                texture, first = pixels, getattr(material, "name", None) or name
+            elif pixels.shape != texture.shape or not np.array_equal(pixels, texture):
+                from ...protocol.errors import InvalidAsset
+
+                raise InvalidAsset(
+                    f"mesh.texture: the file has more than one base-colour image (material {first!r} "
+                    f"{texture.shape[1]}x{texture.shape[0]} and material {getattr(material, 'name', None) or name!r} "
+                    f"{pixels.shape[1]}x{pixels.shape[0]}); a refinement keeps one texture on one UV layout: bake the "
+                    "materials into one image (Blender: one material, Bake to an image on a packed UV map) or refine "
+                    "each part on its own", field="mesh.texture")
     all_uvs = None if any(u is None for u in uvs) else np.concatenate(uvs).astype(np.float32)
     return Mesh(
         vertices=np.concatenate(verts).astype(np.float32),

@@ -72,23 +72,31 @@ class StageClock:
 def export_textured(ctx, mesh, groups, bake, caster, center, radius: float, turntable_views: int):
     """The refinements' shared export: bake `groups` of views (see stages.texture.bake_views) onto the artist's
     UVs with `bake` (a BakeConfig; its texture_size None keeps the mesh's own height x width), then publish
-    mesh.glb (same geometry and UVs, new texture), texture.png and sheet.png (initial | refined turntable).
-    Returns (the refined mesh, [Ht, Wt] texels no view saw)."""
+    mesh.glb, texture.png and sheet.png (`export_texture`). Returns (the refined mesh, [Ht, Wt] texels no view
+    saw)."""
+    import numpy as np
+
+    from ..stages.common.images import to_u8
+    from ..stages.texture.bake_views import bake_views
+
+    texture, unseen = bake_views(mesh, groups, bake, base_texture=mesh.texture)
+    tex_u8 = np.concatenate([to_u8(texture), np.full(texture.shape[:2] + (1,), 255, np.uint8)], -1)
+    return export_texture(ctx, mesh, tex_u8, caster, center, radius, turntable_views), unseen
+
+
+def export_texture(ctx, mesh, tex_u8, caster, center, radius: float, turntable_views: int):
+    """Publish mesh.glb (the artist's geometry and UVs with `tex_u8` [Ht, Wt, 4] uint8, its size as given),
+    texture.png and sheet.png (initial | refined turntable). Returns the refined mesh."""
     import io
 
-    import numpy as np
     from PIL import Image
 
     from ..export.glb import write_glb
     from ..export.sheet import turntable_sheet
-    from ..stages.common.images import to_u8
-    from ..stages.texture.bake_views import bake_views
     from ..stages.views.cameras import turntable
     from ..stages.views.mesh_passes import Raycaster, mesh_rgba
     from ...protocol.assets import Mesh
 
-    texture, unseen = bake_views(mesh, groups, bake, base_texture=mesh.texture)
-    tex_u8 = np.concatenate([to_u8(texture), np.full(texture.shape[:2] + (1,), 255, np.uint8)], -1)
     refined = Mesh(mesh.vertices, mesh.faces, mesh.uvs, tex_u8)
     ctx.add_artifact("mesh.glb", write_glb(refined))
     buf = io.BytesIO()
@@ -98,4 +106,4 @@ def export_textured(ctx, mesh, groups, bake, caster, center, radius: float, turn
     before = mesh_rgba(caster, tt, supersample=2, background=(1.0, 1.0, 1.0))
     after = mesh_rgba(Raycaster(refined), tt, supersample=2, background=(1.0, 1.0, 1.0))
     ctx.add_artifact("sheet.png", turntable_sheet(before, after, labels=("initial", "refined")))
-    return refined, unseen
+    return refined

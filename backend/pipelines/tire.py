@@ -18,8 +18,9 @@ from ...protocol.assets import Asset, Reference
 from ..config import number, require, whole
 from ..stages.diffusion.config import SubjectLoraConfig
 from ..stages.splats.config import FitConfig
-from ..stages.texture.config import BakeConfig
+from ..stages.texture.config import BakeConfig, FidelityConfig
 from ..stages.tire.config import InpaintConfig, ResplatConfig
+from ..stages.views.config import CoverageConfig
 from .common import flat_texture_size
 
 DESCRIPTION = "refine the asset's texture from reference photos: track, personalised progressive inpainting, resplat"
@@ -46,6 +47,11 @@ class TireConfig:
     """Step 4: the Gaussian fit (3DGS's learning rates; no opacity reset in a fit this short)."""
     bake: BakeConfig = BakeConfig()
     """Step 5: the bake onto the artist's UVs (`texture_size` None keeps the mesh's own size)."""
+    fidelity: FidelityConfig = FidelityConfig()
+    """Step 0 and 6: what the references may change (kept / taken from the photos / infilled), their lighting,
+    the colour regions the infill is mapped by."""
+    coverage: CoverageConfig = CoverageConfig()
+    """Step 1: views added after the orbit until every used texel is seen (budget, candidates)."""
     models: str = ""
     """Diffusion models: a folder (diffusers layout by role), "tiny" (smoke test: noise), or "" for
     $LIKENESS3D_MODELS, and the OpenCV inpainter when that is unset."""
@@ -85,13 +91,14 @@ PRESETS: dict[str, dict] = {
 
 
 def make_inpainter(config: TireConfig, ctx, asset: Asset, device: str):
-    """The diffusion inpainter with a subject LoRA when models are configured, else the labelled OpenCV one."""
+    """The diffusion inpainter with a subject LoRA when models are configured, else the labelled classical one
+    (whose infill is the region-mapped initial texture: it keeps the views' content)."""
     from ..model_dirs import configured_models
     from ..stages.tire.inpaint_cv import OpenCVInpainter
 
     models = configured_models(config.models)
     if config.inpainter == "opencv" or (config.inpainter == "auto" and not models):
-        return OpenCVInpainter()
+        return OpenCVInpainter(transfer=False)
     from ..stages.diffusion.components import load_components
     from ..stages.diffusion.sample.subject import personalised_inpainter
 
@@ -111,30 +118,54 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     from ..export.ply import write_ply
     from ..stages.common.images import to_u8
     from ..stages.quality.evaluate import evaluate
+    from ..stages.texture.bake_views import bake_views
+    from ..stages.texture.fidelity import finish_fidelity, prepare_fidelity
     from ..stages.tire.progressive import progressive_inpaint
     from ..stages.tire.resplat import resplat
-    from ..stages.views.cameras import bounding_sphere, orbit
+    from ..stages.views.cameras import Cameras, bounding_sphere, orbit
     from ..stages.views.mesh_passes import Raycaster
-    from ..stages.views.track import known_views, track_backward
-    from .common import StageClock, check_refinable, export_textured
+    from ..stages.views.plan import plan_views, seen_mask
+    from ..stages.views.track import KnownView, track_backward
+    from .common import StageClock, check_refinable, export_texture
     from .peak_memory import PeakMemory
+    from .texture_checks import check_texturable
 
     mesh = asset.mesh
     check_refinable(asset, "TIRE")
+    input_report = check_texturable(asset, "TIRE")
     torch.manual_seed(config.seed)
     memory, clock = PeakMemory(ctx.device), StageClock()
     caster = Raycaster(mesh)
 
-    # 1. Render the initial asset along an orbit of target views (the texture at each pixel centre).
+    # 0. The artist's texture at its own size on the surface; each photo's lighting removed and its agreement
+    #    with the initial asset mapped; every texel's observation; the colour regions' mappings.
+    size = tuple(config.bake.texture_size or mesh.texture.shape[:2])
+    fid = prepare_fidelity(mesh, asset.references, caster, config.fidelity, size)
+    sources = [KnownView(r.image, r.depth, r.camera) for r in fid.references]
+    ctx.progress("observe", 1, 1, f"{int(fid.observation.observed.sum())} of {len(fid.surface)} texels observed")
+    clock.lap("observe")
+
+    # 1. Target views: the orbit, then views added until every used texel is seen; rendered from the
+    #    region-mapped initial texture (what the inpainting starts from).
     center, radius = bounding_sphere(mesh.vertices)
     az = [360.0 * i / config.azimuths for i in range(config.azimuths)]
     targets = orbit(center, radius, az, list(config.elevations_deg), config.resolution, config.resolution, config.fov_deg)
     tp = caster.passes(targets, normals="smooth")
-    ctx.progress("render", 1, 1, f"{len(targets)} target views at {config.resolution} px", to_u8(tp.rgb[0]))
+    pts, nrm = fid.surface.points, fid.surface.normals
+    cov = config.coverage
+    already = seen_mask(pts, nrm, targets, tp.depth, tp.mask, cov.min_cosine)
+    for s in sources:
+        already |= seen_mask(pts, nrm, s.camera, s.depth[None], (s.depth > 0)[None], cov.min_cosine)
+    plan = plan_views(caster, pts, nrm, already, center, radius, config.fov_deg, config.resolution, cov)
+    if plan.added is not None:
+        targets = Cameras.cat([targets, plan.added])
+        tp = caster.passes(targets, normals="smooth")
+    initial = fid.mapped_colour(tp.uv, tp.mask)
+    ctx.progress("render", 1, 1, f"{len(targets)} target views at {config.resolution} px "
+                 f"({len(plan.report)} added for coverage)", to_u8(initial[0]))
     clock.lap("render")
 
     # 2. Track, backward: which reference photo observes each target pixel (exact reprojection, depth tests).
-    sources = known_views(asset.references, caster)
     tracked = track_backward(tp.points, tp.normal, tp.mask, sources, config.inpaint.track)
     clock.lap("track")
 
@@ -146,7 +177,7 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
 
     # 4. Inpaint, progressive: ring by ring from the references, finished rings anchoring the next.
     short = inpainter.label.split(" (")[0]
-    inp = progressive_inpaint(tp.rgb, tp, targets, sources, tracked, inpainter, config.inpaint, center,
+    inp = progressive_inpaint(initial, tp, targets, sources, tracked, inpainter, config.inpaint, center,
                               lambda done, total, text, view: ctx.progress("inpaint", done, total, f"{text} [{short}]", to_u8(view)))
     clock.lap("inpaint")
 
@@ -157,13 +188,19 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
                  check_cancel=ctx.check_cancel)
     clock.lap("resplat")
 
-    # 6. Export: the artist's geometry and UVs with the baked texture, the splats, a sheet, the report.
-    groups = [(rs.views, targets, 1.0, tp)] + [(s.image[None], s.camera, config.resplat.source_weight, None) for s in sources]
-    refined, unseen = export_textured(ctx, mesh, groups, config.bake, caster, center, radius, config.turntable_views)
+    # 6. Export: kept texels bit for bit, the photos' colours where they disagree, the infill elsewhere
+    #    (the inpainted views baked, or the region-mapped texture for the classical fallback).
+    if getattr(inpainter, "personalised", False):
+        baked, unseen = bake_views(mesh, [(rs.views, targets, 1.0, tp)], replace(config.bake, texture_size=size, dilate_px=0))
+        composed, fill = finish_fidelity(fid, config.fidelity, config.bake.dilate_px, baked.numpy(), (~unseen).numpy())
+    else:
+        composed, fill = finish_fidelity(fid, config.fidelity, config.bake.dilate_px)
+    refined = export_texture(ctx, mesh, composed.texture, caster, center, radius, config.turntable_views)
     ctx.add_artifact("splats.ply", write_ply(None, **rs.gaussians.to_arrays()))
     clock.lap("export")
 
-    report = _report(asset, config, ctx.device, inpainter, targets, sources, tp, inp, rs, unseen)
+    report = _report(asset, config, ctx.device, inpainter, targets, sources, tp, inp, rs, fid, plan, composed, fill)
+    report["input"] = input_report
     if eval_views:
         report["metrics"] = evaluate({"refined": refined, "initial": mesh}, eval_views, sources)
         clock.lap("evaluate")
@@ -173,7 +210,7 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     return report
 
 
-def _report(asset, config, device, inpainter, targets, sources, tp, inp, rs, unseen) -> dict:
+def _report(asset, config, device, inpainter, targets, sources, tp, inp, rs, fid, plan, composed, fill) -> dict:
     """report.json's settings, views, coverage and counts (seconds, memory and metrics are added by run)."""
     from ..config import config_to_dict
 
@@ -191,9 +228,16 @@ def _report(asset, config, device, inpainter, targets, sources, tp, inp, rs, uns
         "coverage": {
             "observed_by_references": round(int(inp.observed.sum()) / fg, 4),
             "infilled": round(int(inp.infill.sum()) / fg, 4),
-            "texels_unseen": int(unseen.sum()),
+            "texels_unseen": fill["texels_unseen"],
+            "texels_unseen_by_views": int((~plan.seen).sum()),
+            "texels_filled_on_surface": fill["texels_filled_on_surface"],
+            "views_added": plan.report,
             **rs.consistency_report(),
         },
+        "texels": {**composed.report(), "infill_source": fill["infill_source"],
+                   "texture_size": [fid.surface.height, fid.surface.width]},
+        "references": [r.report() for r in fid.references],
+        "colour_regions": {**fid.regions.report(), "island_palette": fid.palette},
         **({"lora": {"steps": training.steps, "seconds": round(training.seconds, 3),
                      "last_loss": round(training.losses[-1], 5), "cuda_graphs": training.cuda_graphs,
                      "graph_note": training.graph_note}} if training is not None else {}),

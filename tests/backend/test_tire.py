@@ -39,7 +39,7 @@ def test_tire_job_through_the_server(server, case):
         result = job.wait(5)
         names = sorted(a.name for a in result.artifacts)
         assert names == ["mesh.glb", "report.json", "sheet.png", "splats.ply", "texture.png"]
-        assert stages[0] == "render" and "inpaint" in stages and "resplat" in stages
+        assert stages[0] == "observe" and "render" in stages and "inpaint" in stages and "resplat" in stages
         glb = read_glb(c.fetch(job.id, "mesh.glb"))
         np.testing.assert_allclose(glb.vertices[glb.faces], case.initial.vertices[case.initial.faces], atol=1e-5)
         report = json.loads(c.fetch(job.id, "report.json"))

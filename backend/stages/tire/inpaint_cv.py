@@ -31,6 +31,10 @@ class OpenCVInpainter:
     """Known pixels a view needs for the colour transfer; with fewer, Telea inpainting fills the mask."""
     method: str = "telea"
     """"telea" (Telea 2004, fast marching) or "ns" (Navier-Stokes)."""
+    transfer: bool = True
+    """False: the masked pixels keep the content they were given. TIRE gives the fallback renders of the
+    region-mapped initial texture (stages.texture.regions): that mapping, learned on the observed surface per
+    colour region, is the fallback's infill, and a per-view transfer on top would only add seams."""
 
     def __post_init__(self) -> None:
         require(
@@ -42,6 +46,9 @@ class OpenCVInpainter:
 
     @property
     def label(self) -> str:
+        if not self.transfer:
+            return ("classical OpenCV fallback (region-wise colour mapping of the initial texture, learned on the "
+                    "observed surface; no inpainting; not subject-personalised: no diffusion weights configured)")
         return (f"classical OpenCV fallback (Lab colour transfer + {self.method} inpainting; not subject-personalised: "
                 "no diffusion weights configured)")
 
@@ -59,6 +66,8 @@ class OpenCVInpainter:
             raise ValueError(f"images must be [B, H, W, 3] and masks [B, H, W]; got {tuple(images.shape)}, {tuple(masks.shape)}")
         if valid is None:
             valid = torch.ones_like(masks)
+        if not self.transfer:
+            return images.clone()
         flag = cv2.INPAINT_TELEA if self.method == "telea" else cv2.INPAINT_NS
         out = images.clone()
         for b in range(len(images)):

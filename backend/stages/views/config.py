@@ -29,3 +29,32 @@ class TrackConfig:
             (number(self.min_alpha, 0, 1), "min_alpha", "must be in [0, 1]"),
             (number(self.border_px, 0), "border_px", "must be >= 0"),
         )
+
+
+@dataclass(frozen=True)
+class CoverageConfig:
+    """View planning from the geometry (stages.views.plan): views added after the orbit until every texel the
+    mesh uses is seen at a usable angle."""
+
+    budget: int = 12
+    """At most this many views are added."""
+    candidates: int = 96
+    """Directions tried on a sphere around the subject (every elevation, from below too)."""
+    min_cosine: float = 0.2
+    """A view sees a texel usefully within acos(0.2) = 78 degrees of its normal (the bake's test)."""
+    min_gain: int = 1
+    """A candidate is added only if it sees at least this many texels no view saw yet."""
+    planning_px: int = 96
+    """Side of the depth maps the candidates are tested with."""
+
+    def __post_init__(self) -> None:
+        from ...config import whole
+
+        require(
+            self,
+            (whole(self.budget, 0, 256), "budget", "must be an integer in [0, 256]"),
+            (whole(self.candidates, 0, 4096), "candidates", "must be an integer in [0, 4096]"),
+            (number(self.min_cosine, 0) and self.min_cosine < 1, "min_cosine", "must be in [0, 1)"),
+            (whole(self.min_gain, 1), "min_gain", "must be an integer >= 1"),
+            (whole(self.planning_px, 16, 1024), "planning_px", "must be an integer in [16, 1024]"),
+        )

@@ -1,0 +1,109 @@
+"""The fidelity stage: what the references may change in the artist's texture, and what the infill starts from.
+
+`prepare_fidelity` (before the target views): the artist's texture at its own size lifted onto the surface,
+each reference's lighting removed and its agreement with the initial asset mapped, every used texel's
+observation, and the colour regions' mappings (the region-mapped initial texture is what the infill starts
+from: the diffusion inpainter's initial renders, or the classical fallback's infill itself).
+`finish_fidelity` (after the inpainting): the refined texture (stages.texture.compose) from the observation
+and an infill, whose texels no view saw filled on the surface.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..common.images import to_u8, unit_float
+from ..views.meshes import sample_texture
+from .compose import Composed, compose_texture, fill_on_surface
+from .config import FidelityConfig
+from .observe import Observation, PreparedReference, observe_texels, prepare_reference
+from .regions import RegionMap, learn_regions
+from .texels import TexelSurface, texel_geometry
+
+
+@dataclass
+class Fidelity:
+    surface: TexelSurface
+    references: list[PreparedReference]
+    observation: Observation
+    regions: RegionMap
+    initial: np.ndarray
+    """[Ht, Wt, 4] uint8: the artist's texture at the bake's size (the input itself when the sizes match)."""
+    mapped: np.ndarray
+    """[T, 3] float32: the used texels' initial colours through their regions' maps."""
+    mapped_image: np.ndarray
+    """[Ht, Wt, 3] float32: the initial texture with the used texels mapped (what the infill starts from)."""
+    palette: dict
+    """What `islands.island_palette` recoloured (islands, texels)."""
+
+    def mapped_colour(self, uv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[C, H, W, 3] unlit colour of the region-mapped initial asset at the passes' UVs (0 off the mask)."""
+        out = torch.zeros(mask.shape + (3,))
+        out[mask] = torch.as_tensor(sample_texture(self.mapped_image, uv[mask].double().numpy()))
+        return out
+
+
+def sized_texture(texture: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """The mesh's texture as [Ht, Wt, 4] uint8 at `size` (the input itself when it already has that size)."""
+    import cv2
+
+    tex = np.asarray(texture)
+    tex = to_u8(tex) if tex.dtype != np.uint8 else tex
+    if tex.shape[-1] == 3:
+        tex = np.concatenate([tex, np.full(tex.shape[:2] + (1,), 255, np.uint8)], -1)
+    if tex.shape[:2] == tuple(size):
+        return tex
+    h, w = size
+    shrink = h < tex.shape[0] or w < tex.shape[1]
+    return cv2.resize(tex, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
+
+
+def _edges(image: np.ndarray) -> np.ndarray:
+    import cv2
+
+    grey = image[..., :3].mean(-1).astype(np.float32)
+    gx, gy = cv2.Sobel(grey, cv2.CV_32F, 1, 0, ksize=3) / 8, cv2.Sobel(grey, cv2.CV_32F, 0, 1, ksize=3) / 8
+    return np.sqrt(gx * gx + gy * gy)
+
+
+def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tuple[int, int]) -> Fidelity:
+    initial = sized_texture(mesh.texture, size)
+    surface = texel_geometry(mesh, *size)
+    prepared = [prepare_reference(ref, caster, config) for ref in references]
+    obs = observe_texels(surface, prepared, config)
+    init_f = unit_float(initial[..., :3])
+    init_t = surface.gather(init_f)
+    weight = (obs.confidence.numpy() ** 2).astype(np.float64)
+    regions = learn_regions(init_t, obs.colour.numpy(), weight, config.regions, config.region_min_texels,
+                            edge=surface.gather(_edges(init_f)), seed=config.seed)
+    mapped = regions.apply(init_t)
+    palette = {"islands_recoloured": 0, "texels_recoloured": 0}
+    if config.island_palette:
+        from .islands import island_labels, island_palette
+
+        mapped, palette = island_palette(init_t, mapped, obs.colour.numpy(), obs.confidence.numpy(),
+                                         surface.gather(island_labels(surface.covered)))
+    mapped_image = init_f.copy()
+    mapped_image[surface.rows, surface.cols] = mapped
+    return Fidelity(surface, prepared, obs, regions, initial, mapped, mapped_image, palette)
+
+
+def finish_fidelity(fid: Fidelity, config: FidelityConfig, dilate_px: int, infill_image: np.ndarray | None = None,
+                    infill_seen: np.ndarray | None = None) -> tuple[Composed, dict]:
+    """The refined texture. infill_image [Ht, Wt, 3] (baked inpainted views) with infill_seen [Ht, Wt] the texels
+    they reached; without, the infill is the region-mapped initial texture (the classical fallback). Texels the
+    views did not reach take their 3D neighbours' infill (across UV seams)."""
+    s = fid.surface
+    if infill_image is None:
+        infill, filled, missing, source = fid.mapped, 0, 0, "the region-mapped initial texture"
+    else:
+        infill = s.gather(np.asarray(infill_image, np.float32)[..., :3]).astype(np.float32)
+        have = s.gather(np.asarray(infill_seen, bool))
+        infill, filled = fill_on_surface(s, infill, have)
+        missing = int((~have).sum()) - filled
+        source = "the inpainted target views, baked"
+    composed = compose_texture(fid.initial, s, fid.observation, infill, config.feather_px, dilate_px)
+    return composed, {"infill_source": source, "texels_filled_on_surface": int(filled), "texels_unseen": missing}
