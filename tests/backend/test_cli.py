@@ -26,7 +26,7 @@ def cli(*args, env=None, check=True):
 def test_status_list_fetch_cancel(server, asset, tmp_path):
     with Client(server.address, timeout=20) as c:
         done = c.submit("inspect", asset)
-        assert done.wait(30).artifacts[0].name == "inspect.json"
+        assert done.wait(300).artifacts[0].name == "inspect.json"
         # long enough (100 s) to be running still when the CLI cancels it, however slow the machine
         slow = c.submit("selftest", asset, {"steps": 2000, "step_seconds": 0.05})
         assert isinstance(next(slow.events(timeout=30)), Progress)  # it runs

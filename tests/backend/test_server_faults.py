@@ -37,11 +37,11 @@ def test_kill_9_worker_mid_job(server, asset):
         pid = c.status()["workers"][0]["pid"]
         os.kill(pid, signal.SIGKILL)
         with pytest.raises(WorkerCrashed, match="died with exit code -9"):
-            job.wait(20)
+            job.wait(300)
         assert c.status(job.id)["state"] == "failed"
         # the worker was replaced; the next job runs
         nxt = c.submit("inspect", asset)
-        assert nxt.wait(30).artifacts[0].name == "inspect.json"
+        assert nxt.wait(300).artifacts[0].name == "inspect.json"
         w = c.status()["workers"][0]
         assert w["pid"] != pid and w["restarts"] == 1
     assert server.alive()
@@ -51,7 +51,7 @@ def test_restart_keeps_finished_jobs_fetchable(server_factory, asset, tmp_path):
     first = server_factory()
     with Client(first.address, timeout=20) as c:
         done = c.submit("inspect", asset)
-        done.wait(30)
+        done.wait(300)
         expected = c.fetch(done.id, "inspect.json")
         running = c.submit("selftest", asset, SLOW)
         queued = c.submit("inspect", asset, {"overlay_points": 5})
@@ -64,12 +64,12 @@ def test_restart_keeps_finished_jobs_fetchable(server_factory, asset, tmp_path):
         assert listed[running.id]["state"] == "failed"
         assert "server stopped while the job ran" in listed[running.id]["error"]["message"]
         # a job still queued at shutdown runs after the restart
-        assert c.attach(queued.id).wait(30).artifacts[0].name == "inspect.json"
+        assert c.attach(queued.id).wait(300).artifacts[0].name == "inspect.json"
         assert c.fetch(done.id, "inspect.json") == expected
         paths = c.fetch_all(done.id, tmp_path / "again")
         assert paths[0].read_bytes() == expected
         # attaching to a finished job replays its result
-        assert c.attach(done.id).wait(10).artifacts[0].name == "inspect.json"
+        assert c.attach(done.id).wait(300).artifacts[0].name == "inspect.json"
 
 
 def test_dropped_client_job_completes_and_attach_gets_result(server, asset):
@@ -79,7 +79,7 @@ def test_dropped_client_job_completes_and_attach_gets_result(server, asset):
     a.close()  # the client goes away mid-job
     with Client(server.address, timeout=20) as b:
         handle = b.attach(job.id)
-        result = handle.wait(30)
+        result = handle.wait(300)
         assert [x.name for x in result.artifacts] == ["selftest.json"]
         assert b.status(job.id)["state"] == "done"
 
@@ -91,11 +91,11 @@ def test_cancel_honoured_by_the_pipeline_keeps_the_worker(server, asset):
         pid = c.status()["workers"][0]["pid"]
         c.cancel(job.id)
         with pytest.raises(Cancelled, match="cancelled by request"):
-            job.wait(30)
+            job.wait(300)
         w = _wait_idle(c, 30)
         assert w["pid"] == pid and w["restarts"] == 0  # stopped by its own check, not ended by the server
         assert c.status(job.id)["state"] == "cancelled"
-        assert c.submit("inspect", asset).wait(30).artifacts[0].name == "inspect.json"
+        assert c.submit("inspect", asset).wait(300).artifacts[0].name == "inspect.json"
 
 
 def test_cancel_enforced_when_the_pipeline_ignores_it(server, asset):
@@ -106,7 +106,7 @@ def test_cancel_enforced_when_the_pipeline_ignores_it(server, asset):
         t0 = time.monotonic()
         c.cancel(job.id)
         with pytest.raises(Cancelled, match="did not stop in time"):
-            job.wait(30)  # grace 1 s, then a kill and a fresh worker: generous bounds for a loaded machine
+            job.wait(300)  # grace 1 s, then a kill and a fresh worker: generous bounds for a loaded machine
         w = _wait_idle(c, 30)
         assert w["pid"] != pid and w["restarts"] == 1
         print(f"enforced cancel: worker replaced and idle after {time.monotonic() - t0:.2f} s")
@@ -120,7 +120,7 @@ def test_cancel_queued_job(server, asset):
         assert c.status(queued.id)["state"] == "queued"
         c.cancel(queued.id)
         with pytest.raises(Cancelled, match="before it started"):
-            queued.wait(30)
+            queued.wait(300)
         c.cancel(running.id)
         with pytest.raises(Cancelled, match="cancelled by request"):
-            running.wait(30)
+            running.wait(300)

@@ -57,10 +57,10 @@ def test_ping_echoes_arrays(server):
 def test_release_reaches_the_workers(server, asset):
     names = ["inspect.json", "reference_00.png", "reference_01.png"]
     with Client(server.address, timeout=20) as c:
-        before = c.submit("inspect", asset).wait(30)
+        before = c.submit("inspect", asset).wait(300)
         assert sorted(a.name for a in before.artifacts) == names
         info = c.release()
         assert info == {"released": [0], "after_current_job": []}
-        after = c.submit("inspect", asset).wait(30)  # the worker keeps serving after a release
+        after = c.submit("inspect", asset).wait(300)  # the worker keeps serving after a release
         assert sorted(a.name for a in after.artifacts) == names and after.job != before.job
         assert c.status()["workers"][0]["restarts"] == 0  # released in place, not replaced
