@@ -4,7 +4,7 @@ config trees, frame lists, single frames over the limit). Unlike bench/fuzz_serv
 
     python bench/fuzz_protocol.py [--n 20000] [--seed 13] [--max-message-mb 1]
 
-Passes when: no `internal` reply, the server alive, every message answered (in order, with its request
+Passes when: no `internal` reply, the server alive, every message answered (once, with its request
 id, readable by our client's parser), no traceback in the server's log, and the server's RSS growth from
 after the first batches to the end under 20 MB. Prints the figures and exits 1 on a failure.
 """

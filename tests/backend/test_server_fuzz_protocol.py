@@ -1,5 +1,5 @@
 """A few hundred messages of the structure-aware fuzzer (bench/fuzz_protocol.py runs 20,000): every class
-of broken request answered, in order, with its request id, readable; no `internal`; no traceback."""
+of broken request answered once, with its request id, readable; no `internal`; no traceback."""
 
 import zmq
 
