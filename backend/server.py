@@ -26,6 +26,7 @@ import zmq
 from .. import __version__
 from ..protocol import messages as M
 from ..protocol.errors import BadMessage, Internal, ProtocolError
+from ..protocol.wake import drain
 from ..protocol.framing import DEFAULT_MAX_MESSAGE_BYTES, receive_limit
 from .inputs.budget import check_pixel_budget
 from .jobs import JobManager
@@ -164,11 +165,7 @@ class Server(WorkerSupervision):
                     break
                 self._handle(frames)
         if self._wake_r in ready:
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
+            drain(self._wake_r)
         self._guarded(self._finish_submits)
         for fd, w in fds.items():
             if fd in ready:

@@ -30,6 +30,7 @@ from .assets import Asset
 from .errors import Cancelled, ProtocolError, Timeout, UnknownJob, error_from_code
 from .framing import frame_len
 from .handles import ConnectionState, JobHandle
+from .wake import drain
 from .link import LinkWatch, check_header, check_size, secure, timeout_text, unreachable
 
 DEFAULT_ADDRESS = "tcp://127.0.0.1:5555"
@@ -233,11 +234,7 @@ class Client:
             while not self._closed.is_set():
                 ready = dict(poller.poll(10 if self._backlog else int(min(250, self.heartbeat * 500))))
                 if self._wake_r in ready:
-                    try:
-                        while os.read(self._wake_r, 4096):
-                            pass
-                    except BlockingIOError:
-                        pass
+                    drain(self._wake_r)
                 if watch.socket in ready:
                     for word in watch.poll():
                         self._on_link(word)
