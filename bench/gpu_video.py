@@ -45,7 +45,7 @@ def sync_time() -> float:
 
 def reset_peak() -> None:
     if torch.cuda.is_available():
-        reset_peak()
+        torch.cuda.reset_peak_memory_stats()
 
 
 def peak_gb() -> float:
