@@ -120,6 +120,8 @@ def report(asset, config, device, comps, masked, az, chosen, gap, trained, adapt
             "loss_last_10_mean": round(float(np.mean(losses[-10:])), 6) if losses else None,
             "generated_temporal_indices": sorted(trained.gen_frames),
             "objective": "flow-matching velocity (noise - x0) on one-frame videos",
+            "cuda_graphs": trained.cuda_graphs,
+            "graph_note": trained.graph_note,
         },
         "3dapter": {
             "enabled": config.adapter.enabled,

@@ -24,6 +24,7 @@ backward graph in one memory pool) with two differences:
 
 from __future__ import annotations
 
+import warnings
 from typing import Callable, Sequence
 
 import torch
@@ -103,3 +104,59 @@ class Replay(torch.autograd.Function):
 def replay(captured: CapturedCall, *inputs: torch.Tensor) -> torch.Tensor:
     """The captured call's output for `inputs` (same shapes as captured), differentiable as the eager call."""
     return Replay.apply(captured, *inputs, *captured.params)
+
+
+class GraphedCall:
+    """`call(*inputs) -> run(*inputs)`, replayed from CUDA graphs for the shapes of its first call (captured
+    then, after warm-up passes) and run eagerly for any other shapes. A call that cannot be captured (a module
+    that synchronises with the host, say) runs eagerly, with a warning that says why: slower, the same result.
+    `outcome()` says afterwards whether every call was replayed, for the training result and report.json."""
+
+    what = "the call"
+
+    def __init__(self, run: Callable[..., torch.Tensor], params: Callable[[], Sequence[torch.Tensor]]):
+        self.run = run
+        self.params = params
+        """The parameters the call trains (those that require grad), asked for at the capture."""
+        self.captured: CapturedCall | None = None
+        self.key = None
+        self.failed: str | None = None
+        """Why the capture failed, if it did."""
+        self.replays = 0
+        """Calls replayed from the graphs."""
+        self.eager_calls = 0
+        """Calls run eagerly (capture failed, or shapes other than the captured ones)."""
+
+    @staticmethod
+    def _key(*tensors: torch.Tensor) -> tuple:
+        return tuple((t.shape, t.dtype, t.requires_grad) for t in tensors) + (torch.is_autocast_enabled("cuda"),)
+
+    def capture(self, *inputs: torch.Tensor) -> CapturedCall:
+        return CapturedCall(self.run, inputs, tuple(self.params()))
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        key = self._key(*inputs)
+        if self.captured is None and self.failed is None:
+            try:
+                self.captured = self.capture(*inputs)
+                self.key = key
+            except RuntimeError as e:
+                self.failed = f"{type(e).__name__}: {e}"
+                warnings.warn(f"{self.what} could not be captured in a CUDA graph, training it eagerly: {self.failed}",
+                              RuntimeWarning, stacklevel=2)
+        if self.captured is None or key != self.key:
+            self.eager_calls += 1
+            return self.run(*inputs)
+        self.replays += 1
+        return replay(self.captured, *inputs)
+
+    def outcome(self) -> tuple[bool, str]:
+        """(every call was replayed from the graphs, why not: "" when they were)."""
+        if self.failed is not None:
+            return False, f"capture failed, trained eagerly: {self.failed}"
+        if self.replays == 0:
+            return False, "never called"
+        if self.eager_calls:
+            return False, (f"{self.eager_calls} of {self.eager_calls + self.replays} calls of {self.what} ran eagerly "
+                           "(shapes other than the captured ones)")
+        return True, ""

@@ -81,11 +81,16 @@ class DreamBoothVideoConfig:
     """Training sigmas: u ~ U(0, 1) shifted as Wan's flow schedule is, sigma = s u / (1 + (s - 1) u)."""
     target_modules: tuple[str, ...] = SUBJECT_TARGETS
     """Modules that get the subject LoRA."""
+    cuda_graph: bool = True
+    """On CUDA, the transformer's forward and backward of a step are captured once and replayed from CUDA
+    graphs (the step is otherwise bound by the host launching kernels one module at a time); report.json
+    says whether they ran. False: every step eagerly."""
 
     def __post_init__(self):
         require(
             self,
             (whole(self.steps, 1), "steps", "must be a positive integer"),
+            (isinstance(self.cuda_graph, bool), "cuda_graph", "must be true or false"),
             (whole(self.rank, 1), "rank", "must be a positive integer"),
             (number(self.alpha) and self.alpha > 0, "alpha", "must be a positive number"),
             (number(self.learning_rate) and self.learning_rate > 0, "learning_rate", "must be a positive number"),
