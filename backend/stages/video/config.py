@@ -44,6 +44,10 @@ class VideoViewsConfig:
     the renders too only when the references leave part of the circle uncovered."""
     mesh_elevation: float = 15.0
     """Elevation of the asset renders (degrees)."""
+    refine_first: bool = False
+    """True: refine the asset with TIRE first (settings under the video config's `tire`; its results published
+    with the prefix `tire_`: tire_mesh.glb, tire_texture.png, tire_report.json, ...) and render the refined asset
+    for the `mesh_views`, so the subject's hidden side in the views is TIRE's, not the initial asset's."""
 
     def __post_init__(self):
         require(
@@ -55,6 +59,9 @@ class VideoViewsConfig:
              "max_conditioning", "must be an integer in [min_conditioning, 64]"),
             (whole(self.mesh_views, 0, 64), "mesh_views", "must be an integer in [0, 64]"),
             (number(self.mesh_elevation, -89, 89), "mesh_elevation", "must be in [-89, 89] degrees"),
+            (isinstance(self.refine_first, bool), "refine_first", "must be true or false"),
+            (not self.refine_first or self.mesh_views > 0, "refine_first",
+             "needs mesh_views > 0 (the refined asset is seen through its renders): set views.mesh_views, e.g. 8"),
         )
 
 
