@@ -20,7 +20,7 @@ from ..stages.diffusion.config import SubjectLoraConfig
 from ..stages.splats.config import FitConfig
 from ..stages.texture.config import BakeConfig, FidelityConfig
 from ..stages.tire.config import InpaintConfig, ResplatConfig
-from ..stages.views.config import CoverageConfig
+from ..stages.views.config import CoverageConfig, RayBackend, ray_backend_rule
 from .common import flat_texture_size
 
 DESCRIPTION = "refine the asset's texture from reference photos: track, personalised progressive inpainting, resplat"
@@ -56,6 +56,9 @@ class TireConfig:
     """Diffusion models: a folder (diffusers layout by role), "tiny" (smoke test: noise), or "" for
     $LIKENESS3D_MODELS, and the OpenCV inpainter when that is unset."""
     inpainter: Literal["auto", "diffusion", "opencv"] = "auto"
+    ray_backend: RayBackend = "auto"
+    """Mesh passes, texel lookup, view planning and bake: "auto" (Warp's BVH on a CUDA job device, Embree on
+    the CPU), "embree" or "warp" (on the job device; needs warp-lang)."""
     turntable_views: int = 8
     seed: int = 0
     """Seeds the whole run: the fit, the LoRA, the inpainter's noise."""
@@ -79,6 +82,7 @@ class TireConfig:
              "must be angles in [-89, 89]"),
             (number(self.fov_deg) and 1 <= self.fov_deg <= 150, "fov_deg", "must be in [1, 150]"),
             (whole(self.turntable_views, 1, 64), "turntable_views", "must be an integer in [1, 64]"),
+            ray_backend_rule(self.ray_backend),
         )
 
 
@@ -124,6 +128,7 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     from ..stages.tire.resplat import resplat
     from ..stages.views.cameras import Cameras, bounding_sphere, orbit
     from ..stages.views.mesh_passes import Raycaster
+    from ..stages.views.rays import RaySpec
     from ..stages.views.plan import plan_views, seen_mask
     from ..stages.views.track import KnownView, track_backward
     from .common import StageClock, check_refinable, export_texture
@@ -135,7 +140,8 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     input_report = check_texturable(asset, "TIRE")
     torch.manual_seed(config.seed)
     memory, clock = PeakMemory(ctx.device), StageClock()
-    caster = Raycaster(mesh)
+    caster = Raycaster(mesh, RaySpec(config.ray_backend, str(ctx.device)))
+    ctx.log(f"rays: {caster.backend}")
 
     # 0. The artist's texture at its own size on the surface; each photo's lighting removed and its agreement
     #    with the initial asset mapped; every texel's observation; the colour regions' mappings.
@@ -191,7 +197,8 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     # 6. Export: kept texels bit for bit, the photos' colours where they disagree, the infill elsewhere
     #    (the inpainted views baked, or the region-mapped texture for the classical fallback).
     if getattr(inpainter, "personalised", False):
-        baked, unseen = bake_views(mesh, [(rs.views, targets, 1.0, tp)], replace(config.bake, texture_size=size, dilate_px=0))
+        baked, unseen = bake_views(mesh, [(rs.views, targets, 1.0, tp)], replace(config.bake, texture_size=size, dilate_px=0),
+                                   spec=caster.spec)
         composed, fill = finish_fidelity(fid, config.fidelity, config.bake.dilate_px, baked.numpy(), (~unseen).numpy())
     else:
         composed, fill = finish_fidelity(fid, config.fidelity, config.bake.dilate_px)
@@ -201,6 +208,7 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
 
     report = _report(asset, config, ctx.device, inpainter, targets, sources, tp, inp, rs, fid, plan, composed, fill)
     report["input"] = input_report
+    report["rays"] = caster.backend
     if eval_views:
         report["metrics"] = evaluate({"refined": refined, "initial": mesh}, eval_views, sources)
         clock.lap("evaluate")

@@ -1,6 +1,6 @@
 """Bake views onto the mesh's own UV texture (TIRE step 5): visibility by depth test, cosine weights, seams.
 
-Per texel: find its triangle in UV space (Embree casting rays at the UV layout laid flat), lift it to its
+Per texel: find its triangle in UV space (rays cast at the UV layout laid flat, by the job's ray backend), lift it to its
 3D point and normal, and for each view project the point, keep it where the view's depth map agrees at
 all four pixels of the bilinear footprint (so colour never comes across an occlusion edge or from the
 background) and the view is not grazing, weight it by the view cosine to a power, blend. Texels inside the
@@ -20,7 +20,8 @@ from torch import Tensor
 
 from .config import BakeConfig
 from ..views.cameras import Cameras
-from ..views.mesh_passes import MeshPasses, Raycaster, barycentric
+from ..views.mesh_passes import MeshPasses, Raycaster
+from ..views.rays import RaySpec, ray_query
 from ....protocol.assets import Mesh
 from ..views.meshes import as_mesh, texture_float
 
@@ -39,36 +40,23 @@ class BakeResult:
     """[Ht, Wt] float32 summed blend weights."""
 
 
-def texel_surface(mesh: Mesh, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def texel_surface(mesh: Mesh, height: int, width: int, spec: RaySpec = RaySpec()) -> tuple[np.ndarray, np.ndarray]:
     """Triangle id [Ht, Wt] (-1 outside the islands) and barycentrics [Ht, Wt, 3] of every texel centre.
 
-    The UV triangles are laid flat at z = 0 and hit by rays along -z from the texel centres, so Embree
-    does the point-in-triangle search.
+    The UV triangles are laid flat at z = 0 and hit by rays along -z from the texel centres, so the ray
+    backend (`spec`) does the point-in-triangle search.
     """
-    import trimesh
-    from trimesh.ray.ray_pyembree import RayMeshIntersector
-
     uvs = np.asarray(mesh.uvs, dtype=np.float64)  # [F, 3, 2]
     F_ = len(uvs)
-    flat = trimesh.Trimesh(
-        vertices=np.concatenate([uvs.reshape(-1, 2), np.zeros((F_ * 3, 1))], axis=1),
-        faces=np.arange(F_ * 3).reshape(F_, 3),
-        process=False,
-        validate=False,
-    )
+    flat = np.concatenate([uvs.reshape(-1, 2), np.zeros((F_ * 3, 1))], axis=1)
     rows, cols = np.mgrid[0:height, 0:width]
     u = (cols.ravel() + 0.5) / width
     v = 1.0 - (rows.ravel() + 0.5) / height
-    origins = np.stack([u, v, np.ones_like(u)], axis=1)
-    dirs = np.broadcast_to([0.0, 0.0, -1.0], origins.shape).copy()
-    index_tri, index_ray, _ = RayMeshIntersector(flat).intersects_id(origins, dirs, multiple_hits=False,
-                                                                    return_locations=True)
-    tri = np.full(height * width, -1, dtype=np.int64)
-    tri[index_ray] = index_tri
-    bary = np.zeros((height * width, 3))
-    hit = tri >= 0
-    corners = np.concatenate([uvs, np.zeros((F_, 3, 1))], axis=2)[tri[hit]]
-    bary[hit] = barycentric(corners, np.concatenate([origins[hit, :2], np.zeros((hit.sum(), 1))], axis=1))
+    origins = torch.from_numpy(np.stack([u, v, np.ones_like(u)], axis=1))
+    dirs = torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64).expand_as(origins)
+    hits = ray_query(flat, np.arange(F_ * 3).reshape(F_, 3), spec).cast(origins, dirs)
+    tri = hits.tri.cpu().numpy()
+    bary = np.where((tri >= 0)[:, None], hits.bary.cpu().numpy(), 0.0)
     return tri.reshape(height, width), bary.reshape(height, width, 3)
 
 
@@ -110,12 +98,14 @@ def bake(
     view_weights: Tensor | None = None,
     base_texture: np.ndarray | None = None,
     passes: MeshPasses | None = None,
+    spec: RaySpec = RaySpec(),
 ) -> BakeResult:
     """Project `images` [C, H, W, 3|4] (straight alpha, [0, 1]) seen by `cameras` onto `mesh`'s UVs.
 
     view_weights: [C] >= 0 (source views can count more), default ones. base_texture: [Ht, Wt, 3|4] kept
     where no view sees (default: the mesh's texture when its size matches the bake's). passes: the mesh's
     passes for `cameras` when the caller already has them (only mask and depth are read), else cast here.
+    spec: the ray backend and job device the texel lookup and the passes cast with.
     """
     # 1. Check inputs.
     mesh = as_mesh(mesh)
@@ -141,9 +131,9 @@ def bake(
     images = images.detach().float().cpu()
 
     # 2. Texels -> surface points and normals.
-    tri, bary = texel_surface(mesh, Ht, Wt)
+    tri, bary = texel_surface(mesh, Ht, Wt, spec)
     covered = torch.as_tensor(tri >= 0)
-    caster = Raycaster(mesh)
+    caster = Raycaster(mesh, spec)
     ids = tri[tri >= 0]
     corners = caster.vertices[caster.faces[ids]]  # [T, 3, 3]
     points = torch.as_tensor((corners * bary[tri >= 0][..., None]).sum(1), dtype=torch.float32)
