@@ -126,10 +126,10 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     from ..stages.texture.fidelity import finish_fidelity, prepare_fidelity
     from ..stages.tire.progressive import progressive_inpaint
     from ..stages.tire.resplat import resplat
-    from ..stages.views.cameras import Cameras, bounding_sphere, orbit
+    from ..stages.views.cameras import bounding_sphere
     from ..stages.views.mesh_passes import Raycaster
     from ..stages.views.rays import RaySpec
-    from ..stages.views.plan import plan_views, seen_mask
+    from ..stages.views.targets import target_views
     from ..stages.views.track import KnownView, track_backward
     from .common import StageClock, check_refinable, export_texture
     from .peak_memory import PeakMemory
@@ -154,18 +154,9 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     # 1. Target views: the orbit, then views added until every used texel is seen; rendered from the
     #    region-mapped initial texture (what the inpainting starts from).
     center, radius = bounding_sphere(mesh.vertices)
-    az = [360.0 * i / config.azimuths for i in range(config.azimuths)]
-    targets = orbit(center, radius, az, list(config.elevations_deg), config.resolution, config.resolution, config.fov_deg)
-    tp = caster.passes(targets, normals="smooth")
-    pts, nrm = fid.surface.points, fid.surface.normals
-    cov = config.coverage
-    already = seen_mask(pts, nrm, targets, tp.depth, tp.mask, cov.min_cosine)
-    for s in sources:
-        already |= seen_mask(pts, nrm, s.camera, s.depth[None], (s.depth > 0)[None], cov.min_cosine)
-    plan = plan_views(caster, pts, nrm, already, center, radius, config.fov_deg, config.resolution, cov)
-    if plan.added is not None:
-        targets = Cameras.cat([targets, plan.added])
-        tp = caster.passes(targets, normals="smooth")
+    tv = target_views(caster, fid.surface.points, fid.surface.normals, sources, config.resolution, config.azimuths,
+                      config.elevations_deg, config.fov_deg, config.coverage)
+    targets, tp, plan = tv.cameras, tv.passes, tv.plan
     initial = fid.mapped_colour(tp.uv, tp.mask)
     ctx.progress("render", 1, 1, f"{len(targets)} target views at {config.resolution} px "
                  f"({len(plan.report)} added for coverage)", to_u8(initial[0]))
