@@ -110,7 +110,7 @@ def make_inpainter(config: TireConfig, ctx, asset: Asset, device: str):
         load_components("inpaint", models, device=device), asset.references, asset.class_word,
         lora=config.lora, resolution=config.resolution, seed=config.seed,
         progress=lambda step, total, text: ctx.progress("personalise", step, total, f"subject LoRA: {text}"),
-        cancel=ctx.check_cancel, publish=ctx.add_artifact)
+        cancel=ctx.check_cancel, publish=ctx.add_artifact, batch_views=config.inpaint.batch_views)
 
 
 def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | None = None) -> dict:

@@ -130,24 +130,28 @@ def bake(
         raise ValueError(f"base_texture must be {Ht} x {Wt}, got {np.asarray(base_texture).shape}")
     images = images.detach().float().cpu()
 
-    # 2. Texels -> surface points and normals.
+    # 2. Texels -> surface points and normals (on the device the rays are cast on: the projections run there).
     tri, bary = texel_surface(mesh, Ht, Wt, spec)
     covered = torch.as_tensor(tri >= 0)
     caster = Raycaster(mesh, spec)
+    dev = caster.device
     ids = tri[tri >= 0]
     corners = caster.vertices[caster.faces[ids]]  # [T, 3, 3]
-    points = torch.as_tensor((corners * bary[tri >= 0][..., None]).sum(1), dtype=torch.float32)
-    normals = torch.as_tensor(caster.face_normals[ids], dtype=torch.float32)
+    points = torch.as_tensor((corners * bary[tri >= 0][..., None]).sum(1), dtype=torch.float32, device=dev)
+    normals = torch.as_tensor(caster.face_normals[ids], dtype=torch.float32, device=dev)
 
     # 3. Each view: project, depth test on the footprint, weight.
     if passes is None:
-        passes = caster.passes(cameras)
+        passes = caster.passes(cameras, device=dev)
     elif tuple(passes.mask.shape) != (C, H, W):
         raise ValueError(f"passes must be for the {C} cameras at {W} x {H}, got mask {tuple(passes.mask.shape)}")
-    acc = torch.zeros(len(points), 3)
-    wsum = torch.zeros(len(points))
+    pmask, pdepth = passes.mask.to(dev), passes.depth.to(dev)
+    view_weights = view_weights.to(dev, torch.float32)
+    acc = torch.zeros(len(points), 3, device=dev)
+    wsum = torch.zeros(len(points), device=dev)
     for c in range(C):
-        R, t, K = cameras.viewmats[c, :3, :3].float(), cameras.viewmats[c, :3, 3].float(), cameras.Ks[c].float()
+        vm, K = cameras.viewmats[c].to(dev, torch.float32), cameras.Ks[c].to(dev, torch.float32)
+        R, t = vm[:3, :3], vm[:3, 3]
         cam = points @ R.T + t
         z = cam[:, 2]
         proj = cam @ K.T
@@ -156,24 +160,25 @@ def bake(
         to_cam = F.normalize(center - points, dim=-1)
         cos = (normals * to_cam).sum(-1)
         ok = (z > 1e-6) & (x >= 0) & (x <= W - 1) & (y >= 0) & (y <= H - 1) & (cos >= config.min_cosine)
-        if not ok.any():
-            continue
         sel = ok.nonzero()[:, 0]
+        if not len(sel):
+            continue
         xs, ys, zs, cs = x[sel], y[sel], z[sel], cos[sel]
         xs, ys = xs.clamp(max=W - 1 - 1e-4), ys.clamp(max=H - 1 - 1e-4)
-        colour, taps = _bilinear(images[c], xs, ys)
+        colour, taps = _bilinear(images[c].to(dev), xs, ys)
         # A pixel spans z / f of surface across, more along a slope: tolerate depth_tolerance_px of those.
         tan = (1 - cs**2).clamp_min(0).sqrt() / cs
         tol = config.depth_tolerance_px * zs / K[0, 0] * (1 + tan)
-        visible = torch.ones(len(sel), dtype=torch.bool)
+        visible = torch.ones(len(sel), dtype=torch.bool, device=dev)
         for yy, xx in taps:
-            visible &= passes.mask[c, yy, xx] & ((passes.depth[c, yy, xx] - zs).abs() <= tol)
+            visible &= pmask[c, yy, xx] & ((pdepth[c, yy, xx] - zs).abs() <= tol)
         weight = view_weights[c] * cs.clamp_min(0) ** config.cosine_power
         if images.shape[-1] == 4:
             visible &= colour[:, 3] >= config.min_alpha
         weight = weight * visible
         acc.index_add_(0, sel, weight[:, None] * colour[:, :3])
         wsum.index_add_(0, sel, weight)
+    acc, wsum = acc.cpu(), wsum.cpu()
 
     # 4. Blend; unseen texels keep the base texture; dilate into the gutters.
     seen_t = wsum > 0

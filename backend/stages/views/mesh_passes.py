@@ -70,6 +70,11 @@ class Raycaster:
         """What ran: {"backend": "embree" | "warp", "device": ..., "why": ...} (for report.json)."""
         return describe(self.rays)
 
+    @property
+    def device(self) -> torch.device:
+        """Where the rays are cast and the passes assembled (the CPU for Embree)."""
+        return self.rays.device
+
     def like(self, mesh: Mesh) -> "Raycaster":
         """A Raycaster of another mesh on the same backend and device."""
         return Raycaster(mesh, self.spec)
@@ -100,8 +105,9 @@ class Raycaster:
             self._on_device = t
         return self._on_device
 
-    def passes(self, cameras: Cameras, normals: str = "face") -> MeshPasses:
-        """All passes for every camera (rays through pixel centres); tensors on the CPU."""
+    def passes(self, cameras: Cameras, normals: str = "face", device: str | torch.device = "cpu") -> MeshPasses:
+        """All passes for every camera (rays through pixel centres); tensors on `device` (the CPU by default;
+        `self.device` keeps them where the rays were cast)."""
         if normals not in ("face", "smooth"):
             raise ValueError(f"normals must be 'face' or 'smooth', got {normals!r}")
         C, H, W = len(cameras), cameras.height, cameras.width
@@ -117,11 +123,11 @@ class Raycaster:
             hits = self.rays.cast_cameras(Kinv[s:e], rot_t[s:e], eye[s:e], H, W)
             dirs = camera_directions(Kinv[s:e], rot_t[s:e], H, W).reshape(-1, 3)
             origins = eye[s:e, None].expand(e - s, H * W, 3).reshape(-1, 3)
-            parts.append(self._assemble(hits, origins, dirs, normals, (e - s, H, W)))
+            parts.append(self._assemble(hits, origins, dirs, normals, (e - s, H, W), device))
         return MeshPasses(**{k: torch.cat([p[k] for p in parts]) for k in parts[0]})
 
-    def _assemble(self, hits, origins: Tensor, dirs: Tensor, mode: str, shape: tuple[int, int, int]) -> dict:
-        """Passes [c, H, W, ...] on the CPU from the hits of their camera rays (assembled on the query's device)."""
+    def _assemble(self, hits, origins: Tensor, dirs: Tensor, mode: str, shape: tuple[int, int, int], device) -> dict:
+        """Passes [c, H, W, ...] on `device` from the hits of their camera rays (assembled on the query's device)."""
         tab = self._tables()
         tri, t, bary = hits.tri, hits.t, hits.bary
         hit = tri >= 0
@@ -142,7 +148,7 @@ class Raycaster:
         out = {"mask": hit, "depth": torch.where(hit, t, 0.0), "points": (origins + t[:, None] * dirs) * hitf,
                "normal": nrm, "tri": torch.where(hit, tri, -1), "bary": bary * hitf, "uv": uv, "rgb": rgb * hitf}
         dtypes = {"mask": torch.bool, "tri": torch.int64}
-        return {key: v.reshape(shape + v.shape[1:]).to("cpu", dtypes.get(key, torch.float32)) for key, v in out.items()}
+        return {key: v.reshape(shape + v.shape[1:]).to(device, dtypes.get(key, torch.float32)) for key, v in out.items()}
 
 
 def sample_texture_torch(texture: Tensor, uv: Tensor) -> Tensor:

@@ -29,9 +29,12 @@ def target_views(caster: Raycaster, points: Tensor, normals: Tensor, sources: li
     az = [360.0 * i / azimuths for i in range(azimuths)]
     targets = orbit(center, radius, az, list(elevations_deg), resolution, resolution, fov_deg)
     tp = caster.passes(targets, normals="smooth")
-    already = seen_mask(points, normals, targets, tp.depth, tp.mask, coverage.min_cosine)
+    dev = caster.device  # the visibility tests run where the rays are cast
+    pts, nrm = points.to(dev), normals.to(dev)
+    already = seen_mask(pts, nrm, targets, tp.depth.to(dev), tp.mask.to(dev), coverage.min_cosine)
     for s in sources:
-        already |= seen_mask(points, normals, s.camera, s.depth[None], (s.depth > 0)[None], coverage.min_cosine)
+        depth = s.depth.to(dev)
+        already |= seen_mask(pts, nrm, s.camera, depth[None], (depth > 0)[None], coverage.min_cosine)
     plan = plan_views(caster, points, normals, already, center, radius, fov_deg, resolution, coverage)
     if plan.added is not None:
         added = caster.passes(plan.added, normals="smooth")  # only the added views are cast again

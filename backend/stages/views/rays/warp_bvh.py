@@ -11,7 +11,7 @@ import warp as wp
 
 from . import Hits, RayQuery
 
-wp.config.quiet = True
+wp.config.log_level = wp.LOG_WARNING  # no greeting, no per-module load lines
 
 MAX_RAYS = 1 << 25
 """Rays per launch (33M: 64 views at 720 px); more are cast in several launches."""
