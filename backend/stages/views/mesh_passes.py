@@ -25,8 +25,9 @@ from .meshes import as_mesh, face_normals, texture_float, to_trimesh
 from .rays import RaySpec, camera_directions, describe, ray_query
 from .rays.embree import barycentric  # noqa: F401  (re-exported: the bake's UV lookup uses it)
 
-PIXELS_PER_CHUNK = {"cpu": 1 << 20, "cuda": 1 << 25}
-"""Pixels assembled at once (bounds the float64 temporaries: ~150 bytes a pixel)."""
+PIXELS_PER_CHUNK = {"cpu": 1 << 20, "cuda": 1 << 23}
+"""Pixels cast in one launch and assembled at once (bounds the temporaries, about 300 bytes a pixel: 2.5 GB for
+32 views at 512 px on a GPU)."""
 
 
 @dataclass
@@ -94,12 +95,12 @@ class Raycaster:
         """The mesh's per-face tables on the ray query's device (made once)."""
         if self._on_device is None:
             dev = self.rays.device
-            vn = np.array(to_trimesh(self.mesh).vertex_normals, dtype=np.float64)
+            vn = np.array(to_trimesh(self.mesh).vertex_normals, dtype=np.float32)
             t = {"faces": torch.as_tensor(self.faces, device=dev),
-                 "face_normals": torch.as_tensor(self.face_normals, dtype=torch.float64, device=dev),
-                 "vertex_normals": torch.as_tensor(vn, dtype=torch.float64, device=dev)}
+                 "face_normals": torch.as_tensor(self.face_normals, dtype=torch.float32, device=dev),
+                 "vertex_normals": torch.as_tensor(vn, dtype=torch.float32, device=dev)}
             if self.mesh.uvs is not None:
-                t["uvs"] = torch.as_tensor(np.asarray(self.mesh.uvs), dtype=torch.float64, device=dev)
+                t["uvs"] = torch.as_tensor(np.asarray(self.mesh.uvs), dtype=torch.float32, device=dev)
             if self.texture is not None:
                 t["texture"] = torch.as_tensor(self.texture, dtype=torch.float32, device=dev)
             self._on_device = t
@@ -121,18 +122,18 @@ class Raycaster:
         for s in range(0, C, per):
             e = min(s + per, C)
             hits = self.rays.cast_cameras(Kinv[s:e], rot_t[s:e], eye[s:e], H, W)
-            dirs = camera_directions(Kinv[s:e], rot_t[s:e], H, W).reshape(-1, 3)
-            origins = eye[s:e, None].expand(e - s, H * W, 3).reshape(-1, 3)
+            dirs = camera_directions(Kinv[s:e], rot_t[s:e], H, W).reshape(-1, 3).float()
+            origins = eye[s:e].float().repeat_interleave(H * W, dim=0)
             parts.append(self._assemble(hits, origins, dirs, normals, (e - s, H, W), device))
         return MeshPasses(**{k: torch.cat([p[k] for p in parts]) for k in parts[0]})
 
     def _assemble(self, hits, origins: Tensor, dirs: Tensor, mode: str, shape: tuple[int, int, int], device) -> dict:
         """Passes [c, H, W, ...] on `device` from the hits of their camera rays (assembled on the query's device)."""
         tab = self._tables()
-        tri, t, bary = hits.tri, hits.t, hits.bary
+        tri, t, bary = hits.tri, hits.t.float(), hits.bary.float()  # float32 from here: the passes' own precision
         hit = tri >= 0
         k = tri.clamp_min(0)
-        hitf = hit[:, None].double()
+        hitf = hit[:, None].float()
         if mode == "face":
             nrm = tab["face_normals"][k]
         else:
@@ -141,7 +142,7 @@ class Raycaster:
         nrm = nrm * hitf
         uv = (tab["uvs"][k] * bary[..., None]).sum(1) * hitf if "uvs" in tab else torch.zeros_like(dirs[:, :2])
         if "texture" in tab and "uvs" in tab:
-            rgb = sample_texture_torch(tab["texture"], uv).double()
+            rgb = sample_texture_torch(tab["texture"], uv)
         else:  # grey, shaded by the view cosine
             cos = (nrm * dirs / dirs.norm(dim=1, keepdim=True)).sum(1, keepdim=True).abs()
             rgb = (0.8 * (0.25 + 0.75 * cos)).expand(-1, 3)

@@ -5,7 +5,9 @@
 pass, the texel lookup, the view planner and the bake cast their rays through a `RayQuery`, so the choice is made
 once per job (`ray_backend`: auto | embree | warp) and written to its report.
 
-`auto` picks Warp on a CUDA job device and Embree on the CPU, where Embree measured faster (docs/BENCHMARKS.md).
+`auto` picks Warp on a CUDA job device and Embree on the CPU: there Warp's CPU device casts 2-3x more rays a
+second but whole stages gain at most ~10 % (the work around the casts dominates), less than Warp's kernel
+compile on a machine's first job (~6 s); see docs/BENCHMARKS.md. `warp` on the CPU is there to ask for.
 """
 
 from __future__ import annotations
@@ -94,7 +96,7 @@ def resolve(backend: str, device: str | torch.device = "cpu") -> tuple[str, str]
         return "warp", "auto: the job runs on CUDA"
     if cuda:
         return "embree", "auto: the job runs on CUDA but warp-lang is not installed (Embree on the CPU, slower)"
-    return "embree", "auto: the job runs on the CPU, where Embree is faster than Warp's CPU device"
+    return "embree", "auto: the job runs on the CPU (Embree; Warp's CPU device gains little there)"
 
 
 def ray_query(vertices: np.ndarray, faces: np.ndarray, spec: RaySpec = RaySpec()) -> RayQuery:
