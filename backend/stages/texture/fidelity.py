@@ -71,7 +71,7 @@ def _edges(image: np.ndarray) -> np.ndarray:
 
 def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tuple[int, int]) -> Fidelity:
     initial = sized_texture(mesh.texture, size)
-    surface = texel_geometry(mesh, *size)
+    surface = texel_geometry(mesh, *size, caster.spec)
     prepared = [prepare_reference(ref, caster, config) for ref in references]
     obs = observe_texels(surface, prepared, config)
     init_f = unit_float(initial[..., :3])
