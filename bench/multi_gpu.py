@@ -148,6 +148,7 @@ def main() -> None:
     ap.add_argument("--preset", default="quality", help="TIRE preset of every job")
     ap.add_argument("--scale", choices=("sd2", "tiny"), default="sd2", help="size of the random inpainting models")
     ap.add_argument("--image-size", type=int, default=512)
+    ap.add_argument("--config", default="{}", help="JSON settings merged over the preset (a smoke run: tiny jobs)")
     args = ap.parse_args()
     names = [n for n in args.configs.split(",") if n]
     bad = [n for n in names if n not in FLAGS]
@@ -164,7 +165,7 @@ def main() -> None:
     asset = Asset(case.initial, case.references, case.class_word, "pebble")
     from likeness3d.backend.pipelines.tire import PRESETS
 
-    config = dict(PRESETS[args.preset])  # presets are the client's: the tree each sends
+    config = {**PRESETS[args.preset], **json.loads(args.config)}  # presets are the client's: the tree each sends
     rows = {}
     for name in names:
         print(f"{name}: likeness3d serve {' '.join(FLAGS[name])}; {args.jobs} TIRE {args.preset} jobs from "
