@@ -230,7 +230,8 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     out = report(asset, config, ctx.device, comps, mm, prior_report, coarse, refined_pc, reference_psnr, novel, pseudo,
                  cloud, splats, len(views), unseen)
     if eval_views:
-        out["metrics"] = evaluate({"refined": refined, "initial": mesh}, eval_views, known_views(asset.references, caster))
+        out["metrics"] = evaluate({"refined": refined, "initial": mesh}, eval_views, known_views(asset.references, caster),
+                                  spec=caster.spec)
         clock.lap("evaluate")
     out["rays"] = caster.backend
     out["seconds"] = clock.report()

@@ -201,7 +201,7 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     report["input"] = input_report
     report["rays"] = caster.backend
     if eval_views:
-        report["metrics"] = evaluate({"refined": refined, "initial": mesh}, eval_views, sources)
+        report["metrics"] = evaluate({"refined": refined, "initial": mesh}, eval_views, sources, spec=caster.spec)
         clock.lap("evaluate")
     report["seconds"] = clock.report()
     report["peak_memory"] = memory.read()

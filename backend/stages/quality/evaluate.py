@@ -9,6 +9,7 @@ from ..common.images import float_tensor
 from .metrics import mse_to_psnr, ssim_map
 from ..views.cameras import Cameras
 from ..views.mesh_passes import Raycaster, mesh_rgba
+from ..views.rays import RaySpec
 from ....protocol.assets import Mesh
 from ..views.track import KnownView, TrackConfig, track_backward
 
@@ -23,11 +24,13 @@ def evaluate(
     truth_views: list[Reference],
     sources: list[KnownView],
     track: TrackConfig = TrackConfig(),
+    spec: RaySpec = RaySpec(),
 ) -> dict:
     """For each mesh (e.g. {"refined": ..., "initial": ...}), PSNR/SSIM over the truth views' foreground,
     split by whether a source observes the pixel. Keys: psnr_observed, psnr_infilled, ssim_..., and the
-    same with the mesh name as suffix for meshes other than "refined"; pixel counts."""
-    casters = {k: Raycaster(m) for k, m in meshes.items()}
+    same with the mesh name as suffix for meshes other than "refined"; pixel counts. `spec`: the job's ray
+    backend and device."""
+    casters = {k: Raycaster(m, spec) for k, m in meshes.items()}
     first = next(iter(casters.values()))
     sq = {k: {"observed": 0.0, "infilled": 0.0} for k in meshes}
     ss = {k: {"observed": 0.0, "infilled": 0.0} for k in meshes}

@@ -65,6 +65,12 @@ class WarpRays(RayQuery):
         idx = wp.array(np.ascontiguousarray(faces, np.int32).reshape(-1), dtype=wp.int32, device=self.wp_device)
         self.mesh = wp.Mesh(points=pts, indices=idx)
         self._keep = (pts, idx)  # the BVH refers to these arrays
+        wp.synchronize_device(self.wp_device)  # the BVH is built before any launch on torch's stream
+
+    def _stream(self):
+        """On CUDA, torch's current stream: the launch follows the torch work that made its inputs and precedes
+        the torch work that reads its outputs (no device-wide synchronisation)."""
+        return wp.stream_from_torch(self.device) if self.device.type == "cuda" else None
 
     def _outputs(self, R: int) -> tuple[Tensor, Tensor, Tensor]:
         return (torch.full((R,), -1, dtype=torch.int64, device=self.device),
@@ -75,26 +81,30 @@ class WarpRays(RayQuery):
         o = torch.as_tensor(origins).to(self.device, torch.float64).contiguous()
         d = torch.as_tensor(directions).to(self.device, torch.float64).contiguous()
         tri, t, bary = self._outputs(len(o))
+        stream = self._stream()
         for s in range(0, len(o), MAX_RAYS):
             e = min(s + MAX_RAYS, len(o))
-            wp.launch(_cast_rays, dim=e - s, device=self.wp_device,
+            wp.launch(_cast_rays, dim=e - s, device=self.wp_device, stream=stream,
                       inputs=[self.mesh.id, wp.from_torch(o[s:e], dtype=wp.vec3d), wp.from_torch(d[s:e], dtype=wp.vec3d)],
                       outputs=[wp.from_torch(tri[s:e]), wp.from_torch(t[s:e]), wp.from_torch(bary[s:e], dtype=wp.vec3d)])
-        wp.synchronize_device(self.wp_device)
+        if stream is None:
+            wp.synchronize_device(self.wp_device)
         return Hits(tri, t, bary)
 
     def cast_cameras(self, Kinv: Tensor, rot_t: Tensor, eye: Tensor, height: int, width: int) -> Hits:
         C, P = len(Kinv), height * width
         tri, t, bary = self._outputs(C * P)
+        stream = self._stream()
         mats = [torch.as_tensor(m).to(self.device, torch.float32).contiguous() for m in (Kinv, rot_t, eye)]
         per = max(1, MAX_RAYS // max(P, 1))
         for s in range(0, C, per):
             e = min(s + per, C)
-            wp.launch(_cast_cameras, dim=(e - s, P), device=self.wp_device,
+            wp.launch(_cast_cameras, dim=(e - s, P), device=self.wp_device, stream=stream,
                       inputs=[self.mesh.id, wp.from_torch(mats[0][s:e], dtype=wp.mat33),
                               wp.from_torch(mats[1][s:e], dtype=wp.mat33), wp.from_torch(mats[2][s:e], dtype=wp.vec3),
                               width],
                       outputs=[wp.from_torch(tri[s * P:e * P]), wp.from_torch(t[s * P:e * P]),
                                wp.from_torch(bary[s * P:e * P], dtype=wp.vec3d)])
-        wp.synchronize_device(self.wp_device)
+        if stream is None:
+            wp.synchronize_device(self.wp_device)
         return Hits(tri, t, bary)

@@ -105,3 +105,25 @@ def test_the_choice_is_explicit():
     caster = Raycaster(uv_cube(1.0), WARP)
     assert caster.backend == {"backend": "warp", "device": "cpu", "why": "asked for"}
     assert Raycaster(uv_cube(1.0)).backend["backend"] == "embree"
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="Warp on CUDA needs a GPU")
+def test_warp_on_cuda_matches_embree(pebble):
+    """The GPU path of a CUDA job: passes, planner visibility and bake on the device, against Embree."""
+    from likeness3d.backend.stages.texture.bake import bake
+
+    cams = orbit((0, 0, 0), 1.0, [0.0, 130.0, 250.0], [20.0, -35.0], 64, 48)
+    cuda = RaySpec("warp", "cuda")
+    a = Raycaster(pebble, EMBREE).passes(cams, normals="smooth")
+    b = Raycaster(pebble, cuda).passes(cams, normals="smooth")
+    assert b.depth.device.type == "cpu" and (a.mask == b.mask).float().mean() >= 0.995
+    same = (a.tri == b.tri) & a.mask
+    assert same.sum() >= 0.995 * a.mask.sum()
+    np.testing.assert_allclose(b.depth[same], a.depth[same], atol=1e-4)
+    assert Raycaster(pebble, cuda).passes(cams, device="cuda").mask.device.type == "cuda"
+    images = a.rgb
+    ra = bake(pebble, images, cams, spec=EMBREE)
+    rb = bake(pebble, images, cams, spec=cuda)
+    assert (ra.seen != rb.seen).float().mean() <= 0.005
+    both = ra.seen & rb.seen
+    assert (rb.texture[both] - ra.texture[both]).abs().mean() <= 0.01
