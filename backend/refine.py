@@ -19,6 +19,7 @@ from ..protocol.assets import Asset, Reference
 from ..protocol.errors import BadMessage, InvalidAsset, ModelMissing
 from .config import canonical, config_from_dict, merge_config
 from .context import JobContext
+from .inputs.animation import assign_frames, attach_cache, parse_frames, select_frames
 from .inputs.budget import fit_references
 from .inputs.mesh import read_mesh
 from .inputs.transforms import read_transforms
@@ -129,6 +130,8 @@ def prepare(
     preset: str | None = None,
     eval_views: Path | None = None,
     overrides: dict[str, Any] | None = None,
+    cache: Path | None = None,
+    frames: str | None = None,
 ) -> Plan:
     """Check every argument and read every file (no torch); raises a typed error naming the flag or the
     file, the field and what to do."""
@@ -151,8 +154,13 @@ def prepare(
         check_models(getattr(config, "models") or None, getattr(mod, "MODELS_REQUIRED", False))
     if not isinstance(class_word, str) or not class_word.strip():
         raise InvalidAsset(f"--class {class_word!r}: give the subject's class word (cat, sneaker)", field="class_word")
+    frame_range = parse_frames(frames)
     mesh = read_mesh(mesh_path)
-    refs = tuple(read_transforms(refs_path))
+    if cache is not None:
+        mesh = attach_cache(mesh, cache)
+    mesh = select_frames(mesh, frame_range, str(cache or mesh_path))
+    refs, time_unit = assign_frames(read_transforms(refs_path), refs_path, mesh, "--refs")
+    refs = tuple(refs)
     try:
         asset = Asset(mesh, refs, class_word, name=Path(mesh_path).stem[:200] or "asset")
     except InvalidAsset as exc:
@@ -165,7 +173,7 @@ def prepare(
         except InvalidAsset as exc:
             raise InvalidAsset(f"{exc.message} (from --mesh {mesh_path} and --refs {refs_path})", field=exc.field) from None
     asset = fit_references(asset, config)  # no larger than the job uses, before any work
-    truth = read_transforms(eval_views) if eval_views else None
+    truth = assign_frames(read_transforms(eval_views), eval_views, mesh, "--eval-views")[0] if eval_views else None
     if device is not None:
         check_cuda(device)  # imports torch, after every other check
     make_out(out)
@@ -215,8 +223,10 @@ def refine(
     preset: str | None = None,
     eval_views: Path | None = None,
     overrides: dict[str, Any] | None = None,
+    cache: Path | None = None,
+    frames: str | None = None,
 ) -> dict:
     """Run `pipeline` on files; returns the report (also written to out/report.json)."""
     plan = prepare(pipeline, mesh_path, refs_path, class_word, out, device=device, models=models, preset=preset,
-                   eval_views=eval_views, overrides=overrides)
+                   eval_views=eval_views, overrides=overrides, cache=cache, frames=frames)
     return run_plan(plan)
