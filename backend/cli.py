@@ -182,7 +182,10 @@ def cmd_refine(args) -> int:
     )
     report = run_plan(plan)
     print(f"likeness3d: {args.pipeline} finished; results in {Path(args.out).resolve()}")
-    for line in metrics_table(report, len(plan.truth or ())):
+    from .demo_4d import frames_table
+
+    table = frames_table(report) if "per_frame" in (report.get("metrics") or {}) else metrics_table(report, len(plan.truth or ()))
+    for line in table:
         print(line)
     print(f"  done in {time.monotonic() - start:.0f} s on {report.get('device') or plan.device or 'the default device'}")
     return 0
