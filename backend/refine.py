@@ -116,6 +116,8 @@ class Plan:
     device: str | None
     preset: str | None
     settings: dict
+    gltf_source: Path | None = None
+    """An animated glTF input: mesh.glb is this file with only its base-colour image replaced."""
 
 
 def prepare(
@@ -155,7 +157,10 @@ def prepare(
     if not isinstance(class_word, str) or not class_word.strip():
         raise InvalidAsset(f"--class {class_word!r}: give the subject's class word (cat, sneaker)", field="class_word")
     frame_range = parse_frames(frames)
-    mesh = read_mesh(mesh_path)
+    mesh = read_mesh(mesh_path, frame_range)
+    if cache is not None and mesh.frames is not None:
+        raise BadMessage(f"--cache {cache}: the mesh {mesh_path} is animated already (a glTF with animations); give "
+                         "one of the two", field="--cache")
     if cache is not None:
         mesh = attach_cache(mesh, cache)
     mesh = select_frames(mesh, frame_range, str(cache or mesh_path))
@@ -177,7 +182,9 @@ def prepare(
     if device is not None:
         check_cuda(device)  # imports torch, after every other check
     make_out(out)
-    return Plan(spec, config, asset, truth, out, device, preset, overrides | ({"models": models} if models else {}))
+    animated_gltf = mesh.frames is not None and cache is None and Path(mesh_path).suffix.lower() in (".glb", ".gltf")
+    return Plan(spec, config, asset, truth, out, device, preset, overrides | ({"models": models} if models else {}),
+                Path(mesh_path) if animated_gltf else None)
 
 
 def printing_context(out: Path, device: str, every_s: float = 1.0, stream=sys.stdout) -> JobContext:
@@ -208,6 +215,10 @@ def run_plan(plan: Plan) -> dict:
     if report is None:
         path = plan.out / "report.json"
         report = json.loads(path.read_text()) if path.exists() else {}
+    if plan.gltf_source is not None and (plan.out / "texture.png").is_file():
+        from .export.gltf_replace import replace_base_colour
+
+        ctx.add_artifact("mesh.glb", replace_base_colour(plan.gltf_source, (plan.out / "texture.png").read_bytes()))
     return report
 
 
