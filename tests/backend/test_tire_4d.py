@@ -103,3 +103,40 @@ def test_refine_cli_with_a_point_cache(tmp_path, case):
     part = read_pc2(tmp_path / "sub" / "animation.pc2")
     assert (part.start, part.sampling, len(part.positions)) == (1.0, 2.0, 4)
     np.testing.assert_array_equal(part.positions, given.positions[[0, 2, 4, 6]])
+
+
+def test_refine_an_animated_gltf_keeps_its_rig(tmp_path):
+    """glTF in, glTF out: nodes, skins and animations as they were, only the base-colour image refined."""
+    from gltf_build import skinned_glb
+    from likeness3d.backend.inputs.gltf_file import GltfFile
+    from likeness3d.backend.inputs.mesh import read_mesh
+    from likeness3d.backend.inputs.transforms import write_transforms
+    from likeness3d.backend.synthetic.example import orbit_camera, render_references
+    from likeness3d.protocol.assets import Mesh, Reference
+
+    src = tmp_path / "rig.glb"
+    src.write_bytes(skinned_glb())
+    mesh = read_mesh(src, (0, 24, 6))
+    refs = []
+    for frame, az in ((0, 0.0), (12, 30.0)):
+        row = list(mesh.frame_numbers).index(frame)
+        posed = Mesh(mesh.frames[row], mesh.faces, mesh.uvs, mesh.texture)
+        (r,) = render_references(posed, [orbit_camera(az, 10.0, 40, distance=5.0)], [f"f{frame}"])
+        refs.append(Reference(r.name, r.image, r.camera, frame))
+    write_transforms(tmp_path / "refs" / "transforms.json", refs)
+    out = tmp_path / "out"
+    sets = [f"--set={k}={json.dumps(v)}" for k, v in SMALL.items()]
+    run = subprocess.run([sys.executable, "-m", "likeness3d.backend.cli", "refine", "tire", "--mesh", str(src),
+                          "--frames", "0:24:6", "--refs", str(tmp_path / "refs" / "transforms.json"), "--class", "strip",
+                          "--out", str(out), "--device", "cpu", *sets], capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout + run.stderr
+    a, b = GltfFile(src).json, GltfFile(out / "mesh.glb").json
+    for key in ("nodes", "skins", "animations", "meshes", "scenes", "accessors", "materials"):
+        assert a[key] == b[key], key
+    from PIL import Image
+
+    refined = np.asarray(Image.open(out / "texture.png").convert("RGBA"))
+    np.testing.assert_array_equal(GltfFile(out / "mesh.glb").base_colour_image(0)[1], refined)
+    cache = read_pc2(out / "animation.pc2")
+    assert (cache.start, cache.sampling, len(cache.positions)) == (0.0, 6.0, 5)
+    assert json.loads((out / "report.json").read_text())["frames"] == [0, 6, 12, 18, 24]
