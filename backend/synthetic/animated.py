@@ -16,12 +16,12 @@ FRAMES = tuple(range(1, 9))
 FPS = 24.0
 
 
-def deform(rest: np.ndarray, frame: int) -> np.ndarray:
+def deform(rest: np.ndarray, frame: int, count: int = len(FRAMES)) -> np.ndarray:
     """[V, 3] positions at `frame`: a twist about Z growing with height and a sideways sway (a function of the
     rest position, so any vertex order of the same surface deforms alike)."""
     v = np.asarray(rest, np.float64)
     h = np.clip(v[:, 2] / (2 * RADII[2]), 0, 1)
-    phase = 2 * np.pi * (frame - FRAMES[0]) / len(FRAMES)
+    phase = 2 * np.pi * (frame - FRAMES[0]) / count  # one cycle over `count` frames
     angle = np.radians(30.0) * np.sin(phase) * h
     c, s = np.cos(angle), np.sin(angle)
     x, y = c * v[:, 0] - s * v[:, 1], s * v[:, 0] + c * v[:, 1]
@@ -29,10 +29,11 @@ def deform(rest: np.ndarray, frame: int) -> np.ndarray:
     return np.stack([x, y, v[:, 2] * (1 + 0.04 * np.cos(phase))], 1).astype(np.float32)
 
 
-def animate(mesh: Mesh, texture: np.ndarray) -> Mesh:
-    """`mesh` with `texture` and the example's animation over FRAMES."""
-    frames = np.stack([deform(mesh.vertices, f) for f in FRAMES])
-    return Mesh(mesh.vertices, mesh.faces, mesh.uvs, texture, frames, np.array(FRAMES, np.int32), FPS)
+def animate(mesh: Mesh, texture: np.ndarray, count: int = len(FRAMES)) -> Mesh:
+    """`mesh` with `texture` and the example's animation over frames 1..count (FRAMES by default)."""
+    numbers = list(range(FRAMES[0], FRAMES[0] + count))
+    frames = np.stack([deform(mesh.vertices, f, count) for f in numbers])
+    return Mesh(mesh.vertices, mesh.faces, mesh.uvs, texture, frames, np.array(numbers, np.int32), FPS)
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,7 @@ class AnimatedCase:
 
 
 def _posed(mesh: Mesh, frame: int) -> Mesh:
-    row = list(FRAMES).index(frame)
+    row = [int(n) for n in mesh.frame_numbers].index(frame)
     return Mesh(mesh.frames[row], mesh.faces, mesh.uvs, mesh.texture)
 
 
@@ -60,13 +61,13 @@ def _views(mesh: Mesh, shots: list[tuple[str, int, Camera]]) -> tuple[Reference,
     return tuple(out)
 
 
-def animated_case(image_size: int = 96, texture_size: int = 192) -> AnimatedCase:
+def animated_case(image_size: int = 96, texture_size: int = 192, count: int = len(FRAMES)) -> AnimatedCase:
     """References: a camera sweeping the front (azimuths -45..50) while the pebble moves, one photo per 2 frames;
-    held-out: 4 fixed cameras around the subject at frames 1, 3, 5, 7."""
+    held-out: 4 fixed cameras around the subject at frames 1, 3, 5, 7. `count` frames in all (8 by default)."""
     tex = true_texture(texture_size)
     base = ellipsoid_mesh(tex, rings=24, segments=48)
-    truth = animate(base, tex)
-    initial = animate(base, damaged_texture(tex))
+    truth = animate(base, tex, count)
+    initial = animate(base, damaged_texture(tex), count)
     sweep = [("sweep_f1", 1, -45.0, 20.0), ("sweep_f3", 3, -10.0, 10.0), ("sweep_f5", 5, 20.0, 5.0), ("sweep_f7", 7, 50.0, 0.0)]
     refs = _views(truth, [(n, f, orbit_camera(a, e, image_size)) for n, f, a, e in sweep])
     evals = _views(truth, [(f"eval_{int(a)}_f{f}", f, orbit_camera(a, 25.0, image_size))
