@@ -174,6 +174,18 @@ def cmd_refine(args) -> int:
     from .refine import prepare, run_plan
 
     start = time.monotonic()
+    if args.splats:
+        from .refine_splats import print_report, refine_splats
+
+        if args.mesh or args.cache:
+            raise BadMessage("--splats is a splat-only asset: give it without --mesh and --cache", field="--splats")
+        report = refine_splats(args.splats, Path(args.refs), args.class_word, Path(args.out),
+                               eval_views=args.eval_views, device=args.device)
+        print_report(report, Path(args.out))
+        return 0
+    if not args.mesh:
+        raise BadMessage("--mesh is required (the initial asset), or --splats for a splat-only asset (a 3DGS PLY or "
+                         "sequence)", field="--mesh")
     plan = prepare(
         args.pipeline, Path(args.mesh), Path(args.refs), args.class_word, Path(args.out),
         device=args.device, models=args.models, preset=args.preset,
@@ -254,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("refine", help="run a pipeline on local files, without a server")
     p.add_argument("pipeline", help="pipeline name, e.g. tire")
-    p.add_argument("--mesh", required=True, help="the initial asset: .glb/.gltf/.obj (Y up) or .ply (Z up)")
+    p.add_argument("--mesh", help="the initial asset: .glb/.gltf/.obj (Y up) or .ply (Z up); animated glTF too")
     p.add_argument("--refs", required=True, help="reference photos and cameras: nerfstudio transforms.json")
     p.add_argument("--class", dest="class_word", required=True, help="the subject's class word (cat, sneaker)")
     p.add_argument("--out", required=True, help="output folder")
@@ -264,6 +276,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-views", help="true views (transforms.json) to score the result against")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
     p.add_argument("--cache", help="a PC2 point cache animating the mesh (Blender's Mesh Cache format; same vertex count)")
+    p.add_argument("--splats", help="a splat-only asset instead of --mesh: a 3DGS PLY, or a quoted glob 'dir/frame_*.ply'")
     p.add_argument("--frames", help="START:END[:STEP] scene frames of the animation to refine (END included)")
     p.set_defaults(func=cmd_refine)
 

@@ -90,18 +90,21 @@ def timings(path: str | Path) -> tuple[list[tuple[str, float] | None], str | Non
     return out, unit
 
 
-def assign_frames(refs: list[Reference], path: str | Path, mesh: Mesh, flag: str) -> tuple[list[Reference], str | None]:
-    """The references of `path` with the frame each belongs to; returns them and how `time` was read (or None)."""
+def assign_frames(refs: list[Reference], path: str | Path, mesh: Mesh | None, flag: str,
+                  numbers=None, fps: float | None = None) -> tuple[list[Reference], str | None]:
+    """The references of `path` with the frame each belongs to (the animation's frame numbers from `mesh`, or
+    `numbers` and `fps` for a splat sequence); returns them and how `time` was read (or None)."""
     times, unit = timings(path)
     if all(t is None for t in times):
         return refs, None
-    if mesh.frames is None:
-        raise InvalidAsset(f"{flag} {path} gives frames or times but the mesh is static: give the animation (--cache, or "
-                           "an animated glTF)", field="frames")
-    numbers = np.asarray(mesh.frame_numbers, np.int64)
+    if mesh is not None:
+        numbers, fps = mesh.frame_numbers, mesh.fps
+    if numbers is None:
+        raise InvalidAsset(f"{flag} {path} gives frames or times but the asset is static: give the animation (--cache, an "
+                           "animated glTF, or a --splats sequence)", field="frames")
+    numbers = np.asarray(numbers, np.int64)
     first, last = int(numbers[0]), int(numbers[-1])
     values = [t[1] for t in times if t is not None and t[0] == "time"]
-    fps = mesh.fps
     if unit is None and values:
         normalised = min(values) >= 0 and max(values) <= 1 and (fps is None or (last - first) / fps > 1.0)
         unit = "normalized" if normalised else "seconds"

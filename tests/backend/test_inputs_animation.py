@@ -85,7 +85,7 @@ def test_a_photo_outside_the_animation_is_named(tmp_path, frame, match, field):
 
 
 def test_frames_on_a_static_mesh_are_refused(tmp_path):
-    with pytest.raises(InvalidAsset, match="gives frames or times but the mesh is static"):
+    with pytest.raises(InvalidAsset, match="gives frames or times but the asset is static"):
         assign_frames(_refs(1), _transforms(tmp_path, [{"frame": 1}]), Mesh(V, F), "--refs")
 
 
