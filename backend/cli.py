@@ -221,7 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--listen", default="tcp://127.0.0.1:5555", help="bind address (default %(default)s)")
     p.add_argument("--store", default=os.environ.get("LIKENESS3D_STORE", str(Path.home() / ".likeness3d" / "store")),
                    help="job store folder (default: $LIKENESS3D_STORE or %(default)s)")
-    p.add_argument("--gpus", default="auto", help="'auto' (every GPU, else the CPU), 'cpu', or indices like '0,1'")
+    p.add_argument("--gpus", default="auto", help="'auto' (one worker per GPU, else the CPU), 'cpu', or indices like '0,1' ('0,0': two workers on GPU 0)")
     p.add_argument("--models", help="folder of local models (default: $LIKENESS3D_MODELS)")
     p.add_argument("--max-message-mb", type=float, default=1024.0, help="largest accepted message (default %(default)s MiB)")
     p.add_argument("--server-key", help="this server's secret key file (.key_secret): enables CurveZMQ")

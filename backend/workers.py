@@ -294,7 +294,8 @@ class Worker:
 
 
 def resolve_devices(gpus: str) -> list[str]:
-    """`--gpus` -> worker devices: "cpu", "auto" (every visible NVIDIA GPU, else the CPU) or "0,1"."""
+    """`--gpus` -> worker devices: "cpu", "auto" (every visible NVIDIA GPU, else the CPU) or "0,1" (one worker
+    per index; an index given twice, "0,0", runs two workers on that GPU, for a GPU with room for two jobs)."""
     gpus = gpus.strip()
     if gpus == "cpu":
         return ["cpu"]
@@ -305,8 +306,13 @@ def resolve_devices(gpus: str) -> list[str]:
         ids = [int(x) for x in gpus.split(",") if x.strip()]
     except ValueError:
         raise ValueError(f"--gpus must be 'auto', 'cpu' or a list like '0,1'; got {gpus!r}") from None
-    if not ids or any(i < 0 for i in ids) or len(set(ids)) != len(ids):
-        raise ValueError(f"--gpus must list distinct non-negative GPU indices; got {gpus!r}")
+    if not ids or any(i < 0 for i in ids):
+        raise ValueError(f"--gpus must list non-negative GPU indices; got {gpus!r}")
+    n = _count_gpus()
+    if max(ids) >= n:
+        seen = f"shows {n} NVIDIA GPU{'s' if n != 1 else ''}" if n else "shows no NVIDIA GPU"
+        hint = f"name indices below {n}, or use --gpus auto" if n else "use --gpus cpu (or auto)"
+        raise ValueError(f"--gpus {gpus}: this machine {seen} (nvidia-smi, CUDA_VISIBLE_DEVICES); {hint}")
     return [f"cuda:{i}" for i in ids]
 
 

@@ -52,12 +52,13 @@ def peak_gb() -> float:
     return round(torch.cuda.max_memory_allocated() / GB, 2) if torch.cuda.is_available() else 0.0
 
 
-def train_figure(comps, views, cond, text, steps: int, timed: int, adapter: bool) -> dict:
-    """Seconds for `steps` joint LoRA steps (timed over `timed` after 3 warm-up steps, then scaled)."""
+def train_figure(comps, views, cond, text, steps: int, timed: int, adapter: bool, graphs: bool = True) -> dict:
+    """Seconds for `steps` joint LoRA steps, timed whole (the CUDA-graph capture included) over `timed` steps
+    after a 3-step warm-up run, scaled to `steps` when `timed` < `steps` (then labelled extrapolated)."""
     tr = comps.transformer
     for name in list(getattr(tr, "peft_config", {}) or {}):
         tr.delete_adapters(name)
-    db, ad = DreamBoothVideoConfig(), AdapterConfig()
+    db, ad = DreamBoothVideoConfig(cuda_graph=graphs), AdapterConfig()
     add_lora(tr, SUBJECT, db.rank, db.alpha, db.target_modules, seed=0)
     if adapter:
         add_lora(tr, ADAPTER, ad.rank, ad.alpha, ad.target_modules, seed=1)
@@ -65,10 +66,11 @@ def train_figure(comps, views, cond, text, steps: int, timed: int, adapter: bool
     reset_peak()
     t0 = sync_time()
     result = train_subject(comps, views, text, db, cond=cond, adapter=adapter, steps=timed, seed=1)
-    per_step = (sync_time() - t0) / timed
-    return {"steps": steps, "timed_steps": timed, "seconds_per_step": round(per_step, 4),
-            "seconds": round(per_step * steps, 1), "peak_gb": peak_gb(),
-            "loss_last": round(result.losses[-1], 4)}
+    total = sync_time() - t0
+    return {"steps": steps, "timed_steps": timed, "extrapolated": timed < steps,
+            "seconds_per_step": round(total / timed, 4), "seconds": round(total * steps / timed, 1),
+            "peak_gb": peak_gb(), "loss_last": round(result.losses[-1], 4), "cuda_graphs": result.cuda_graphs,
+            "graph_note": result.graph_note}
 
 
 def generate_figure(comps, cond, text, negative, steps: int, timed: int, adapter: bool, video: dict) -> dict:
@@ -101,6 +103,9 @@ def main() -> None:
     ap.add_argument("--views", type=int, default=8, help="subject views (one-frame videos)")
     ap.add_argument("--conditioning", type=int, default=4, help="3Dapter conditioning views")
     ap.add_argument("--smoke", action="store_true", help="tiny models on the CPU: checks the script, measures nothing")
+    ap.add_argument("--sections", default="train,generate", help="comma list of train, generate")
+    ap.add_argument("--eager-steps", type=int, default=None,
+                    help="also time the eager step (no CUDA graphs) over this many steps, scaled to --train-steps")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     if args.smoke:
@@ -130,27 +135,40 @@ def main() -> None:
     out = {"device": name, "torch": torch.__version__, "model": label,
            "transformer_parameters": n_params, "dtype": "bfloat16", "build_seconds": round(build_s, 1),
            "quick": args.quick, "views": args.views, "conditioning_views": args.conditioning}
+    sections = set(args.sections.split(","))
     for adapter in (True, False):
         key = "with_3dapter" if adapter else "without_3dapter"
-        print(f"training, {key} ...", flush=True)
-        out[f"train_{key}"] = train_figure(comps, views, cond, text, args.train_steps, train_timed, adapter)
-        print(f"generating, {key} ...", flush=True)
-        out[f"generate_{key}"] = generate_figure(comps, cond, text, negative, args.gen_steps, gen_timed, adapter, video)
+        if "train" in sections:
+            print(f"training, {key} ...", flush=True)
+            out[f"train_{key}"] = train_figure(comps, views, cond, text, args.train_steps, train_timed, adapter)
+            print(json.dumps(out[f"train_{key}"]), flush=True)
+            if args.eager_steps:
+                out[f"train_{key}_eager"] = train_figure(comps, views, cond, text, args.train_steps,
+                                                         min(args.eager_steps, args.train_steps), adapter, graphs=False)
+                print(json.dumps(out[f"train_{key}_eager"]), flush=True)
+        if "generate" in sections:
+            print(f"generating, {key} ...", flush=True)
+            out[f"generate_{key}"] = generate_figure(comps, cond, text, negative, args.gen_steps, gen_timed, adapter, video)
     (args.out / f"video_{args.tag}.json").write_text(json.dumps(out, indent=1))
     print(f"\n{out['device']}, {n_params / 1e9:.3f} B-parameter Wan transformer (random, {str(dtype).removeprefix('torch.')})"
           f"{', quick: extrapolated' if args.quick else ''}")
     print(f"{'figure':<44} {'with 3Dapter':>14} {'without':>14} {'target':>8}")
-    gen = out["generate_with_3dapter"]
-    rows = [(f"{args.train_steps} LoRA steps, s", "train", "seconds", "<= 180"),
-            ("  s / step", "train", "seconds_per_step", ""),
-            ("  peak GB", "train", "peak_gb", ""),
-            (f"{gen['frames']} x {gen['size'][0]}x{gen['size'][1]} video, {args.gen_steps} steps + decode, s", "generate",
-             "seconds", "<= 180"),
-            ("  denoise s / step (cfg batched)", "generate", "seconds_per_step", ""),
-            ("  VAE decode, s", "generate", "decode_seconds", ""),
-            ("  peak GB", "generate", "peak_gb", "")]
-    for label, kind, field, target in rows:
-        a, b = out[f"{kind}_with_3dapter"][field], out[f"{kind}_without_3dapter"][field]
+    rows = []
+    if "train" in sections:
+        rows += [(f"{args.train_steps} LoRA steps, s", "train", "seconds", "<= 180"),
+                 ("  s / step", "train", "seconds_per_step", ""), ("  peak GB", "train", "peak_gb", "")]
+        if args.eager_steps:
+            rows += [(f"  eager (no graphs), s{' (extrapolated)' if args.eager_steps < args.train_steps else ''}",
+                      "train", "seconds", "", "_eager"), ("  eager s / step", "train", "seconds_per_step", "", "_eager")]
+    if "generate" in sections:
+        gen = out["generate_with_3dapter"]
+        rows += [(f"{gen['frames']} x {gen['size'][0]}x{gen['size'][1]} video, {args.gen_steps} steps + decode, s",
+                  "generate", "seconds", "<= 180"),
+                 ("  denoise s / step (cfg batched)", "generate", "seconds_per_step", ""),
+                 ("  VAE decode, s", "generate", "decode_seconds", ""), ("  peak GB", "generate", "peak_gb", "")]
+    for label, kind, field, target, *suffix in rows:
+        sfx = suffix[0] if suffix else ""
+        a, b = out[f"{kind}_with_3dapter{sfx}"][field], out[f"{kind}_without_3dapter{sfx}"][field]
         print(f"{label:<44} {a:>14} {b:>14} {target:>8}")
 
 

@@ -82,7 +82,7 @@ def export_textured(ctx, mesh, groups, bake, caster, center, radius: float, turn
     from ..stages.common.images import to_u8
     from ..stages.texture.bake_views import bake_views
 
-    texture, unseen = bake_views(mesh, groups, bake, base_texture=mesh.texture)
+    texture, unseen = bake_views(mesh, groups, bake, base_texture=mesh.texture, spec=caster.spec)
     tex_u8 = np.concatenate([to_u8(texture), np.full(texture.shape[:2] + (1,), 255, np.uint8)], -1)
     return export_texture(ctx, mesh, tex_u8, caster, center, radius, turntable_views), unseen
 
@@ -97,7 +97,7 @@ def export_texture(ctx, mesh, tex_u8, caster, center, radius: float, turntable_v
     from ..export.glb import write_glb
     from ..export.sheet import turntable_sheet
     from ..stages.views.cameras import turntable
-    from ..stages.views.mesh_passes import Raycaster, mesh_rgba
+    from ..stages.views.mesh_passes import mesh_rgba
     from ...protocol.assets import Mesh
 
     refined = Mesh(mesh.vertices, mesh.faces, mesh.uvs, tex_u8)
@@ -107,6 +107,6 @@ def export_texture(ctx, mesh, tex_u8, caster, center, radius: float, turntable_v
     ctx.add_artifact("texture.png", buf.getvalue())
     tt = turntable(center, radius, turntable_views, 192, 192)
     before = mesh_rgba(caster, tt, supersample=2, background=(1.0, 1.0, 1.0))
-    after = mesh_rgba(Raycaster(refined), tt, supersample=2, background=(1.0, 1.0, 1.0))
+    after = mesh_rgba(caster.like(refined), tt, supersample=2, background=(1.0, 1.0, 1.0))
     ctx.add_artifact("sheet.png", turntable_sheet(before, after, labels=("initial", "refined")))
     return refined

@@ -22,6 +22,7 @@ from ..config import number, require, whole
 from ..stages.customize.config import CoarseConfig, PointRefineConfig, PseudoViewConfig
 from ..stages.diffusion.config import MultiModalConfig, PriorConfig, SDSConfig, SubjectLoraConfig
 from ..stages.texture.config import BakeConfig
+from ..stages.views.config import RayBackend, ray_backend_rule
 from .common import flat_texture_size
 
 DESCRIPTION = ("refine the asset from reference photos: multi-modal DreamBooth, shading-aware score distillation, "
@@ -60,6 +61,9 @@ class CustomizeConfig:
     source_weight: float = 4.0
     """Bake weight of the reference photos relative to the decoded views."""
     turntable_views: int = 8
+    ray_backend: RayBackend = "auto"
+    """Mesh passes, texel lookup and bake: "auto" (Warp's BVH on a CUDA job device, Embree on the CPU),
+    "embree" or "warp" (on the job device; needs warp-lang)."""
     models: str = ""
     """Diffusion models: a folder (diffusers layout, role `base`), "tiny" (smoke test: noise), or "" for
     $LIKENESS3D_MODELS. Required."""
@@ -92,6 +96,7 @@ class CustomizeConfig:
             (whole(self.turntable_views, 1, 64), "turntable_views", "must be an integer in [1, 64]"),
             (not self.prior.enabled or self.dreambooth.steps[3] > 0, "prior",
              "acts on the rgb stage: dreambooth.steps[3] must be > 0 when prior.enabled is true"),
+            ray_backend_rule(self.ray_backend),
         )
 
 
@@ -143,6 +148,7 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     from ..stages.splats.gaussians import from_mesh
     from ..stages.views.cameras import bounding_sphere, orbit
     from ..stages.views.mesh_passes import Raycaster
+    from ..stages.views.rays import RaySpec
     from ..stages.views.track import known_views
     from .common import StageClock, check_refinable, export_textured
     from .customize_io import class_prior, publish_dreambooth, report, write_decoded_splats
@@ -153,7 +159,8 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     torch.manual_seed(config.seed)
     dev = torch.device(ctx.device)
     memory, clock = PeakMemory(ctx.device), StageClock()
-    caster = Raycaster(mesh)
+    caster = Raycaster(mesh, RaySpec(config.ray_backend, str(ctx.device)))
+    ctx.log(f"rays: {caster.backend}")
     center, radius = bounding_sphere(mesh.vertices)
 
     # 0. The diffusion model (before any work: no model, no run).
@@ -225,6 +232,7 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     if eval_views:
         out["metrics"] = evaluate({"refined": refined, "initial": mesh}, eval_views, known_views(asset.references, caster))
         clock.lap("evaluate")
+    out["rays"] = caster.backend
     out["seconds"] = clock.report()
     out["peak_memory"] = memory.read()
     ctx.add_artifact("report.json", json.dumps(out, indent=1).encode())

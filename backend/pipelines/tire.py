@@ -20,7 +20,7 @@ from ..stages.diffusion.config import SubjectLoraConfig
 from ..stages.splats.config import FitConfig
 from ..stages.texture.config import BakeConfig, FidelityConfig
 from ..stages.tire.config import InpaintConfig, ResplatConfig
-from ..stages.views.config import CoverageConfig
+from ..stages.views.config import CoverageConfig, RayBackend, ray_backend_rule
 from .common import flat_texture_size
 
 DESCRIPTION = "refine the asset's texture from reference photos: track, personalised progressive inpainting, resplat"
@@ -56,6 +56,9 @@ class TireConfig:
     """Diffusion models: a folder (diffusers layout by role), "tiny" (smoke test: noise), or "" for
     $LIKENESS3D_MODELS, and the OpenCV inpainter when that is unset."""
     inpainter: Literal["auto", "diffusion", "opencv"] = "auto"
+    ray_backend: RayBackend = "auto"
+    """Mesh passes, texel lookup, view planning and bake: "auto" (Warp's BVH on a CUDA job device, Embree on
+    the CPU), "embree" or "warp" (on the job device; needs warp-lang)."""
     turntable_views: int = 8
     seed: int = 0
     """Seeds the whole run: the fit, the LoRA, the inpainter's noise."""
@@ -79,6 +82,7 @@ class TireConfig:
              "must be angles in [-89, 89]"),
             (number(self.fov_deg) and 1 <= self.fov_deg <= 150, "fov_deg", "must be in [1, 150]"),
             (whole(self.turntable_views, 1, 64), "turntable_views", "must be an integer in [1, 64]"),
+            ray_backend_rule(self.ray_backend),
         )
 
 
@@ -106,7 +110,7 @@ def make_inpainter(config: TireConfig, ctx, asset: Asset, device: str):
         load_components("inpaint", models, device=device), asset.references, asset.class_word,
         lora=config.lora, resolution=config.resolution, seed=config.seed,
         progress=lambda step, total, text: ctx.progress("personalise", step, total, f"subject LoRA: {text}"),
-        cancel=ctx.check_cancel, publish=ctx.add_artifact)
+        cancel=ctx.check_cancel, publish=ctx.add_artifact, batch_views=config.inpaint.batch_views)
 
 
 def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | None = None) -> dict:
@@ -122,9 +126,10 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     from ..stages.texture.fidelity import finish_fidelity, prepare_fidelity
     from ..stages.tire.progressive import progressive_inpaint
     from ..stages.tire.resplat import resplat
-    from ..stages.views.cameras import Cameras, bounding_sphere, orbit
+    from ..stages.views.cameras import bounding_sphere
     from ..stages.views.mesh_passes import Raycaster
-    from ..stages.views.plan import plan_views, seen_mask
+    from ..stages.views.rays import RaySpec
+    from ..stages.views.targets import target_views
     from ..stages.views.track import KnownView, track_backward
     from ..stages.animation.poses import Animation
     from . import tire_4d
@@ -137,9 +142,10 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     input_report = check_texturable(asset, "TIRE")
     torch.manual_seed(config.seed)
     memory, clock = PeakMemory(ctx.device), StageClock()
-    caster = Raycaster(mesh)
+    caster = Raycaster(mesh, RaySpec(config.ray_backend, str(ctx.device)))
+    ctx.log(f"rays: {caster.backend}")
     # An animated mesh (DESIGN.md 5.3) is refined once on its rest pose; each photo sees it posed at its frame.
-    anim = Animation(mesh) if mesh.animated else None
+    anim = Animation(mesh, caster.spec) if mesh.animated else None
     frames = tire_4d.frames_of(asset.references)
 
     # 0. The artist's texture at its own size on the surface; each photo's lighting removed and its agreement
@@ -154,20 +160,10 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     # 1. Target views: the orbit, then views added until every used texel is seen; rendered from the
     #    region-mapped initial texture (what the inpainting starts from).
     center, radius = bounding_sphere(mesh.vertices)
-    az = [360.0 * i / config.azimuths for i in range(config.azimuths)]
-    targets = orbit(center, radius, az, list(config.elevations_deg), config.resolution, config.resolution, config.fov_deg)
-    tp = caster.passes(targets, normals="smooth")
-    pts, nrm = fid.surface.points, fid.surface.normals
-    cov = config.coverage
-    already = seen_mask(pts, nrm, targets, tp.depth, tp.mask, cov.min_cosine)
-    if anim:
-        already |= tire_4d.seen_by_sources(fid.surface, sources, frames, anim, cov.min_cosine)
-    for s in sources if anim is None else ():
-        already |= seen_mask(pts, nrm, s.camera, s.depth[None], (s.depth > 0)[None], cov.min_cosine)
-    plan = plan_views(caster, pts, nrm, already, center, radius, config.fov_deg, config.resolution, cov)
-    if plan.added is not None:
-        targets = Cameras.cat([targets, plan.added])
-        tp = caster.passes(targets, normals="smooth")
+    seen = tire_4d.seen_by_sources(fid.surface, sources, frames, anim, config.coverage.min_cosine) if anim else None
+    tv = target_views(caster, fid.surface.points, fid.surface.normals, [] if anim else sources, config.resolution,
+                      config.azimuths, config.elevations_deg, config.fov_deg, config.coverage, seen=seen)
+    targets, tp, plan = tv.cameras, tv.passes, tv.plan
     initial = fid.mapped_colour(tp.uv, tp.mask)
     ctx.progress("render", 1, 1, f"{len(targets)} target views at {config.resolution} px "
                  f"({len(plan.report)} added for coverage)", to_u8(initial[0]))
@@ -201,7 +197,8 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     # 6. Export: kept texels bit for bit, the photos' colours where they disagree, the infill elsewhere
     #    (the inpainted views baked, or the region-mapped texture for the classical fallback).
     if getattr(inpainter, "personalised", False):
-        baked, unseen = bake_views(mesh, [(rs.views, targets, 1.0, tp)], replace(config.bake, texture_size=size, dilate_px=0))
+        baked, unseen = bake_views(mesh, [(rs.views, targets, 1.0, tp)], replace(config.bake, texture_size=size, dilate_px=0),
+                                   spec=caster.spec)
         composed, fill = finish_fidelity(fid, config.fidelity, config.bake.dilate_px, baked.numpy(), (~unseen).numpy())
     else:
         composed, fill = finish_fidelity(fid, config.fidelity, config.bake.dilate_px)
@@ -214,6 +211,7 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
 
     report = _report(asset, config, ctx.device, inpainter, targets, sources, tp, inp, rs, fid, plan, composed, fill)
     report["input"] = input_report
+    report["rays"] = caster.backend
     if anim:
         report["frames"] = animation_report.pop("frames")
         report["animation"] = animation_report

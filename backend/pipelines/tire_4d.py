@@ -58,7 +58,8 @@ def seen_by_sources(surface, sources, frames, animation: Animation, min_cosine: 
     for s, frame in zip(sources, frames):
         pts = torch.as_tensor(animation.points(frame, tri, bary), dtype=torch.float32)
         nrm = torch.as_tensor(animation.face_normals(frame, tri), dtype=torch.float32)
-        out |= seen_mask(pts, nrm, s.camera, s.depth[None], (s.depth > 0)[None], min_cosine)
+        depth = s.depth.cpu()
+        out |= seen_mask(pts, nrm, s.camera, depth[None], (depth > 0)[None], min_cosine).cpu()
     return out
 
 

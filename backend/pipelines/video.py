@@ -20,6 +20,7 @@ from ...protocol.assets import Asset
 from ...protocol.errors import InvalidAsset
 from ..config import require, whole
 from ..stages.video.config import IDENTIFIER, AdapterConfig, DreamBoothVideoConfig, GenerateConfig, VideoViewsConfig
+from .tire import TireConfig
 
 DESCRIPTION = ("3D-aware videos of the subject: 3DreamBooth (one-frame LoRA) + 3Dapter (multi-view conditioning) "
                "on a Wan text-to-video model (needs the `video` model)")
@@ -40,6 +41,8 @@ class VideoConfig:
     prompts: tuple[str, ...] = ()
     """More prompts, one video each after the turntable; each must name the subject by the identifier `sks`
     ("a video of a sks sneaker on a running track")."""
+    tire: TireConfig = TireConfig()
+    """TIRE's settings when `views.refine_first` refines the asset before its renders join the views."""
     models: str = ""
     """A models folder (role `video`: a Wan text-to-video model in diffusers layout; role `adapter`: a
     pre-trained 3Dapter), "tiny" (smoke test: noise), or "" for $LIKENESS3D_MODELS. Required."""
@@ -84,6 +87,39 @@ def prompts_of(asset: Asset, config: VideoConfig) -> list[str]:
     return out + list(config.prompts)
 
 
+class _Prefixed:
+    """The job's context for a pipeline run inside another: artifacts published under `prefix` (and kept here
+    by their own names), everything else the job's own."""
+
+    def __init__(self, ctx, prefix: str):
+        self._ctx, self._prefix, self.files = ctx, prefix, {}
+
+    def add_artifact(self, name, data):
+        self.files[name] = data
+        return self._ctx.add_artifact(self._prefix + name, data)
+
+    def __getattr__(self, name):
+        return getattr(self._ctx, name)
+
+
+def refined_by_tire(ctx, asset: Asset, config: TireConfig):
+    """The asset refined by TIRE (its artifacts published as tire_*): the mesh with TIRE's texture."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from ...protocol.assets import Mesh
+    from .tire import run as run_tire
+
+    inner = _Prefixed(ctx, "tire_")
+    ctx.log("views: refining the asset with TIRE first (views.refine_first)")
+    run_tire(inner, asset, config)
+    texture = np.asarray(Image.open(io.BytesIO(inner.files["texture.png"])).convert("RGBA"))
+    m = asset.mesh
+    return Mesh(m.vertices, m.faces, m.uvs, texture)
+
+
 def run(ctx, asset: Asset, config: VideoConfig) -> dict:
     """Personalise the video model on the subject and generate its videos; returns the report."""
     import numpy as np
@@ -115,7 +151,8 @@ def run(ctx, asset: Asset, config: VideoConfig) -> dict:
     prepared = [prepare_view(r.image, vcfg.size) for r in asset.references]
     c2ws = [r.camera.c2w for r in asset.references]
     if vcfg.mesh_views:
-        renders, render_c2w = mesh_views(asset.mesh, vcfg.mesh_views, vcfg.mesh_elevation, vcfg.size)
+        mesh = refined_by_tire(ctx, asset, config.tire) if vcfg.refine_first else asset.mesh
+        renders, render_c2w = mesh_views(mesh, vcfg.mesh_views, vcfg.mesh_elevation, vcfg.size)
         prepared += [prepare_view(img, vcfg.size) for img in renders]
         c2ws += list(render_c2w)
     images = np.stack([p[0] for p in prepared])

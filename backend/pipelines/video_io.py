@@ -111,6 +111,7 @@ def report(asset, config, device, comps, masked, az, chosen, gap, trained, adapt
             "azimuth_degrees": [round(float(a), 2) for a in az],
             "conditioning": [asset.references[i].name if i < n_refs else f"asset_render_{i - n_refs}" for i in chosen],
             "uncovered_arc_degrees": round(float(gap), 2) if chosen else None,
+            "asset_renders_refined_by_tire": bool(config.views.refine_first),
         },
         "dreambooth": {
             "prompt": config.dreambooth.prompt(asset.class_word), "steps": len(losses),
@@ -120,6 +121,8 @@ def report(asset, config, device, comps, masked, az, chosen, gap, trained, adapt
             "loss_last_10_mean": round(float(np.mean(losses[-10:])), 6) if losses else None,
             "generated_temporal_indices": sorted(trained.gen_frames),
             "objective": "flow-matching velocity (noise - x0) on one-frame videos",
+            "cuda_graphs": trained.cuda_graphs,
+            "graph_note": trained.graph_note,
         },
         "3dapter": {
             "enabled": config.adapter.enabled,

@@ -190,6 +190,9 @@ CASES = [
     ("serve_store_is_file", lambda d: ["serve", "--store", str(d / "a_file")], 2, ["--store", "a_file", "name a folder"]),
     ("serve_bad_listen", lambda d: ["serve", "--listen", "localhost:5555"], 2, ["--listen", "localhost:5555", "tcp://HOST:PORT"]),
     ("serve_bad_gpus", lambda d: ["serve", "--store", str(d / "store"), "--gpus", "first"], 2, ["--gpus", "'first'", "'auto', 'cpu'"]),
+    # `_run` hides every GPU (CUDA_VISIBLE_DEVICES=""), so this holds on a GPU machine too
+    ("serve_gpu_not_there", lambda d: ["serve", "--store", str(d / "store"), "--gpus", "0"], 2,
+     ["--gpus 0", "no NVIDIA GPU", "--gpus cpu"]),
 ]
 
 
@@ -197,6 +200,7 @@ def _run(args: list[str], env: dict | None = None) -> subprocess.CompletedProces
     env = dict(env or os.environ)
     env.pop("LIKENESS3D_MODELS", None)
     env.pop("LIKENESS3D_DEBUG", None)
+    env["CUDA_VISIBLE_DEVICES"] = ""  # these cases need no GPU, and `serve --gpus 0` must find none, on any machine
     return subprocess.run(CLI + args, capture_output=True, text=True, timeout=300, env=env)
 
 

@@ -48,6 +48,7 @@ def test_customize_end_to_end_with_tiny_models(inputs, tmp_path):
                     eval_views=paths["truth"], overrides=SMALL)
     names = sorted(p.name for p in out.iterdir() if p.is_file())
     assert names == ["mesh.glb", "pytorch_lora_weights.safetensors", "report.json", "sheet.png", "splats.ply", "texture.png"]
+    assert report["rays"]["backend"] == "embree" and report["rays"]["why"].startswith("auto")  # the CPU's default
     assert report == json.loads((out / "report.json").read_text())
     assert report["pipeline"] == "customize" and report["degraded"] and "noise" in report["diffusion_model"]
     assert list(report["dreambooth"]) == ["method", "text_encoder_trained", "mask", "depth", "normal", "rgb"]

@@ -204,3 +204,29 @@ def test_one_reference_runs_3dreambooth_alone_with_no_3dapter(tmp_path, capsys):
     assert report["3dapter"]["enabled"] is False and report["3dapter"]["conditioning_temporal_indices"] is None
     assert report["views"]["conditioning"] == [] and report["loras"] == {"3dreambooth": "lora_3dreambooth.safetensors"}
     assert not (out / "lora_3dapter.safetensors").exists() and (out / "video.mp4").is_file()
+
+
+def test_refine_first_renders_the_tire_refined_asset_and_publishes_tires_results(tmp_path):
+    """views.refine_first: TIRE refines the asset first (its results as tire_*), and the asset renders in the
+    views show the refined texture, not the initial one."""
+    from PIL import Image
+
+    from likeness3d.backend.demo import write_inputs
+    from likeness3d.backend.synthetic.example import example_case
+
+    paths = write_inputs(example_case(image_size=32, texture_size=32), tmp_path / "in")
+    out = tmp_path / "out"
+    tire = ["tire.resolution=32", "tire.azimuths=4", "tire.elevations_deg=[0.0]", "tire.resplat.gaussians=300",
+            "tire.fit.steps=6", "tire.resplat.fit_resolution=24", "tire.turntable_views=2"]
+    sets = [a for s in ["views.refine_first=true", "views.mesh_views=4", "dreambooth.steps=2", *tire] for a in ("--set", s)]
+    assert cli.main(["refine", "video", "--refs", str(paths["refs"]), "--mesh", str(paths["mesh"]), "--class", "pebble",
+                     "--out", str(out), "--models", "tiny", "--device", "cpu", "--no-turntable", "--frames", "5",
+                     "--prompt", "a video of a sks pebble on a beach", *sets]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["views"]["asset_renders_refined_by_tire"] is True and report["views"]["asset_renders"] == 4
+    for name in ("tire_mesh.glb", "tire_texture.png", "tire_report.json", "video.mp4"):
+        assert (out / name).is_file(), name
+    tire_report = json.loads((out / "tire_report.json").read_text())
+    assert tire_report["settings"]["azimuths"] == 4
+    refined = np.asarray(Image.open(out / "tire_texture.png"))
+    assert refined.shape == (32, 32, 4)  # the artist's texture size, TIRE's texels

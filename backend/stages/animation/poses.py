@@ -38,6 +38,8 @@ class Animation:
     """The poses of an animated protocol Mesh. A frame of None is the rest pose (`mesh.vertices`)."""
 
     mesh: Mesh
+    spec: object = None
+    """The RaySpec of the casters (None: the default)."""
     _casters: dict = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -66,7 +68,8 @@ class Animation:
         if frame not in self._casters:
             from ..views.mesh_passes import Raycaster
 
-            self._casters[frame] = Raycaster(self.posed(frame))
+            posed = self.posed(frame)
+            self._casters[frame] = Raycaster(posed) if self.spec is None else Raycaster(posed, self.spec)
         return self._casters[frame]
 
     def points(self, frame: int | None, tri: np.ndarray, bary: np.ndarray) -> np.ndarray:

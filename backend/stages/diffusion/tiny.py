@@ -183,13 +183,14 @@ def build_modules(role: str = "inpaint", *, scale: str = "tiny", scheduler: str 
     return dict(unet=unet, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, scheduler=_scheduler(scheduler))
 
 
-def save_tiny(folder: str | Path, role: str = "inpaint", *, seed: int = 0) -> Path:
-    """Write tiny models in diffusers layout (model_index.json, unet/, vae/, text_encoder/, tokenizer/,
-    scheduler/), so tests exercise the real local-folder loader. Returns the folder."""
+def save_tiny(folder: str | Path, role: str = "inpaint", *, seed: int = 0, scale: str = "tiny") -> Path:
+    """Write random-weight models (`build_modules` at `scale`) in diffusers layout (model_index.json, unet/,
+    vae/, text_encoder/, tokenizer/, scheduler/), so tests and benchmarks exercise the real local-folder
+    loader. Returns the folder."""
     from diffusers import StableDiffusionInpaintPipeline, StableDiffusionPipeline
 
     folder = Path(folder)
     cls = StableDiffusionInpaintPipeline if role == "inpaint" else StableDiffusionPipeline
-    pipe = cls(**build_modules(role, seed=seed), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+    pipe = cls(**build_modules(role, scale=scale, seed=seed), safety_checker=None, feature_extractor=None, requires_safety_checker=False)
     pipe.save_pretrained(folder, safe_serialization=True)
     return folder

@@ -1,6 +1,6 @@
 """Bake views onto the mesh's own UV texture (TIRE step 5): visibility by depth test, cosine weights, seams.
 
-Per texel: find its triangle in UV space (Embree casting rays at the UV layout laid flat), lift it to its
+Per texel: find its triangle in UV space (rays cast at the UV layout laid flat, by the job's ray backend), lift it to its
 3D point and normal, and for each view project the point, keep it where the view's depth map agrees at
 all four pixels of the bilinear footprint (so colour never comes across an occlusion edge or from the
 background) and the view is not grazing, weight it by the view cosine to a power, blend. Texels inside the
@@ -20,7 +20,8 @@ from torch import Tensor
 
 from .config import BakeConfig
 from ..views.cameras import Cameras
-from ..views.mesh_passes import MeshPasses, Raycaster, barycentric
+from ..views.mesh_passes import MeshPasses, Raycaster
+from ..views.rays import RaySpec, ray_query
 from ....protocol.assets import Mesh
 from ..views.meshes import as_mesh, texture_float
 
@@ -39,36 +40,23 @@ class BakeResult:
     """[Ht, Wt] float32 summed blend weights."""
 
 
-def texel_surface(mesh: Mesh, height: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+def texel_surface(mesh: Mesh, height: int, width: int, spec: RaySpec = RaySpec()) -> tuple[np.ndarray, np.ndarray]:
     """Triangle id [Ht, Wt] (-1 outside the islands) and barycentrics [Ht, Wt, 3] of every texel centre.
 
-    The UV triangles are laid flat at z = 0 and hit by rays along -z from the texel centres, so Embree
-    does the point-in-triangle search.
+    The UV triangles are laid flat at z = 0 and hit by rays along -z from the texel centres, so the ray
+    backend (`spec`) does the point-in-triangle search.
     """
-    import trimesh
-    from trimesh.ray.ray_pyembree import RayMeshIntersector
-
     uvs = np.asarray(mesh.uvs, dtype=np.float64)  # [F, 3, 2]
     F_ = len(uvs)
-    flat = trimesh.Trimesh(
-        vertices=np.concatenate([uvs.reshape(-1, 2), np.zeros((F_ * 3, 1))], axis=1),
-        faces=np.arange(F_ * 3).reshape(F_, 3),
-        process=False,
-        validate=False,
-    )
+    flat = np.concatenate([uvs.reshape(-1, 2), np.zeros((F_ * 3, 1))], axis=1)
     rows, cols = np.mgrid[0:height, 0:width]
     u = (cols.ravel() + 0.5) / width
     v = 1.0 - (rows.ravel() + 0.5) / height
-    origins = np.stack([u, v, np.ones_like(u)], axis=1)
-    dirs = np.broadcast_to([0.0, 0.0, -1.0], origins.shape).copy()
-    index_tri, index_ray, _ = RayMeshIntersector(flat).intersects_id(origins, dirs, multiple_hits=False,
-                                                                    return_locations=True)
-    tri = np.full(height * width, -1, dtype=np.int64)
-    tri[index_ray] = index_tri
-    bary = np.zeros((height * width, 3))
-    hit = tri >= 0
-    corners = np.concatenate([uvs, np.zeros((F_, 3, 1))], axis=2)[tri[hit]]
-    bary[hit] = barycentric(corners, np.concatenate([origins[hit, :2], np.zeros((hit.sum(), 1))], axis=1))
+    origins = torch.from_numpy(np.stack([u, v, np.ones_like(u)], axis=1))
+    dirs = torch.tensor([0.0, 0.0, -1.0], dtype=torch.float64).expand_as(origins)
+    hits = ray_query(flat, np.arange(F_ * 3).reshape(F_, 3), spec).cast(origins, dirs)
+    tri = hits.tri.cpu().numpy()
+    bary = np.where((tri >= 0)[:, None], hits.bary.cpu().numpy(), 0.0)
     return tri.reshape(height, width), bary.reshape(height, width, 3)
 
 
@@ -110,12 +98,14 @@ def bake(
     view_weights: Tensor | None = None,
     base_texture: np.ndarray | None = None,
     passes: MeshPasses | None = None,
+    spec: RaySpec = RaySpec(),
 ) -> BakeResult:
     """Project `images` [C, H, W, 3|4] (straight alpha, [0, 1]) seen by `cameras` onto `mesh`'s UVs.
 
     view_weights: [C] >= 0 (source views can count more), default ones. base_texture: [Ht, Wt, 3|4] kept
     where no view sees (default: the mesh's texture when its size matches the bake's). passes: the mesh's
     passes for `cameras` when the caller already has them (only mask and depth are read), else cast here.
+    spec: the ray backend and job device the texel lookup and the passes cast with.
     """
     # 1. Check inputs.
     mesh = as_mesh(mesh)
@@ -140,24 +130,28 @@ def bake(
         raise ValueError(f"base_texture must be {Ht} x {Wt}, got {np.asarray(base_texture).shape}")
     images = images.detach().float().cpu()
 
-    # 2. Texels -> surface points and normals.
-    tri, bary = texel_surface(mesh, Ht, Wt)
+    # 2. Texels -> surface points and normals (on the device the rays are cast on: the projections run there).
+    tri, bary = texel_surface(mesh, Ht, Wt, spec)
     covered = torch.as_tensor(tri >= 0)
-    caster = Raycaster(mesh)
+    caster = Raycaster(mesh, spec)
+    dev = caster.device
     ids = tri[tri >= 0]
     corners = caster.vertices[caster.faces[ids]]  # [T, 3, 3]
-    points = torch.as_tensor((corners * bary[tri >= 0][..., None]).sum(1), dtype=torch.float32)
-    normals = torch.as_tensor(caster.face_normals[ids], dtype=torch.float32)
+    points = torch.as_tensor((corners * bary[tri >= 0][..., None]).sum(1), dtype=torch.float32, device=dev)
+    normals = torch.as_tensor(caster.face_normals[ids], dtype=torch.float32, device=dev)
 
     # 3. Each view: project, depth test on the footprint, weight.
     if passes is None:
-        passes = caster.passes(cameras)
+        passes = caster.passes(cameras, device=dev)
     elif tuple(passes.mask.shape) != (C, H, W):
         raise ValueError(f"passes must be for the {C} cameras at {W} x {H}, got mask {tuple(passes.mask.shape)}")
-    acc = torch.zeros(len(points), 3)
-    wsum = torch.zeros(len(points))
+    pmask, pdepth = passes.mask.to(dev), passes.depth.to(dev)
+    view_weights = view_weights.to(dev, torch.float32)
+    acc = torch.zeros(len(points), 3, device=dev)
+    wsum = torch.zeros(len(points), device=dev)
     for c in range(C):
-        R, t, K = cameras.viewmats[c, :3, :3].float(), cameras.viewmats[c, :3, 3].float(), cameras.Ks[c].float()
+        vm, K = cameras.viewmats[c].to(dev, torch.float32), cameras.Ks[c].to(dev, torch.float32)
+        R, t = vm[:3, :3], vm[:3, 3]
         cam = points @ R.T + t
         z = cam[:, 2]
         proj = cam @ K.T
@@ -166,24 +160,25 @@ def bake(
         to_cam = F.normalize(center - points, dim=-1)
         cos = (normals * to_cam).sum(-1)
         ok = (z > 1e-6) & (x >= 0) & (x <= W - 1) & (y >= 0) & (y <= H - 1) & (cos >= config.min_cosine)
-        if not ok.any():
-            continue
         sel = ok.nonzero()[:, 0]
+        if not len(sel):
+            continue
         xs, ys, zs, cs = x[sel], y[sel], z[sel], cos[sel]
         xs, ys = xs.clamp(max=W - 1 - 1e-4), ys.clamp(max=H - 1 - 1e-4)
-        colour, taps = _bilinear(images[c], xs, ys)
+        colour, taps = _bilinear(images[c].to(dev), xs, ys)
         # A pixel spans z / f of surface across, more along a slope: tolerate depth_tolerance_px of those.
         tan = (1 - cs**2).clamp_min(0).sqrt() / cs
         tol = config.depth_tolerance_px * zs / K[0, 0] * (1 + tan)
-        visible = torch.ones(len(sel), dtype=torch.bool)
+        visible = torch.ones(len(sel), dtype=torch.bool, device=dev)
         for yy, xx in taps:
-            visible &= passes.mask[c, yy, xx] & ((passes.depth[c, yy, xx] - zs).abs() <= tol)
+            visible &= pmask[c, yy, xx] & ((pdepth[c, yy, xx] - zs).abs() <= tol)
         weight = view_weights[c] * cs.clamp_min(0) ** config.cosine_power
         if images.shape[-1] == 4:
             visible &= colour[:, 3] >= config.min_alpha
         weight = weight * visible
         acc.index_add_(0, sel, weight[:, None] * colour[:, :3])
         wsum.index_add_(0, sel, weight)
+    acc, wsum = acc.cpu(), wsum.cpu()
 
     # 4. Blend; unseen texels keep the base texture; dilate into the gutters.
     seen_t = wsum > 0

@@ -13,6 +13,7 @@ from torch import Tensor
 from .bake import BakeConfig, bake, dilate
 from ..views.cameras import Cameras
 from ..views.mesh_passes import MeshPasses
+from ..views.rays import RaySpec
 from ....protocol.assets import Mesh
 from ..views.meshes import texture_float
 
@@ -22,9 +23,11 @@ def bake_views(
     groups: list[tuple[Tensor, Cameras, float, MeshPasses | None]],
     config: BakeConfig = BakeConfig(),
     base_texture: np.ndarray | None = None,
+    spec: RaySpec = RaySpec(),
 ) -> tuple[Tensor, Tensor]:
     """groups: (images [C, H, W, 3|4] in [0, 1], their cameras, weight of each view of the group, the mesh
     passes of those cameras when already computed, else None).
+    spec: the ray backend and job device of the bake's ray casts.
     Returns ([Ht, Wt, 3] texture in [0, 1], [Ht, Wt] bool texels no view saw, inside the UV islands)."""
     if not groups:
         raise ValueError("bake_views needs at least one group of views")
@@ -36,7 +39,8 @@ def bake_views(
     per_group = replace(config, dilate_px=0)
     acc, wsum, covered = None, None, None
     for images, cameras, weight, passes in groups:
-        r = bake(bare, images, cameras, per_group, view_weights=torch.full((len(cameras),), float(weight)), passes=passes)
+        r = bake(bare, images, cameras, per_group, view_weights=torch.full((len(cameras),), float(weight)), passes=passes,
+                 spec=spec)
         acc = r.texture * r.weight[..., None] if acc is None else acc + r.texture * r.weight[..., None]
         wsum = r.weight.clone() if wsum is None else wsum + r.weight
         covered = r.covered

@@ -73,7 +73,7 @@ def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tup
     """`posed` (animated meshes): posed(i, surface) -> (the Raycaster of the mesh at reference i's frame, the used
     texels' points [T, 3] and normals [T, 3] at that frame), so each photo observes the surface where it was."""
     initial = sized_texture(mesh.texture, size)
-    surface = texel_geometry(mesh, *size)
+    surface = texel_geometry(mesh, *size, caster.spec)
     poses = [posed(i, surface) for i in range(len(references))] if posed is not None else None
     prepared = [prepare_reference(ref, poses[i][0] if poses else caster, config) for i, ref in enumerate(references)]
     obs = observe_texels(surface, prepared, config, [p[1:] for p in poses] if poses else None)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from ..views.meshes import as_mesh, face_normals
+from ..views.rays import RaySpec
 from .bake import texel_surface
 
 
@@ -50,12 +51,13 @@ class TexelSurface:
         return np.asarray(image)[self.rows, self.cols]
 
 
-def texel_geometry(mesh, height: int, width: int) -> TexelSurface:
-    """Lift every texel centre of a [height, width] texture onto `mesh` (its per-corner UVs)."""
+def texel_geometry(mesh, height: int, width: int, spec: RaySpec = RaySpec()) -> TexelSurface:
+    """Lift every texel centre of a [height, width] texture onto `mesh` (its per-corner UVs); `spec`: the ray
+    backend and job device of the UV lookup."""
     mesh = as_mesh(mesh)
     if mesh.uvs is None:
         raise ValueError("mesh.uvs is None: texels need UVs (unwrap the mesh first)")
-    tri, bary = texel_surface(mesh, height, width)
+    tri, bary = texel_surface(mesh, height, width, spec)
     covered = tri >= 0
     rows, cols = np.nonzero(covered)
     ids = tri[rows, cols]

@@ -19,6 +19,9 @@ class InpaintConfig:
     """Views are inpainted ring by ring, by angular distance to the nearest source view."""
     grow_px: int = 1
     """Infill masks grow by this many pixels (inside the foreground) to cover tracking seams."""
+    batch_views: int = 8
+    """Views a ring sends through one diffusion pipeline call (one UNet batch of 2 x batch_views latents with
+    guidance). The result does not depend on it: each view's noise is seeded by its own index."""
     track: TrackConfig = TrackConfig()
 
     def __post_init__(self) -> None:
@@ -29,6 +32,7 @@ class InpaintConfig:
              and list(self.rings_deg) == sorted(self.rings_deg) and self.rings_deg[-1] == 180.0, "rings_deg",
              "must be increasing angles in [0, 180] ending at 180, so every view belongs to a ring"),
             (whole(self.grow_px, 0, 64), "grow_px", "must be an integer in [0, 64]"),
+            (whole(self.batch_views, 1, 256), "batch_views", "must be an integer in [1, 256]"),
         )
 
 

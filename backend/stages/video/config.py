@@ -44,6 +44,10 @@ class VideoViewsConfig:
     the renders too only when the references leave part of the circle uncovered."""
     mesh_elevation: float = 15.0
     """Elevation of the asset renders (degrees)."""
+    refine_first: bool = False
+    """True: refine the asset with TIRE first (settings under the video config's `tire`; its results published
+    with the prefix `tire_`: tire_mesh.glb, tire_texture.png, tire_report.json, ...) and render the refined asset
+    for the `mesh_views`, so the subject's hidden side in the views is TIRE's, not the initial asset's."""
 
     def __post_init__(self):
         require(
@@ -55,6 +59,9 @@ class VideoViewsConfig:
              "max_conditioning", "must be an integer in [min_conditioning, 64]"),
             (whole(self.mesh_views, 0, 64), "mesh_views", "must be an integer in [0, 64]"),
             (number(self.mesh_elevation, -89, 89), "mesh_elevation", "must be in [-89, 89] degrees"),
+            (isinstance(self.refine_first, bool), "refine_first", "must be true or false"),
+            (not self.refine_first or self.mesh_views > 0, "refine_first",
+             "needs mesh_views > 0 (the refined asset is seen through its renders): set views.mesh_views, e.g. 8"),
         )
 
 
@@ -81,11 +88,16 @@ class DreamBoothVideoConfig:
     """Training sigmas: u ~ U(0, 1) shifted as Wan's flow schedule is, sigma = s u / (1 + (s - 1) u)."""
     target_modules: tuple[str, ...] = SUBJECT_TARGETS
     """Modules that get the subject LoRA."""
+    cuda_graph: bool = True
+    """On CUDA, the transformer's forward and backward of a step are captured once and replayed from CUDA
+    graphs (the step is otherwise bound by the host launching kernels one module at a time); report.json
+    says whether they ran. False: every step eagerly."""
 
     def __post_init__(self):
         require(
             self,
             (whole(self.steps, 1), "steps", "must be a positive integer"),
+            (isinstance(self.cuda_graph, bool), "cuda_graph", "must be true or false"),
             (whole(self.rank, 1), "rank", "must be a positive integer"),
             (number(self.alpha) and self.alpha > 0, "alpha", "must be a positive number"),
             (number(self.learning_rate) and self.learning_rate > 0, "learning_rate", "must be a positive number"),

@@ -24,10 +24,22 @@ BASE = "__base__"
 
 
 def lin(layer, x: torch.Tensor, branch: str) -> torch.Tensor:
-    """`layer(x)` with only LoRA adapter `branch` (or none for BASE) of a peft LoRA layer; a plain layer as is."""
-    if hasattr(layer, "lora_A"):
+    """`layer(x)` with only LoRA adapter `branch` (or none for BASE) of a peft LoRA layer; a plain layer as is.
+
+    What peft computes for `layer(x, adapter_names=[branch] * B)` (its mixed-batch routing), without the
+    routing: that path gathers and scatters the batch by Python index lists in every layer (extra kernels, and
+    host-to-device copies that a CUDA graph cannot capture). A merged layer or a LoRA variant (DoRA, ...)
+    goes through peft itself."""
+    if not hasattr(layer, "lora_A"):
+        return layer(x)
+    if layer.merged or branch in layer.lora_variant:
         return layer(x, adapter_names=[branch] * x.shape[0])
-    return layer(x)
+    out = layer.base_layer(x)
+    if branch == BASE or branch not in layer.lora_A:
+        return out
+    a, b = layer.lora_A[branch], layer.lora_B[branch]
+    delta = b(a(layer.lora_dropout[branch](x.to(a.weight.dtype)))) * layer.scaling[branch]
+    return out + delta.to(out.dtype)
 
 
 def _modulation(block, proj: torch.Tensor):
@@ -102,6 +114,24 @@ def _time(transformer, t: torch.Tensor, dtype):
     return temb, ce.time_proj(ce.act_fn(temb)).unflatten(1, (6, -1))
 
 
+def joint_ropes(transformer, latents_shape, cond_shape=None) -> dict:
+    """The rotary tables of a joint forward for these shapes: generated frames 0 .. F-1, conditioning view k at
+    F + k. Computed once outside a captured call (making them synchronises with the host)."""
+    rope = install(transformer)
+    _, _, nf, h, w = latents_shape
+    p_t, p_h, p_w = transformer.config.patch_size
+    if p_t != 1:
+        raise ValueError(f"the video pipeline needs a temporal patch size of 1, got {p_t}")
+    gen_frames = torch.arange(nf)
+    out = {"x": rope.frames(gen_frames, h // p_h, w // p_w), "c": None, "gen_frames": gen_frames.tolist(),
+           "cond_frames": None}
+    if cond_shape is not None and cond_shape[2] > 0:
+        cond_frames = conditioning_indices(nf, cond_shape[2])
+        out["c"] = rope.frames(cond_frames, cond_shape[3] // p_h, cond_shape[4] // p_w)
+        out["cond_frames"] = cond_frames.tolist()
+    return out
+
+
 def joint_forward(
     transformer,
     latents: torch.Tensor,  # [B, 16, F, h, w] noisy latents of the generated video
@@ -113,33 +143,31 @@ def joint_forward(
     cond_branch: str = BASE,
     record: list | None = None,
     info: dict | None = None,
+    ropes: dict | None = None,
 ) -> torch.Tensor:
     """The transformer's prediction (flow velocity) for `latents`, [B, 16, F, h, w], with the conditioning
     views' tokens in every self-attention. `record` collects each block's raw (pre-RoPE) q/k/v per stream;
-    `info` receives the temporal indices used (`gen_frames`, `cond_frames`)."""
+    `info` receives the temporal indices used (`gen_frames`, `cond_frames`); `ropes` (`joint_ropes` for these
+    shapes) skips making the rotary tables, so the call makes no host synchronisation (CUDA-graph capture)."""
     if transformer.condition_embedder.image_embedder is not None or transformer.blocks[0].attn2.add_k_proj is not None:
         raise ValueError("the video pipeline takes a text-to-video Wan model; this one has an image encoder branch (I2V)")
-    rope = install(transformer)
+    has_cond = cond is not None and cond.shape[2] > 0
+    if ropes is None:
+        ropes = joint_ropes(transformer, latents.shape, cond.shape if has_cond else None)
     b, _, nf, h, w = latents.shape
     p_t, p_h, p_w = transformer.config.patch_size
-    if p_t != 1:
-        raise ValueError(f"the video pipeline needs a temporal patch size of 1, got {p_t}")
-    gen_frames = torch.arange(nf)
-    rope_x = rope.frames(gen_frames, h // p_h, w // p_w)
+    rope_x = ropes["x"]
     x = transformer.patch_embedding(latents).flatten(2).transpose(1, 2).contiguous()
     temb, proj_x = _time(transformer, timestep.flatten(), x.dtype)
     text_e = transformer.condition_embedder.text_embedder(text)
-    c = rope_c = mod_c = None
-    cond_frames = None
-    if cond is not None and cond.shape[2] > 0:
-        k = cond.shape[2]
-        cond_frames = conditioning_indices(nf, k)
-        rope_c = rope.frames(cond_frames, cond.shape[3] // p_h, cond.shape[4] // p_w)
+    c = rope_c = proj_c = None
+    if has_cond:
+        rope_c = ropes["c"]
         c = transformer.patch_embedding(cond.to(latents.dtype)).flatten(2).transpose(1, 2).contiguous()
         _, proj_c = _time(transformer, torch.zeros(b, device=latents.device), x.dtype)
     if info is not None:
-        info["gen_frames"] = gen_frames.tolist()
-        info["cond_frames"] = None if cond_frames is None else cond_frames.tolist()
+        info["gen_frames"] = ropes["gen_frames"]
+        info["cond_frames"] = ropes["cond_frames"] if has_cond else None
     for block in transformer.blocks:
         mod_x = _modulation(block, proj_x)
         mod_c = _modulation(block, proj_c) if c is not None else None

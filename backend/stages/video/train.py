@@ -13,7 +13,8 @@ from typing import Callable
 
 import torch
 
-from .joint import BASE, joint_forward
+from ..common.cuda_graphs import GraphedCall
+from .joint import BASE, joint_forward, joint_ropes
 from .lora import ADAPTER, SUBJECT, lora_parameters
 
 ProgressFn = Callable[[int, int, float], None]
@@ -27,6 +28,11 @@ class TrainResult:
     """Every temporal index a generated token had during training ({0}: one-frame training)."""
     cond_frames: list | None = None
     """The conditioning views' temporal indices."""
+    cuda_graphs: bool = False
+    """True when every step's transformer forward and backward were replayed from CUDA graphs."""
+    graph_note: str = ""
+    """Why not, when `cuda_graphs` is False ("not on CUDA (cpu)", "off (cuda_graph = false)", "capture failed,
+    trained eagerly: <error>", ...); "" when the graphs ran."""
 
 
 def check_flow_scheduler(scheduler) -> None:
@@ -43,8 +49,9 @@ def shifted_sigma(u: torch.Tensor, shift: float) -> torch.Tensor:
 
 
 def flow_loss(transformer, x0, text, cond, *, gen_branch, cond_branch, shift, generator, noise=None, sigma=None,
-              info=None) -> torch.Tensor:
-    """One velocity-prediction loss of the transformer on clean latents x0 [B, 16, 1, h, w]."""
+              info=None, velocity=None) -> torch.Tensor:
+    """One velocity-prediction loss of the transformer on clean latents x0 [B, 16, 1, h, w]. `velocity(xt, t,
+    text[, cond])` stands for the joint forward (`Velocity`, possibly replayed from CUDA graphs)."""
     b = x0.shape[0]
     if noise is None:
         noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=torch.float32).to(x0.dtype)
@@ -53,8 +60,44 @@ def flow_loss(transformer, x0, text, cond, *, gen_branch, cond_branch, shift, ge
     sigma = torch.as_tensor(sigma, device=x0.device, dtype=torch.float32).reshape(-1).expand(b)
     s = sigma.view(b, 1, 1, 1, 1).to(x0.dtype)
     xt = (1 - s) * x0 + s * noise
-    pred = joint_forward(transformer, xt, sigma * 1000, text, cond, gen_branch=gen_branch, cond_branch=cond_branch, info=info)
+    if velocity is None:
+        pred = joint_forward(transformer, xt, sigma * 1000, text, cond, gen_branch=gen_branch, cond_branch=cond_branch,
+                             info=info)
+    else:
+        pred = velocity(xt, sigma * 1000, text, *(() if cond is None else (cond,)))
     return torch.nn.functional.mse_loss(pred.float(), (noise - x0).float())
+
+
+def why_not_graphed(graphs: bool, device: torch.device) -> str:
+    """"" when a training run's joint forward can be replayed from CUDA graphs, else why it runs eagerly."""
+    if device.type != "cuda":
+        return f"not on CUDA ({device.type})"
+    return "" if graphs else "off (cuda_graph = false)"
+
+
+class Velocity:
+    """The joint forward of one training run (fixed shapes, fixed branches), its rotary tables made once; on
+    CUDA with `graphs` its forward and backward are replayed from CUDA graphs (`GraphedCall`)."""
+
+    def __init__(self, transformer, x0_shape, cond, *, gen_branch, cond_branch, graphs: bool):
+        self.ropes = joint_ropes(transformer, x0_shape, None if cond is None else cond.shape)
+
+        def run(xt, t, text, *c):
+            return joint_forward(transformer, xt, t, text, c[0] if c else None, gen_branch=gen_branch,
+                                 cond_branch=cond_branch, ropes=self.ropes)
+
+        self.graphed = None
+        self.note = why_not_graphed(graphs, next(transformer.parameters()).device)
+        if not self.note:
+            self.graphed = GraphedCall(run, lambda: [p for p in transformer.parameters() if p.requires_grad])
+            self.graphed.what = "the video transformer"
+        self.run = run
+
+    def __call__(self, *inputs):
+        return self.run(*inputs) if self.graphed is None else self.graphed(*inputs)
+
+    def outcome(self) -> tuple[bool, str]:
+        return (False, self.note) if self.graphed is None else self.graphed.outcome()
 
 
 def _loop(transformer, params, steps, lr, wd, clip, sample, progress, cancel, result: TrainResult):
@@ -106,19 +149,22 @@ def train_subject(
         params += lora_parameters(tr, ADAPTER, trainable=True)
     gen = torch.Generator(device=views.device).manual_seed(seed)
     result = TrainResult()
-    info: dict = {}
+    c = cond if adapter else None
+    velocity = Velocity(tr, (1, *views.shape[1:]), c, gen_branch=SUBJECT, cond_branch=ADAPTER if adapter else BASE,
+                        graphs=config.cuda_graph)
+    result.gen_frames.update(velocity.ropes["gen_frames"])
+    result.cond_frames = velocity.ropes["cond_frames"]
 
     def sample(step):
         i = int(torch.randint(len(views), (1,), generator=gen, device=views.device))
-        loss = flow_loss(tr, views[i:i + 1], text, cond if adapter else None, gen_branch=SUBJECT,
-                         cond_branch=ADAPTER if adapter else BASE, shift=config.timestep_shift, generator=gen,
-                         noise=fixed_noise, sigma=fixed_sigma, info=info)
-        result.gen_frames.update(info["gen_frames"])
-        result.cond_frames = info["cond_frames"]
-        return loss
+        return flow_loss(tr, views[i:i + 1], text, c, gen_branch=SUBJECT, cond_branch=ADAPTER if adapter else BASE,
+                         shift=config.timestep_shift, generator=gen, noise=fixed_noise, sigma=fixed_sigma,
+                         velocity=velocity)
 
-    return _loop(tr, params, steps or config.steps, config.learning_rate, config.weight_decay, config.max_grad_norm,
-                 sample, progress, cancel, result)
+    _loop(tr, params, steps or config.steps, config.learning_rate, config.weight_decay, config.max_grad_norm,
+          sample, progress, cancel, result)
+    result.cuda_graphs, result.graph_note = velocity.outcome()
+    return result
 
 
 def pretrain_adapter(

@@ -2,9 +2,22 @@
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from typing import Literal
 
 from ...config import number, require
+
+RayBackend = Literal["auto", "embree", "warp"]
+"""How a job casts its rays (stages.views.rays): `auto` is Warp on a CUDA job device and Embree on the CPU."""
+
+
+def ray_backend_rule(backend: str) -> tuple[bool, str, str]:
+    """A `require` rule: `warp` asked for on a backend whose Python lacks warp-lang fails at validation, before
+    any work, saying what to install."""
+    return (backend != "warp" or importlib.util.find_spec("warp") is not None, "ray_backend",
+            "'warp' needs NVIDIA Warp, which this backend's Python lacks: pip install warp-lang (in the backend "
+            "extra), or set ray_backend to 'auto' or 'embree'")
 
 
 @dataclass(frozen=True)

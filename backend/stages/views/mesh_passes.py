@@ -1,12 +1,11 @@
 """Per-pixel passes of a textured mesh from any camera: depth, normal, mask, triangle id, UV, colour.
 
-Why ray casting with Embree (through trimesh + embreex) rather than a rasteriser: it runs on any CPU (the
-backend must work without a GPU, DESIGN.md section 7) with no OpenGL/EGL context, which headless servers
-and CI machines often lack; it is exact per pixel centre (the OpenCV camera model, no near/far clipping,
-no depth-buffer quantisation), so the analytic tests hold to float precision; Embree's BVH traversal casts
-millions of rays per second, enough for the orbits and reference views the pipelines render (a 512 x 512
-view is 262k rays); and the same ray queries answer point-visibility questions elsewhere. GPU
-rasterisation (nvdiffrast) would be faster but needs CUDA and an extra compiled dependency.
+Why ray casting rather than a rasteriser: it is exact per pixel centre (the OpenCV camera model, no near/far
+clipping, no depth-buffer quantisation), so the analytic tests hold to float precision; it needs no OpenGL/EGL
+context, which headless servers and CI machines often lack; and the same ray queries answer point-visibility
+questions elsewhere. The rays are cast by a `rays.RayQuery`: Embree on the CPU (the backend must work without
+a GPU, DESIGN.md section 7), NVIDIA Warp's BVH on a CUDA job device, all views in one launch, the passes then
+assembled in torch on that device.
 
 One ray per pixel through the pixel centre (integer coordinates of K), so passes are point-sampled;
 `mesh_rgba` supersamples for an antialiased picture.
@@ -22,7 +21,13 @@ from torch import Tensor
 
 from .cameras import Cameras
 from ....protocol.assets import Mesh
-from .meshes import as_mesh, face_normals, sample_texture, texture_float, to_trimesh
+from .meshes import as_mesh, face_normals, texture_float, to_trimesh
+from .rays import RaySpec, camera_directions, describe, ray_query
+from .rays.embree import barycentric  # noqa: F401  (re-exported: the bake's UV lookup uses it)
+
+PIXELS_PER_CHUNK = {"cpu": 1 << 20, "cuda": 1 << 23}
+"""Pixels cast in one launch and assembled at once (bounds the temporaries, about 300 bytes a pixel: 2.5 GB for
+32 views at 512 px on a GPU)."""
 
 
 @dataclass
@@ -48,105 +53,123 @@ class MeshPasses:
 
 
 class Raycaster:
-    """An Embree scene of one mesh; cast camera rays or arbitrary rays against it."""
+    """One mesh behind a ray query (`spec`: backend and job device); cast camera rays or arbitrary rays."""
 
-    def __init__(self, mesh: Mesh):
+    def __init__(self, mesh: Mesh, spec: RaySpec = RaySpec()):
         mesh = as_mesh(mesh)
-        try:
-            from trimesh.ray.ray_pyembree import RayMeshIntersector
-        except ImportError as exc:  # embreex missing: trimesh's pure-Python fallback is far too slow
-            raise ImportError("mesh passes need Embree: pip install embreex (the backend extra has it)") from exc
         self.mesh = mesh
+        self.spec = spec
         self.vertices = np.asarray(mesh.vertices, dtype=np.float64)
         self.faces = np.asarray(mesh.faces, dtype=np.int64)
-        self.tm = to_trimesh(mesh)
-        self.intersector = RayMeshIntersector(self.tm)
+        self.rays = ray_query(self.vertices, self.faces, spec)
         self.face_normals = face_normals(self.vertices, self.faces)
         self.texture = texture_float(mesh.texture) if mesh.texture is not None else None
+        self._on_device: dict[str, Tensor] | None = None
+
+    @property
+    def backend(self) -> dict:
+        """What ran: {"backend": "embree" | "warp", "device": ..., "why": ...} (for report.json)."""
+        return describe(self.rays)
+
+    @property
+    def device(self) -> torch.device:
+        """Where the rays are cast and the passes assembled (the CPU for Embree)."""
+        return self.rays.device
+
+    def like(self, mesh: Mesh) -> "Raycaster":
+        """A Raycaster of another mesh on the same backend and device."""
+        return Raycaster(mesh, self.spec)
 
     def first_hits(self, origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Nearest hit of each ray [R, 3]: (triangle id [R] with -1 for a miss, location [R, 3])."""
-        tri = np.full(len(origins), -1, dtype=np.int64)
-        loc = np.zeros((len(origins), 3), dtype=np.float64)
-        if len(origins) == 0:
-            return tri, loc
-        index_tri, index_ray, locations = self.intersector.intersects_id(
-            origins, directions, multiple_hits=False, return_locations=True
-        )
-        tri[index_ray] = index_tri
-        loc[index_ray] = locations
+        o = np.asarray(origins, dtype=np.float64).reshape(-1, 3)
+        d = np.asarray(directions, dtype=np.float64).reshape(-1, 3)
+        if len(o) == 0:
+            return np.full(0, -1, dtype=np.int64), np.zeros((0, 3))
+        hits = self.rays.cast(torch.from_numpy(o), torch.from_numpy(d))
+        tri, t = hits.tri.cpu().numpy(), hits.t.cpu().numpy()
+        loc = np.where((tri >= 0)[:, None], o + t[:, None] * d, 0.0)
         return tri, loc
 
-    def passes(self, cameras: Cameras, normals: str = "face") -> MeshPasses:
-        """All passes for every camera (rays through pixel centres)."""
+    def _tables(self) -> dict[str, Tensor]:
+        """The mesh's per-face tables on the ray query's device (made once)."""
+        if self._on_device is None:
+            dev = self.rays.device
+            vn = np.array(to_trimesh(self.mesh).vertex_normals, dtype=np.float32)
+            t = {"faces": torch.as_tensor(self.faces, device=dev),
+                 "face_normals": torch.as_tensor(self.face_normals, dtype=torch.float32, device=dev),
+                 "vertex_normals": torch.as_tensor(vn, dtype=torch.float32, device=dev)}
+            if self.mesh.uvs is not None:
+                t["uvs"] = torch.as_tensor(np.asarray(self.mesh.uvs), dtype=torch.float32, device=dev)
+            if self.texture is not None:
+                t["texture"] = torch.as_tensor(self.texture, dtype=torch.float32, device=dev)
+            self._on_device = t
+        return self._on_device
+
+    def passes(self, cameras: Cameras, normals: str = "face", device: str | torch.device = "cpu") -> MeshPasses:
+        """All passes for every camera (rays through pixel centres); tensors on `device` (the CPU by default;
+        `self.device` keeps them where the rays were cast)."""
         if normals not in ("face", "smooth"):
             raise ValueError(f"normals must be 'face' or 'smooth', got {normals!r}")
         C, H, W = len(cameras), cameras.height, cameras.width
-        Ks = cameras.Ks.double().cpu().numpy()
-        vm = cameras.viewmats.double().cpu().numpy()
-        ys, xs = np.mgrid[0:H, 0:W]
-        pix = np.stack([xs.ravel(), ys.ravel(), np.ones(H * W)], axis=0).astype(np.float64)  # [3, HW]
-        out = {k: [] for k in ("mask", "depth", "points", "normal", "tri", "bary", "uv", "rgb")}
-        for c in range(C):
-            R, t = vm[c, :3, :3], vm[c, :3, 3]
-            d_cam = np.linalg.inv(Ks[c]) @ pix  # z = 1: a hit at ray parameter s has depth s
-            dirs = (R.T @ d_cam).T
-            origin = -R.T @ t
-            tri, loc = self.first_hits(np.broadcast_to(origin, dirs.shape).copy(), dirs)
-            hit = tri >= 0
-            depth = np.where(hit, (loc @ R.T + t)[:, 2], 0.0)
-            bary = np.zeros((H * W, 3))
-            if hit.any():
-                bary[hit] = barycentric(self.vertices[self.faces[tri[hit]]], loc[hit])
-            nrm = self._normals(tri, bary, hit, normals)
-            uv = np.zeros((H * W, 2))
-            if self.mesh.uvs is not None and hit.any():
-                uv[hit] = (np.asarray(self.mesh.uvs, dtype=np.float64)[tri[hit]] * bary[hit, :, None]).sum(1)
-            rgb = np.zeros((H * W, 3))
-            if hit.any():
-                if self.texture is not None and self.mesh.uvs is not None:
-                    rgb[hit] = sample_texture(self.texture, uv[hit])
-                else:
-                    view = dirs[hit] / np.linalg.norm(dirs[hit], axis=1, keepdims=True)
-                    cos = np.abs((nrm[hit] * view).sum(1, keepdims=True))
-                    rgb[hit] = 0.8 * (0.25 + 0.75 * cos)
-            for key, value in (("mask", hit), ("depth", depth), ("points", np.where(hit[:, None], loc, 0)),
-                               ("normal", nrm), ("tri", tri), ("bary", bary), ("uv", uv), ("rgb", rgb)):
-                out[key].append(value.reshape((H, W) + value.shape[1:]))
-        dtypes = {"mask": torch.bool, "tri": torch.int64}
-        return MeshPasses(**{k: torch.as_tensor(np.stack(v), dtype=dtypes.get(k, torch.float32))
-                             for k, v in out.items()})
+        dev = self.rays.device
+        vm = cameras.viewmats.double().to(dev)
+        rot_t = vm[:, :3, :3].transpose(1, 2)
+        eye = -(rot_t @ vm[:, :3, 3:])[..., 0]
+        Kinv = torch.linalg.inv(cameras.Ks.double().to(dev))
+        per = max(1, PIXELS_PER_CHUNK.get(dev.type, 1 << 20) // (H * W))
+        parts = []
+        for s in range(0, C, per):
+            e = min(s + per, C)
+            hits = self.rays.cast_cameras(Kinv[s:e], rot_t[s:e], eye[s:e], H, W)
+            dirs = camera_directions(Kinv[s:e], rot_t[s:e], H, W).reshape(-1, 3).float()
+            origins = eye[s:e].float().repeat_interleave(H * W, dim=0)
+            parts.append(self._assemble(hits, origins, dirs, normals, (e - s, H, W), device))
+        return MeshPasses(**{k: torch.cat([p[k] for p in parts]) for k in parts[0]})
 
-    def _normals(self, tri: np.ndarray, bary: np.ndarray, hit: np.ndarray, mode: str) -> np.ndarray:
-        nrm = np.zeros((len(tri), 3))
-        if not hit.any():
-            return nrm
+    def _assemble(self, hits, origins: Tensor, dirs: Tensor, mode: str, shape: tuple[int, int, int], device) -> dict:
+        """Passes [c, H, W, ...] on `device` from the hits of their camera rays (assembled on the query's device)."""
+        tab = self._tables()
+        tri, t, bary = hits.tri, hits.t.float(), hits.bary.float()  # float32 from here: the passes' own precision
+        hit = tri >= 0
+        k = tri.clamp_min(0)
+        hitf = hit[:, None].float()
         if mode == "face":
-            nrm[hit] = self.face_normals[tri[hit]]
+            nrm = tab["face_normals"][k]
         else:
-            vn = np.asarray(self.tm.vertex_normals, dtype=np.float64)
-            n = (vn[self.faces[tri[hit]]] * bary[hit, :, None]).sum(1)
-            nrm[hit] = n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-        return nrm
+            n = (tab["vertex_normals"][tab["faces"][k]] * bary[..., None]).sum(1)
+            nrm = n / n.norm(dim=1, keepdim=True).clamp_min(1e-12)
+        nrm = nrm * hitf
+        uv = (tab["uvs"][k] * bary[..., None]).sum(1) * hitf if "uvs" in tab else torch.zeros_like(dirs[:, :2])
+        if "texture" in tab and "uvs" in tab:
+            rgb = sample_texture_torch(tab["texture"], uv)
+        else:  # grey, shaded by the view cosine
+            cos = (nrm * dirs / dirs.norm(dim=1, keepdim=True)).sum(1, keepdim=True).abs()
+            rgb = (0.8 * (0.25 + 0.75 * cos)).expand(-1, 3)
+        out = {"mask": hit, "depth": torch.where(hit, t, 0.0), "points": (origins + t[:, None] * dirs) * hitf,
+               "normal": nrm, "tri": torch.where(hit, tri, -1), "bary": bary * hitf, "uv": uv, "rgb": rgb * hitf}
+        dtypes = {"mask": torch.bool, "tri": torch.int64}
+        return {key: v.reshape(shape + v.shape[1:]).to(device, dtypes.get(key, torch.float32)) for key, v in out.items()}
 
 
-def barycentric(triangles: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """[R, 3] barycentric coordinates of `points` [R, 3] in `triangles` [R, 3, 3] (clipped to [0, 1])."""
-    a, b, c = triangles[:, 0], triangles[:, 1], triangles[:, 2]
-    v0, v1, v2 = b - a, c - a, points - a
-    d00, d01, d11 = (v0 * v0).sum(1), (v0 * v1).sum(1), (v1 * v1).sum(1)
-    d20, d21 = (v2 * v0).sum(1), (v2 * v1).sum(1)
-    denom = d00 * d11 - d01 * d01
-    denom = np.where(np.abs(denom) > 1e-30, denom, 1.0)
-    w1 = (d11 * d20 - d01 * d21) / denom
-    w2 = (d00 * d21 - d01 * d20) / denom
-    bary = np.clip(np.stack([1 - w1 - w2, w1, w2], axis=1), 0.0, 1.0)
-    return bary / np.maximum(bary.sum(1, keepdims=True), 1e-12)
+def sample_texture_torch(texture: Tensor, uv: Tensor) -> Tensor:
+    """`meshes.sample_texture` in torch (any device): texture [Ht, Wt, D] float32, uv [R, 2] -> [R, D] float32."""
+    h, w = texture.shape[:2]
+    col = uv[:, 0] * w - 0.5
+    row = (1.0 - uv[:, 1]) * h - 0.5
+    c0, r0 = torch.floor(col), torch.floor(row)
+    fc, fr = (col - c0)[:, None].float(), (row - r0)[:, None].float()
+    c0, r0 = c0.long(), r0.long()
+    c1, r1 = (c0 + 1) % w, (r0 + 1) % h
+    c0, r0 = c0 % w, r0 % h
+    top = texture[r0, c0] * (1 - fc) + texture[r0, c1] * fc
+    bottom = texture[r1, c0] * (1 - fc) + texture[r1, c1] * fc
+    return top * (1 - fr) + bottom * fr
 
 
-def mesh_passes(mesh: Mesh, cameras: Cameras, normals: str = "face") -> MeshPasses:
+def mesh_passes(mesh: Mesh, cameras: Cameras, normals: str = "face", spec: RaySpec = RaySpec()) -> MeshPasses:
     """Depth, normal, mask, triangle id, barycentrics, UV and colour of `mesh` for every camera."""
-    return Raycaster(mesh).passes(cameras, normals)
+    return Raycaster(mesh, spec).passes(cameras, normals)
 
 
 def mesh_rgba(

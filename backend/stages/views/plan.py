@@ -37,8 +37,9 @@ class Plan:
 
 def seen_mask(points: Tensor, normals: Tensor, cameras: Cameras, depth: Tensor, mask: Tensor, min_cosine: float,
               tolerance_px: float = 2.0) -> Tensor:
-    """[T] bool: points any of the cameras sees (depth [C, H, W], mask [C, H, W] of the mesh from them)."""
-    out = torch.zeros(len(points), dtype=torch.bool)
+    """[T] bool: points any of the cameras sees (depth [C, H, W], mask [C, H, W] of the mesh from them; on the
+    points' device)."""
+    out = torch.zeros(len(points), dtype=torch.bool, device=points.device)
     for c in range(len(cameras)):
         s = seen_by(points, normals, cameras[c], depth[c], mask[c], min_cosine, tolerance_px)
         out[s.index] = True
@@ -68,8 +69,10 @@ def _angles(eye: np.ndarray, centre: np.ndarray) -> tuple[float, float]:
 
 def plan_views(caster: Raycaster, points: Tensor, normals: Tensor, already: Tensor, centre: Tensor, radius: float,
                fov_deg: float, resolution: int, config: CoverageConfig = CoverageConfig()) -> Plan:
-    """points, normals [T, 3]: the used texels; already [T] bool: what the orbit and the references see."""
-    seen = already.clone()
+    """points, normals [T, 3]: the used texels; already [T] bool: what the orbit and the references see. The
+    visibility tests run where the rays are cast (`caster.device`); the plan's `seen` comes back on the CPU."""
+    dev = caster.device
+    points, normals, seen = points.to(dev), normals.to(dev), already.to(dev).clone()
     added: list[Cameras] = []
     report: list[dict] = []
     c = centre.double().numpy()
@@ -78,7 +81,7 @@ def plan_views(caster: Raycaster, points: Tensor, normals: Tensor, already: Tens
     distance = 1.1 * radius / math.sin(half)
 
     def gain_of(cam: Cameras, todo: Tensor) -> Tensor:
-        p = caster.passes(cam)
+        p = caster.passes(cam, device=dev)
         s = seen_by(points[todo], normals[todo], cam, p.depth[0], p.mask[0], config.min_cosine)
         return todo[s.index]
 
@@ -96,13 +99,13 @@ def plan_views(caster: Raycaster, points: Tensor, normals: Tensor, already: Tens
         vis = []
         for d in dirs:
             k = _camera(c + distance * d, c, fov_deg, P)
-            p = caster.passes(k)
+            p = caster.passes(k, device=dev)
             s = seen_by(points[todo], normals[todo], k, p.depth[0], p.mask[0], config.min_cosine)
-            v = torch.zeros(len(todo), dtype=torch.bool)
+            v = torch.zeros(len(todo), dtype=torch.bool, device=dev)
             v[s.index] = True
             vis.append(v)
         V = torch.stack(vis)  # [K, U]
-        left = torch.ones(len(todo), dtype=torch.bool)
+        left = torch.ones(len(todo), dtype=torch.bool, device=dev)
         while len(added) < config.budget and left.any():
             gains = (V & left).sum(1)
             best = int(gains.argmax())
@@ -115,9 +118,10 @@ def plan_views(caster: Raycaster, points: Tensor, normals: Tensor, already: Tens
     given_up = torch.zeros_like(seen)
     while len(added) < config.budget and (~seen & ~given_up).any():
         todo = (~seen & ~given_up).nonzero()[:, 0]
-        pts, nrm = points[todo].double().numpy(), normals[todo].double().numpy()
-        near = np.linalg.norm(pts - pts[0], axis=1) < 0.25 * radius
-        target, n = pts[near].mean(0), nrm[near].sum(0)
+        pts, nrm = points[todo].double().cpu().numpy(), normals[todo].double().cpu().numpy()
+        near_np = np.linalg.norm(pts - pts[0], axis=1) < 0.25 * radius
+        near = torch.from_numpy(near_np).to(dev)
+        target, n = pts[near_np].mean(0), nrm[near_np].sum(0)
         if np.linalg.norm(n) < 1e-9:
             given_up[todo[near]] = True  # degenerate faces or a patch facing every way: no one view
             continue
@@ -131,4 +135,4 @@ def plan_views(caster: Raycaster, points: Tensor, normals: Tensor, already: Tens
         else:
             given_up[todo[near]] = True
     out = Cameras.cat(added) if added else None
-    return Plan(out, seen, report)
+    return Plan(out, seen.cpu(), report)

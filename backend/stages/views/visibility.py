@@ -57,7 +57,9 @@ def seen_by(points: Tensor, normals: Tensor, camera: Cameras, depth: Tensor, mas
     if len(camera) != 1:
         raise ValueError(f"seen_by takes one camera, got {len(camera)}")
     H, W = camera.height, camera.width
-    R, t, K = camera.viewmats[0, :3, :3].float(), camera.viewmats[0, :3, 3].float(), camera.Ks[0].float()
+    dev = points.device  # every tensor given on one device (the ray query's)
+    vm, K = camera.viewmats[0].to(dev, torch.float32), camera.Ks[0].to(dev, torch.float32)
+    R, t = vm[:3, :3], vm[:3, 3]
     cam = points @ R.T + t
     z = cam[:, 2]
     proj = cam @ K.T
@@ -72,7 +74,7 @@ def seen_by(points: Tensor, normals: Tensor, camera: Cameras, depth: Tensor, mas
     tan = (1 - cs**2).clamp_min(0).sqrt() / cs
     tol = depth_tolerance_px * zs / K[0, 0] * (1 + tan)
     taps, _ = bilinear_taps(xs, ys)
-    visible = torch.ones(len(sel), dtype=torch.bool)
+    visible = torch.ones(len(sel), dtype=torch.bool, device=dev)
     for yy, xx in taps:
         visible &= mask[yy, xx] & ((depth[yy, xx] - zs).abs() <= tol)
         if alpha is not None:

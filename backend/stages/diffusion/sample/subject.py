@@ -74,10 +74,12 @@ def personalised_inpainter(
     progress: Callable[[int, int, str], None] | None = None,
     cancel: Callable[[], None] | None = None,
     publish: Callable[[str, Path], object] | None = None,
+    batch_views: int = 8,
 ) -> DiffusionInpainter:
     """Personalise an `inpaint` model (TIRE step 3): train the subject LoRA in place on the reference photos
     (squared to `resolution`), publish it in diffusers' format (`publish(name, path)`), and return the inpainter
-    with the adapter active. `progress(step, total, text)` after each LoRA step, `cancel()` before each."""
+    with the adapter active, inpainting `batch_views` views per pipeline call. `progress(step, total, text)` after
+    each LoRA step, `cancel()` before each."""
     images, masks = square_references(references, resolution)
     result = train_subject_lora(components, images, masks, class_word=class_word, config=lora, seed=seed,
                                 progress=progress, cancel=cancel)
@@ -91,6 +93,7 @@ def personalised_inpainter(
     label = f"subject-LoRA Stable Diffusion inpainting ({components.label or components.source})"
     if components.degraded and "noise" not in label:
         label += " [random weights: the output is noise]"
-    inpainter = DiffusionInpainter(pipe, lora.prompt(class_word), label, seed=seed, cancel=cancel)
+    inpainter = DiffusionInpainter(pipe, lora.prompt(class_word), label, DiffusionInpaintConfig(batch_size=batch_views),
+                                   seed=seed, cancel=cancel)
     inpainter.training, inpainter.components = result, components
     return inpainter

@@ -70,3 +70,19 @@ def test_removing_the_conditioning_changes_the_output(comps, randomise_lora):
     assert with_views.shape == without.shape == x.shape
     assert (with_views - without).abs().max() > 1e-3
     assert (with_views - other_views).abs().max() > 1e-4  # each view's own temporal index: order matters
+
+
+def test_lin_computes_what_peft_computes_for_each_branch(comps, randomise_lora):
+    """`lin` skips peft's mixed-batch routing, not its arithmetic: the same output as
+    `layer(x, adapter_names=...)` for the subject LoRA, the 3Dapter LoRA and the frozen base."""
+    tr = _two_loras(comps, randomise_lora)
+    layer = tr.blocks[0].attn1.to_q
+    assert hasattr(layer, "lora_A") and SUBJECT in layer.lora_A and ADAPTER in layer.lora_A
+    x = torch.randn(2, 5, layer.in_features, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        outs = {}
+        for branch in (SUBJECT, ADAPTER, BASE):
+            want = layer(x, adapter_names=[branch] * 2)
+            outs[branch] = got = lin(layer, x, branch)
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert (outs[SUBJECT] - outs[BASE]).abs().max() > 1e-3 and (outs[ADAPTER] - outs[SUBJECT]).abs().max() > 1e-3

@@ -72,3 +72,34 @@ def test_a_scheduler_that_is_not_flow_matching_is_refused():
 
     with pytest.raises(ValueError, match="flow-matching"):
         check_flow_scheduler(DDIMScheduler())
+
+
+def test_the_graphed_step_trains_what_the_eager_one_does(comps, monkeypatch):
+    """Through `GraphedCall` and `Replay` (stand-in graphs that recompute eagerly, as a CPU cannot capture)
+    the same losses and LoRA weights as eagerly, with 3Dapter; the result says the graphs ran."""
+    from eager_graphs import eager_record
+
+    from likeness3d.backend.stages.common import cuda_graphs
+    from likeness3d.backend.stages.video import train
+
+    tr = comps.transformer
+    views = _views(comps)
+    cond = views[[0, 2]].permute(2, 1, 0, 3, 4)
+    text = encode_prompts(comps, ["a video of a sks pebble"])
+    config = DreamBoothVideoConfig(steps=4, learning_rate=2e-3, rank=4, alpha=8.0)
+
+    def run():
+        add_lora(tr, SUBJECT, config.rank, config.alpha, config.target_modules, seed=0)
+        add_lora(tr, ADAPTER, 4, 8.0, AdapterConfig().target_modules, seed=1)
+        result = train_subject(comps, views, text, config, cond=cond, adapter=True, seed=3)
+        return result, [p.detach().clone() for p in lora_parameters(tr, SUBJECT) + lora_parameters(tr, ADAPTER)]
+
+    eager, eager_w = run()
+    assert eager.cuda_graphs is False and eager.graph_note == "not on CUDA (cpu)"
+    monkeypatch.setattr(train, "why_not_graphed", lambda graphs, device: "")
+    monkeypatch.setattr(cuda_graphs.CapturedCall, "_record", eager_record)
+    graphed, graphed_w = run()
+    assert graphed.cuda_graphs is True and graphed.graph_note == ""
+    np.testing.assert_allclose(graphed.losses, eager.losses, rtol=1e-4, atol=1e-6)
+    for a, b in zip(graphed_w, eager_w):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-6)

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from eager_graphs import eager_record
+
 from likeness3d.backend.stages.diffusion.components import load_components
 from likeness3d.backend.stages.diffusion.train import graphed_unet, loop
 from likeness3d.backend.stages.diffusion.train.lora import SubjectLoraConfig, train_subject_lora
@@ -94,37 +96,15 @@ def test_a_failed_capture_is_in_the_result(method, views, monkeypatch):
 
 class _EagerGraphs(graphed_unet._Captured):
     """`_Captured` with its two graphs replaced by eager recomputation into the same static tensors, so the
-    CPU runs the graphed path's autograd wiring (`_Replay`: static inputs, which inputs and parameters get
+    CPU runs the graphed path's autograd wiring (`Replay`: static inputs, which inputs and parameters get
     gradients, in which order) as the GPU runs it."""
 
-    def _record(self, run):
-        state = {}
-        with torch.enable_grad():
-            out = run(*self.inputs)
-        grad_out = torch.zeros_like(out)
-        probe = torch.autograd.grad(out, self.wrt, grad_outputs=grad_out, retain_graph=True, allow_unused=True)
-        grads = tuple(None if g is None else torch.zeros_like(g) for g in probe)
-
-        class Forward:
-            def replay(_):
-                with torch.enable_grad():
-                    state["out"] = run(*self.inputs)
-                self.out.copy_(state["out"].detach())
-
-        class Backward:
-            def replay(_):
-                new = torch.autograd.grad(state.pop("out"), self.wrt, grad_outputs=self.grad_out, allow_unused=True)
-                for static, g in zip(grads, new):
-                    if static is not None:
-                        static.copy_(g)
-
-        self.fwd, self.bwd = Forward(), Backward()
-        return out, grad_out, grads
+    _record = eager_record
 
 
 @pytest.mark.parametrize("method,text_encoder", [("lora", False), ("full", False), ("full", True)])
 def test_the_graphed_path_trains_what_the_eager_one_does(method, text_encoder, views, monkeypatch):
-    """Through `GraphedDenoiser` and `_Replay` (stand-in graphs) the same losses and weights as eagerly; the
+    """Through `GraphedDenoiser` and `Replay` (stand-in graphs) the same losses and weights as eagerly; the
     full fine-tune's text encoder learns through the replayed UNet's gradient w.r.t. the embeddings."""
     images, masks = views(2, 16, 16)
     cfg = dataclasses.replace(CFG, learning_rate=1e-2)
