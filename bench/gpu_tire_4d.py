@@ -5,7 +5,8 @@ depend on the weights), the quality preset (512 px, 24 azimuths x 2 elevations =
   static: the animated example's rest-pose mesh, its 4 photos taken as photos of the rest pose;
   4D:     the same mesh with 48 frames of animation, each photo at its own frame (every output per frame written).
 
-    python bench/gpu_tire_4d.py [--out DIR] [--frames 48] [--lora-steps 400]
+    python bench/gpu_tire_4d.py [--out DIR] [--frames 48] [--lora-steps 400] [--ray-backend auto|embree|warp]
+                                [--batch-views 8]
 
 CUDA only (gsplat has no CPU path). gsplat compiles on first use: a warm-up fit runs first, outside the timings.
 """
@@ -25,7 +26,7 @@ os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_tire import quiet_context, warm_up_gsplat  # noqa: E402
+from gpu_tire import quiet_context, warm_up_gsplat, warm_up_rays  # noqa: E402
 
 from likeness3d.backend.pipelines import tire  # noqa: E402
 from likeness3d.backend.synthetic.animated import animated_case  # noqa: E402
@@ -37,11 +38,14 @@ def main() -> None:
     ap.add_argument("--out", default="bench_tire_4d_out")
     ap.add_argument("--frames", type=int, default=48)
     ap.add_argument("--lora-steps", type=int, default=400)
+    ap.add_argument("--ray-backend", default="auto", choices=["auto", "embree", "warp"])
+    ap.add_argument("--batch-views", type=int, default=8, help="views per inpainting pipeline call (inpaint.batch_views)")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         sys.exit("bench/gpu_tire_4d.py needs a CUDA GPU (gsplat has no CPU path)")
     device, out = "cuda", Path(args.out)
-    print(f"device: {torch.cuda.get_device_name(0)}; gsplat warm-up (compile) {warm_up_gsplat(device):.1f} s", flush=True)
+    print(f"device: {torch.cuda.get_device_name(0)}; gsplat warm-up (compile) {warm_up_gsplat(device):.1f} s; rays "
+          f"({args.ray_backend}) warm-up {warm_up_rays(args.ray_backend, device):.1f} s", flush=True)
     case = animated_case(image_size=512, texture_size=1024, count=args.frames)
     animated = Asset(case.initial, case.references, case.class_word, "pebble_4d")
     m = case.initial
@@ -52,6 +56,7 @@ def main() -> None:
     from likeness3d.backend.stages.diffusion.config import SubjectLoraConfig
     from likeness3d.backend.stages.diffusion.sample.subject import personalised_inpainter
     from likeness3d.backend.stages.diffusion.tiny import SD2_SIZED_LABEL, build_modules
+    from likeness3d.backend.stages.tire.config import InpaintConfig
 
     with torch.device(device):
         parts = build_modules("inpaint", scale="sd2")
@@ -62,12 +67,13 @@ def main() -> None:
         return personalised_inpainter(
             comps, asset.references, asset.class_word, lora=config.lora, resolution=config.resolution,
             seed=config.seed, progress=lambda s, n, t: ctx.progress("personalise", s, n, t), cancel=ctx.check_cancel,
-            publish=ctx.add_artifact)
+            publish=ctx.add_artifact, batch_views=config.inpaint.batch_views)
 
     tire.make_inpainter = make_inpainter
     rows = {}
     try:
-        cfg = tire.TireConfig(lora=SubjectLoraConfig(steps=args.lora_steps))
+        cfg = tire.TireConfig(lora=SubjectLoraConfig(steps=args.lora_steps), ray_backend=args.ray_backend,
+                              inpaint=InpaintConfig(batch_views=args.batch_views))
         for name, asset in (("static", static), ("4d", animated)):
             torch.cuda.reset_peak_memory_stats()
             t0 = time.monotonic()
