@@ -45,7 +45,11 @@ def read_mesh(path: str | Path, frames: tuple[int, int, int] | None = None, fps:
             from .gltf_anim import has_animation, read_animated_gltf
             from .gltf_file import GltfFile
 
-            if has_animation(GltfFile(path)):
+            try:
+                animated = has_animation(GltfFile(path))
+            except (InvalidAsset, ValueError, KeyError, TypeError):  # a damaged file: the reader below names it
+                animated = False
+            if animated:
                 return read_animated_gltf(path, frames, fps or 24.0)
             from ..export.glb import read_glb
 
