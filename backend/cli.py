@@ -174,14 +174,30 @@ def cmd_refine(args) -> int:
     from .refine import prepare, run_plan
 
     start = time.monotonic()
+    if args.splats:
+        from .refine_splats import print_report, refine_splats
+
+        if args.mesh or args.cache:
+            raise BadMessage("--splats is a splat-only asset: give it without --mesh and --cache", field="--splats")
+        report = refine_splats(args.splats, Path(args.refs), args.class_word, Path(args.out),
+                               eval_views=args.eval_views, device=args.device)
+        print_report(report, Path(args.out))
+        return 0
+    if not args.mesh:
+        raise BadMessage("--mesh is required (the initial asset), or --splats for a splat-only asset (a 3DGS PLY or "
+                         "sequence)", field="--mesh")
     plan = prepare(
         args.pipeline, Path(args.mesh), Path(args.refs), args.class_word, Path(args.out),
         device=args.device, models=args.models, preset=args.preset,
         eval_views=Path(args.eval_views) if args.eval_views else None, overrides=_parse_set(args.set),
+        cache=Path(args.cache) if args.cache else None, frames=args.frames,
     )
     report = run_plan(plan)
     print(f"likeness3d: {args.pipeline} finished; results in {Path(args.out).resolve()}")
-    for line in metrics_table(report, len(plan.truth or ())):
+    from .demo_4d import frames_table
+
+    table = frames_table(report) if "per_frame" in (report.get("metrics") or {}) else metrics_table(report, len(plan.truth or ()))
+    for line in table:
         print(line)
     print(f"  done in {time.monotonic() - start:.0f} s on {report.get('device') or plan.device or 'the default device'}")
     return 0
@@ -190,6 +206,10 @@ def cmd_refine(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
+    if args.four_d:
+        from .demo_4d import run_demo_4d
+
+        return run_demo_4d(Path(args.out), device=args.device)
     return run_demo(Path(args.out), device=args.device)
 
 
@@ -246,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("refine", help="run a pipeline on local files, without a server")
     p.add_argument("pipeline", help="pipeline name, e.g. tire")
-    p.add_argument("--mesh", required=True, help="the initial asset: .glb/.gltf/.obj (Y up) or .ply (Z up)")
+    p.add_argument("--mesh", help="the initial asset: .glb/.gltf/.obj (Y up) or .ply (Z up); animated glTF too")
     p.add_argument("--refs", required=True, help="reference photos and cameras: nerfstudio transforms.json")
     p.add_argument("--class", dest="class_word", required=True, help="the subject's class word (cat, sneaker)")
     p.add_argument("--out", required=True, help="output folder")
@@ -255,11 +275,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=("fast", "quality"), help="default: quality on CUDA, fast on the CPU")
     p.add_argument("--eval-views", help="true views (transforms.json) to score the result against")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--cache", help="a PC2 point cache animating the mesh (Blender's Mesh Cache format; same vertex count)")
+    p.add_argument("--splats", help="a splat-only asset instead of --mesh: a 3DGS PLY, or a quoted glob 'dir/frame_*.ply'")
+    p.add_argument("--frames", help="START:END[:STEP] scene frames of the animation to refine (END included)")
     p.set_defaults(func=cmd_refine)
 
     p = sub.add_parser("demo", help="run the main job on the bundled example subject (no GPU, no weights)")
     p.add_argument("--out", default="likeness3d_demo", help="output folder (default %(default)s)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when present, else cpu")
+    p.add_argument("--4d", dest="four_d", action="store_true", help="the animated example: a deforming subject (TIRE 4D)")
     p.set_defaults(func=cmd_demo)
     video_cli.add_commands(sub)  # train-3dapter
     return parser

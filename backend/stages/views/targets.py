@@ -23,8 +23,10 @@ class Targets:
 
 
 def target_views(caster: Raycaster, points: Tensor, normals: Tensor, sources: list, resolution: int, azimuths: int,
-                 elevations_deg: tuple[float, ...], fov_deg: float, coverage: CoverageConfig) -> Targets:
-    """points, normals [T, 3]: the used texels; sources: known views (`camera`, `depth` [H, W]) that already see."""
+                 elevations_deg: tuple[float, ...], fov_deg: float, coverage: CoverageConfig,
+                 seen: Tensor | None = None) -> Targets:
+    """points, normals [T, 3]: the used texels; sources: known views (`camera`, `depth` [H, W]) that already see;
+    seen [T] bool: texels known to be seen otherwise (an animated mesh's photos, each at its own frame)."""
     center, radius = bounding_sphere(caster.mesh.vertices)
     az = [360.0 * i / azimuths for i in range(azimuths)]
     targets = orbit(center, radius, az, list(elevations_deg), resolution, resolution, fov_deg)
@@ -32,6 +34,8 @@ def target_views(caster: Raycaster, points: Tensor, normals: Tensor, sources: li
     dev = caster.device  # the visibility tests run where the rays are cast
     pts, nrm = points.to(dev), normals.to(dev)
     already = seen_mask(pts, nrm, targets, tp.depth.to(dev), tp.mask.to(dev), coverage.min_cosine)
+    if seen is not None:
+        already |= seen.to(dev)
     for s in sources:
         depth = s.depth.to(dev)
         already |= seen_mask(pts, nrm, s.camera, depth[None], (depth > 0)[None], coverage.min_cosine)
