@@ -92,6 +92,13 @@ def connect(address: str | None, *, cpus: int | None = None, gpus: int | None = 
                     "--ray-address auto: no Ray cluster runs on this host: start one with `ray start --head`, "
                     "name its address (--ray-address HOST:PORT), or leave --ray-address out to start one here",
                     field="--ray-address")
+        if target.startswith("ray://"):
+            try:
+                import grpc  # noqa: F401 - Ray Client's transport, only in ray[client]
+            except ImportError:
+                raise BadMessage(f"--ray-address {address}: a ray:// address needs Ray Client: pip install 'ray[client]' "
+                                 "on this host, or join the head's HOST:PORT from a host of the cluster",
+                                 field="--ray-address") from None
         _reachable(target)
         try:
             ray.init(address=address, **kwargs)

@@ -39,7 +39,7 @@ def test_unreachable_address_is_named_with_the_fix(tmp_path):
     line = one_error_line(serve(tmp_path, "--executor", "ray", "--ray-address", f"127.0.0.1:{port}", timeout=60))
     assert f"--ray-address 127.0.0.1:{port}: nothing answers at 127.0.0.1:{port}" in line
     assert "ray start --head" in line
-    line = one_error_line(serve(tmp_path, "--executor", "ray", "--ray-address", "ray://127.0.0.1", timeout=60))
+    line = one_error_line(serve(tmp_path, "--executor", "ray", "--ray-address", "127.0.0.1", timeout=60))
     assert "is not auto, HOST:PORT or ray://HOST:PORT" in line
 
 

@@ -195,3 +195,22 @@ def test_a_restarted_server_keeps_finished_jobs_and_reports_interrupted_ones(clu
             assert st["state"] == "failed" and "the server stopped while the job ran" in st["error"]["message"]
     finally:
         second.stop()
+
+
+def test_with_retries_a_lost_worker_queues_the_job_again_and_it_ends_once(cluster, tmp_path, asset):
+    s = serve(cluster, tmp_path / "store", "--ray-slots", "1", "--ray-retries", "1")
+    try:
+        with Client(s.address, timeout=60) as c:
+            ready_slots(c)
+            job = c.submit("selftest", asset, {"steps": 40, "step_seconds": 0.05})
+            wait_for(lambda: c.status(job.id).get("progress"), WAIT, "the job running")
+            pid = next(w["pid"] for w in c.status()["workers"] if w["job"] == job.id)
+            os.kill(pid, signal.SIGKILL)
+            events = list(job.events(timeout=WAIT))
+            assert sum(isinstance(e, (Error, Result)) for e in events) == 1 and isinstance(events[-1], Result)
+            assert f"actor pid {pid}" not in c.status(job.id)["where"]  # the second attempt ran on the new actor
+            assert json.loads(c.fetch(job.id, "selftest.json"))["steps"] == 40
+        text = (tmp_path / "store" / "jobs" / job.id / "log.txt").read_text()
+        assert "queued again: the Ray actor" in text and "attempt 2 of 2" in text
+    finally:
+        s.stop()

@@ -23,7 +23,8 @@ def free_port() -> int:
 
 
 class RayHead:
-    def __init__(self, *, cpus: int = 2, gpus: int = 0, timeout: float = 180.0):
+    def __init__(self, *, cpus: int | None = 2, gpus: int | None = 0, timeout: float = 180.0):
+        """`cpus`/`gpus`: the head's resources (None: what Ray detects)."""
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
         self.temp = Path(tempfile.mkdtemp(prefix="l3ray_", dir="/tmp"))  # short: Ray's socket paths have a limit
@@ -31,7 +32,8 @@ class RayHead:
                         RAY_USAGE_STATS_ENABLED="0")
         ray_exe = str(Path(sys.executable).with_name("ray"))
         cmd = [ray_exe, "start", "--head", "--block", "--port", str(self.port), "--node-ip-address", "127.0.0.1",
-               f"--num-cpus={cpus}", f"--num-gpus={gpus}", "--include-dashboard=false", "--disable-usage-stats",
+               *([f"--num-cpus={cpus}"] if cpus is not None else []), *([f"--num-gpus={gpus}"] if gpus is not None else []),
+               "--include-dashboard=false", "--disable-usage-stats",
                f"--temp-dir={self.temp}"]
         self.log_path = self.temp / "head.log"
         t0 = time.monotonic()
