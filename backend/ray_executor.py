@@ -49,6 +49,10 @@ class Slot:
     release_ref: Any = None
     release_after_job: bool = False
     last_release: dict | None = None
+    not_before: float = 0.0
+    """A slot whose actors keep failing to start waits until then before the next try (the loop never sleeps)."""
+    heard: bool = False
+    """Whether the running job's actor has said anything yet (its first event is the job's `running` line)."""
 
     @property
     def idle(self) -> bool:
@@ -73,6 +77,8 @@ class RayExecutor(Executor):
         self._runner = ray.remote(JobRunner).options(max_concurrency=2, runtime_env={"env_vars": env}, **resources)
         self.slots = [Slot(i) for i in range(slots)]
         self.attempts: dict[str, int] = {}
+        self.unheard: set[str] = set()
+        """Jobs queued again because their actor was gone before they began (once each)."""
 
     @classmethod
     def factory(cls, cluster: Cluster, **kwargs):
@@ -85,11 +91,16 @@ class RayExecutor(Executor):
             self._start_slot(s)
 
     def _start_slot(self, s: Slot) -> None:
+        if time.monotonic() < s.not_before:
+            s.actor, s.ready_ref, s.info, s.job, s.gen = None, None, {}, None, None
+            return
         s.actor = self._runner.remote(s.index)
         s.ready_ref, s.info, s.job, s.gen, s.cancel_deadline = s.actor.info.remote(), {}, None, None, None
         s.release_ref, s.started_at = None, time.monotonic()
 
     def _end_slot(self, s: Slot) -> None:
+        if s.actor is None:
+            return
         try:
             self.ray.kill(s.actor, no_restart=True)  # its process ends: the GPU it held is free
         except Exception:  # already gone with its node
@@ -106,6 +117,8 @@ class RayExecutor(Executor):
     def step(self) -> None:
         now = time.monotonic()
         for s in self.slots:
+            if s.actor is None and now >= s.not_before:
+                self._start_slot(s)
             if s.ready_ref is not None:
                 self._check_ready(s)
             if s.job is not None:
@@ -129,7 +142,8 @@ class RayExecutor(Executor):
         except self.ray.exceptions.RayError as exc:
             s.restarts += 1
             log.error("ray slot %d: its actor did not start (%s); starting another", s.index, _first_line(exc))
-            time.sleep(min(5.0, 0.25 * s.restarts)) if s.restarts > 3 else None
+            if s.restarts > 3:
+                s.not_before = time.monotonic() + min(5.0, 0.25 * s.restarts)
             self._start_slot(s)
 
     def _drain(self, s: Slot) -> None:
@@ -144,6 +158,7 @@ class RayExecutor(Executor):
             except self.ray.exceptions.RayError as exc:
                 self._lost(s, _first_line(exc))
                 return
+            s.heard = True
             self._on_event(s, ev)
 
     def _on_event(self, s: Slot, ev: tuple) -> None:
@@ -183,13 +198,17 @@ class RayExecutor(Executor):
 
     def _lost(self, s: Slot, why: str) -> None:
         """The slot's actor (or its node) is gone mid-job: the job ends or queues again; the slot restarts."""
-        job, where = s.job, _where(s)
+        job, where, started = s.job, _where(s), s.heard
         s.job, s.gen = None, None
         rec = self.jobs.jobs[job]
         s.restarts += 1
         self._end_slot(s)
         if rec.cancel_requested:
             self._publish(job, self.jobs.failed(job, "cancelled", f"cancelled; the Ray actor ({where}) was ended"))
+        elif not started and job not in self.unheard:
+            # the actor was gone before the job began (it died idle): the job never ran, so it queues again, once
+            self.unheard.add(job)
+            self.jobs.requeue(job, f"the Ray actor ({where}) was gone before the job began ({why})")
         elif self.attempts.get(job, 0) < self.retries:
             self.attempts[job] = self.attempts.get(job, 0) + 1
             self.jobs.requeue(job, f"the Ray actor ({where}) was lost ({why}); attempt {self.attempts[job] + 1} "
@@ -237,7 +256,7 @@ class RayExecutor(Executor):
                 continue
             rec.where = _where(s)
             self.jobs.store.log(job_id, f"sent to {rec.where}")
-            s.job, s.cancel_deadline = job_id, None
+            s.job, s.cancel_deadline, s.heard = job_id, None, False
             s.gen = s.actor.run.options(num_returns="streaming").remote(job_id, rec.pipeline, rec.config, inputs)
 
     # -- requests ---------------------------------------------------------------------------------------
