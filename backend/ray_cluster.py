@@ -81,7 +81,12 @@ def connect(address: str | None, *, cpus: int | None = None, gpus: int | None = 
     t0 = time.monotonic()
     kwargs = dict(include_dashboard=False, log_to_driver=False, configure_logging=False)
     if address is None:
-        ray.init(num_cpus=cpus, num_gpus=gpus, **kwargs)
+        try:  # "local": a new cluster even where another runs on this host (None would join that one)
+            ray.init(address="local", num_cpus=cpus, num_gpus=gpus, **kwargs)
+        except Exception as exc:
+            raise BadMessage(f"starting a Ray cluster on this host failed: {type(exc).__name__}: {exc}; check "
+                             "--ray-num-cpus/--ray-num-gpus, or join a running cluster with --ray-address",
+                             field="--executor") from None
         joined = "local"
     else:
         target = address
