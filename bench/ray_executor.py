@@ -121,6 +121,11 @@ def texture_psnr(a: bytes, b: bytes) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
 
 
+def _finite(psnr: float) -> float | None:
+    """None for identical images (JSON has no infinity)."""
+    return None if psnr == float("inf") else round(psnr, 2)
+
+
 def median(rows: list[dict], key: str) -> float:
     return round(statistics.median(r[key] for r in rows), 3)
 
@@ -182,7 +187,7 @@ def main() -> None:
         rows["ray_over_local_s"] = {k: round(rows["ray"][f"{k}_overhead_s"] - rows["local"][f"{k}_overhead_s"], 3)
                                     for k in ("selftest", "tire")}
         rows["tire_texture"] = {"identical": res_local["texture"] == res_ray["texture"],
-                                "psnr_db_ray_vs_local": round(texture_psnr(res_local["texture"], res_ray["texture"]), 2)}
+                                "psnr_db_ray_vs_local": _finite(texture_psnr(res_local["texture"], res_ray["texture"]))}
         if not gpu:
             rows["throughput"] = []
             for slots in (2, 4):
