@@ -164,6 +164,8 @@ def cmd_list(args) -> int:
     print(f"{'job':<26} {'pipeline':<10} {'state':<10} detail")
     for j in jobs:
         detail = j.get("error", {}).get("message", "") or ", ".join(j.get("artifacts", [])) or (j.get("progress") or {}).get("text", "")
+        if j.get("where"):  # the Ray executor says which node runs (or ran) the job
+            detail = f"{detail} (on {j['where']})".strip()
         print(f"{j['job']:<26} {j['pipeline']:<10} {j['state']:<10} {detail}")
     return 0
 

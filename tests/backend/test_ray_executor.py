@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -111,6 +113,10 @@ def test_twenty_jobs_from_five_clients_all_complete(server, asset):
     with Client(server.address, timeout=60) as c:
         listed = {j["job"]: j for j in c.list()}
         assert all(listed[j]["state"] == "done" and listed[j]["where"].startswith("Ray node ") for j in results)
+    out = subprocess.run([sys.executable, "-m", "likeness3d.backend.cli", "list", "--connect", server.address],
+                         capture_output=True, text=True, timeout=WAIT).stdout
+    lines = [line for line in out.splitlines() if any(j in line for j in results)]
+    assert len(lines) == 20 and all("(on Ray node " in line for line in lines), out[-2000:]
 
 
 def test_two_logical_gpus_run_two_jobs_at_once(server, asset):
