@@ -71,16 +71,22 @@ def cmd_serve(args) -> int:
         os.environ["LIKENESS3D_MAX_WORKER_MEMORY"] = str(int(args.max_worker_memory_gb * (1 << 30)))
     if args.allow_model_paths:
         os.environ["LIKENESS3D_ALLOW_MODEL_PATHS"] = "1"
+    executor, devices = None, []
+    if args.executor == "ray":
+        executor = _ray_executor(args)
+    else:
+        devices = resolve_devices(args.gpus)
     try:
         server = Server(
             args.listen,
             args.store,
-            resolve_devices(args.gpus),
+            devices,
             max_message_bytes=int(args.max_message_mb * (1 << 20)),
             server_secret_key=args.server_key,
             clients_dir=args.clients_dir,
             insecure=args.insecure,
             models_dir=models_dir(args.models),
+            executor=executor,
         )
     except zmq.ZMQError as exc:
         hint = ("another process listens there: stop it or pick another port" if exc.errno == zmq.EADDRINUSE
@@ -88,10 +94,37 @@ def cmd_serve(args) -> int:
         raise BadMessage(f"--listen {args.listen}: {exc.strerror}: {hint}", field="--listen") from None
     signal.signal(signal.SIGTERM, lambda *_: server.stop())
     signal.signal(signal.SIGINT, lambda *_: server.stop())
-    devices = ", ".join(w.device for w in server.workers)
-    print(f"likeness3d: listening on {server.address} (store {server.store.root}; workers: {devices})", flush=True)
+    print(f"likeness3d: listening on {server.address} (store {server.store.root}; {server.executor.label()})", flush=True)
     server.serve_forever()
     return 0
+
+
+def _ray_executor(args):
+    """`--executor ray`: the cluster started or joined and its slots planned, before the server binds."""
+    from .ray_cluster import connect, import_ray, plan_slots
+
+    if args.ray_retries < 0:
+        raise BadMessage(f"--ray-retries must be >= 0, got {args.ray_retries}", field="--ray-retries")
+    for flag in ("ray_num_cpus", "ray_num_gpus"):
+        if getattr(args, flag) is not None and (args.ray_address or getattr(args, flag) < 0):
+            name = "--" + flag.replace("_", "-")
+            raise BadMessage(f"{name} sizes a cluster started here: it must be >= 0 and cannot go with --ray-address "
+                             f"(a joined cluster's nodes say their own resources at `ray start`)", field=name)
+    import_ray()  # a clear error before anything starts
+    if args.gpus not in ("auto", "cpu", "cuda"):
+        plan_slots(None, args.gpus, None)  # the --gpus error, before a cluster is started for nothing
+    from .ray_executor import RayExecutor
+
+    cluster = connect(args.ray_address, cpus=args.ray_num_cpus, gpus=args.ray_num_gpus)
+    try:
+        on_gpu, slots = plan_slots(cluster, args.gpus, args.ray_slots)
+    except BadMessage:
+        import ray
+
+        ray.shutdown()
+        raise
+    models = str(Path(args.models).expanduser().resolve()) if args.models and args.models != "tiny" else args.models
+    return RayExecutor.factory(cluster, on_gpu=on_gpu, slots=slots, retries=args.ray_retries, models=models)
 
 
 def cmd_keys(args) -> int:
@@ -131,6 +164,8 @@ def cmd_list(args) -> int:
     print(f"{'job':<26} {'pipeline':<10} {'state':<10} detail")
     for j in jobs:
         detail = j.get("error", {}).get("message", "") or ", ".join(j.get("artifacts", [])) or (j.get("progress") or {}).get("text", "")
+        if j.get("where"):  # the Ray executor says which node runs (or ran) the job
+            detail = f"{detail} (on {j['where']})".strip()
         print(f"{j['job']:<26} {j['pipeline']:<10} {j['state']:<10} {detail}")
     return 0
 
@@ -234,6 +269,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="largest reference image accepted (width x height, default 64 megapixels)")
     p.add_argument("--max-worker-memory-gb", type=float, default=None,
                    help="address-space limit of a worker process (default: none); a job beyond it ends out_of_memory")
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="'local': a worker process per GPU of this host (default); 'ray': jobs on a Ray cluster")
+    p.add_argument("--ray-address", default=None,
+                   help="with --executor ray: 'auto' (the cluster `ray start` runs on this host), HOST:PORT or "
+                        "ray://HOST:PORT; default: start a cluster on this host")
+    p.add_argument("--ray-slots", type=int, default=None,
+                   help="jobs at once on the cluster (default: one per GPU; 1 on a cluster without GPUs)")
+    p.add_argument("--ray-retries", type=int, default=0,
+                   help="times a job whose Ray actor or node is lost is queued again (default %(default)s: it ends worker_crashed)")
+    p.add_argument("--ray-num-cpus", type=int, default=None, help="CPUs of a cluster started here (default: Ray detects)")
+    p.add_argument("--ray-num-gpus", type=int, default=None,
+                   help="GPUs of a cluster started here (default: Ray detects; logical GPUs on a CPU host run on the CPU)")
     p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("keys", help="make a CurveZMQ key pair (NAME.key public, NAME.key_secret private)")

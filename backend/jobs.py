@@ -41,6 +41,8 @@ class JobRecord:
     worker: int | None = None
     cancel_requested: bool = False
     config: dict = field(default_factory=dict)
+    where: str | None = None
+    """Where the job runs (or ran last), said by an executor that knows more than a worker index (Ray: the node)."""
 
     def summary(self) -> dict[str, Any]:
         out: dict[str, Any] = {"job": self.id, "pipeline": self.pipeline, "state": self.state, "created": self.created}
@@ -53,6 +55,8 @@ class JobRecord:
             out["artifacts"] = [a.name for a in self.final.artifacts]
         if self.worker is not None:
             out["worker"] = self.worker
+        if self.where is not None:
+            out["where"] = self.where
         return out
 
 
@@ -209,6 +213,14 @@ class JobManager:
         rec.state, rec.worker = state, None
         rec.final = Error(code=code, message=message, field=field, job=job_id, seq=rec.seq)
         return rec.final
+
+    def requeue(self, job_id: str, why: str) -> None:
+        """A running job whose worker was lost, queued again at the front (an executor's retry)."""
+        rec = self.jobs[job_id]
+        self._write(job_id, "queued")
+        self.store.log(job_id, f"queued again: {why}")
+        rec.state, rec.worker = "queued", None
+        self.queue.appendleft(job_id)
 
     def cancel_queued(self, job_id: str) -> Error:
         self.queue.remove(job_id)

@@ -1,8 +1,9 @@
 """The backend's front: one ROUTER socket and a poller in one thread; recv -> validate -> dispatch -> reply.
 
-GPU work happens in supervised worker processes (workers.py); this loop also watches them: a worker that
-dies is replaced and its job ends as `worker_crashed`; a cancel that a pipeline ignores past the grace
-period is enforced by ending the worker. `_handle` is the one catch-all: the server never dies of a message;
+GPU work happens under an executor (executor.py): supervised worker processes on this host (workers.py, the
+default) or actors of a Ray cluster (ray_executor.py); this loop also watches them: a worker that dies is
+replaced and its job ends as `worker_crashed`; a cancel that a pipeline ignores past the grace period is
+enforced by ending the worker. `_handle` is the one catch-all: the server never dies of a message;
 `_guarded` keeps a fault in the worker bookkeeping (a full disk, a vanished file) from ending the loop.
 
 A submit's inputs are written to the store on a thread (`_storing`): a 64 MB asset never stalls the loop, and
@@ -35,8 +36,7 @@ from .model_dirs import models_found
 from .pipelines import available, get_pipeline
 from .security import is_local_address, secure_server_socket, submitted_models
 from .store import FINAL_STATES, JobStore, media_type, sync_path
-from .supervise import WorkerSupervision
-from .workers import Worker
+from .executor import Executor, LocalExecutor
 
 log = logging.getLogger("likeness3d.server")
 
@@ -47,7 +47,7 @@ RETRY_UNSAVED_S = 1.0
 """How often states that a full disk refused are written again."""
 
 
-class Server(WorkerSupervision):
+class Server:
     def __init__(
         self,
         listen: str,
@@ -59,7 +59,10 @@ class Server(WorkerSupervision):
         clients_dir: Path | str | None = None,
         insecure: bool = False,
         models_dir: Path | None = None,
+        executor=None,
     ):
+        """`executor`: None for the local one (a worker per entry of `devices`), else a callable
+        `(jobs, publish, store_root, epoch) -> Executor` (the Ray executor's `RayExecutor.factory`)."""
         secure = server_secret_key is not None or clients_dir is not None
         if secure and (server_secret_key is None or clients_dir is None):
             raise ValueError("CurveZMQ needs both --server-key (a .key_secret file) and --clients-dir")
@@ -75,7 +78,11 @@ class Server(WorkerSupervision):
             self.jobs = JobManager(self.store)
             self.max_message_bytes = int(max_message_bytes)
             self.models = models_found(models_dir)
-            self.workers = [Worker(i, d, str(self.store.root), epoch=self.owner.epoch) for i, d in enumerate(devices)]
+            root = str(self.store.root)
+            if executor is None:
+                self.executor: Executor = LocalExecutor(self.jobs, self._publish, devices, root, self.owner.epoch)
+            else:
+                self.executor = executor(self.jobs, self._publish, root, self.owner.epoch)
             self._storer = ThreadPoolExecutor(1, thread_name_prefix="likeness3d-store",  # one: submits keep their order
                                               initializer=_yield_to_the_loop)
             # state files are replaced whole on the loop, and made durable on the store thread: an fsync behind a
@@ -122,8 +129,7 @@ class Server(WorkerSupervision):
         self._stop.set()
 
     def serve_forever(self) -> None:
-        for w in self.workers:
-            w.start()
+        self.executor.start()
         try:
             while not self._stop.is_set():
                 self._poll_once()
@@ -134,10 +140,7 @@ class Server(WorkerSupervision):
         self._storer.shutdown(wait=True)  # a submit being stored lands whole (queued: the next server runs it)
         self._guarded(self._finish_submits)  # ... and its client hears `accepted`, so it never submits twice
         self.store.sync_later = None  # from here every state write syncs itself
-        for w in self.workers:
-            if w.job is not None:
-                self.jobs.failed(w.job, "internal", "the server stopped while the job ran")
-            w.stop()
+        self.executor.stop()
         self.jobs.retry_unsaved()
         if self.auth is not None:
             self.auth.stop()
@@ -148,7 +151,7 @@ class Server(WorkerSupervision):
         self.owner.release()
 
     def _poll_once(self) -> None:
-        fds = {w.conn.fileno(): w for w in self.workers if w.conn is not None and not w.conn.closed}
+        fds = self.executor.poll_fds()
         if self._poller is None or set(fds) != self._polled_fds:  # rebuilt only when a worker changed
             self._poller = zmq.Poller()
             self._poller.register(self.router, zmq.POLLIN)
@@ -167,11 +170,10 @@ class Server(WorkerSupervision):
         if self._wake_r in ready:
             drain(self._wake_r)
         self._guarded(self._finish_submits)
-        for fd, w in fds.items():
+        for fd, drain_worker in fds.items():
             if fd in ready:
-                self._guarded(self._drain_worker, w)
-        self._guarded(self._supervise)
-        self._guarded(self._dispatch)
+                self._guarded(drain_worker)
+        self._guarded(self.executor.step)
         if self.jobs.unsaved and time.monotonic() > self._next_retry:
             self._next_retry = time.monotonic() + RETRY_UNSAVED_S
             self._guarded(self.jobs.retry_unsaved)
@@ -209,11 +211,11 @@ class Server(WorkerSupervision):
         return M.ServerInfo(
             version=M.PROTOCOL_VERSION,
             server=f"likeness3d {__version__}",
-            gpus=[w.info.get("name", w.device) for w in self.workers if w.device != "cpu"],
+            gpus=self.executor.gpus(),
             pipelines=available(),
             models=self.models,
             max_message_bytes=self.max_message_bytes,
-            workers=[w.describe() for w in self.workers],
+            workers=self.executor.describe(),
             epoch=self.epoch,
         )
 
@@ -251,9 +253,7 @@ class Server(WorkerSupervision):
             self._publish(rec.id, self.jobs.cancel_queued(rec.id))
         elif rec.state == "running" and not rec.cancel_requested:
             rec.cancel_requested = True
-            w = self.workers[rec.worker]
-            w.send("cancel", rec.id)
-            w.cancel_deadline = time.monotonic() + CANCEL_GRACE_S
+            self.executor.cancel(rec, CANCEL_GRACE_S)
         return M.Ack(job=rec.id, info={"state": rec.state})
 
     def _on_status(self, identity, rid, msg: M.Status) -> M.Message:
@@ -265,6 +265,7 @@ class Server(WorkerSupervision):
         counts: dict[str, int] = {}
         for r in self.jobs.jobs.values():
             counts[r.state] = counts.get(r.state, 0) + 1
+        cluster = self.executor.cluster()
         return M.StatusReply(
             info={
                 "server": f"likeness3d {__version__}",
@@ -274,8 +275,9 @@ class Server(WorkerSupervision):
                 "jobs": counts,
                 "quarantined": list(self.jobs.quarantined),  # damaged job folders set aside at start
                 "unsaved": sorted(self.jobs.unsaved),  # jobs whose state the store could not take yet
-                "workers": [w.describe() for w in self.workers],
-            }
+                "workers": self.executor.describe(),
+                "executor": self.executor.kind,
+            } | ({"cluster": cluster} if cluster is not None else {})
         )
 
     def _on_list(self, identity, rid, msg: M.List) -> M.Message:
@@ -301,11 +303,7 @@ class Server(WorkerSupervision):
         return None
 
     def _on_release(self, identity, rid, msg: M.Release) -> M.Message:
-        asked, busy = [], []
-        for w in self.workers:
-            if w.ready and w.send("release"):
-                (busy if w.job else asked).append(w.index)
-        return M.Released(info={"released": asked, "after_current_job": busy})
+        return M.Released(info=self.executor.release())
 
     def _on_ping(self, identity, rid, msg: M.Ping) -> M.Message:
         return M.Pong(data=msg.data, epoch=self.epoch)

@@ -12,5 +12,5 @@ if [ ! -x .venv/bin/python ]; then
 fi
 pip() { .venv/bin/python -m pip --disable-pip-version-check -q "$@" 2> >(grep -v "^WARNING: Location" >&2); }
 .venv/bin/python -c "import torch" 2>/dev/null || pip install "$TORCH_SPEC"
-pip install -c scripts/constraints.txt -e ".[backend,dev]"
+pip install -c scripts/constraints.txt -e ".[backend,dev,ray]"  # ray: serve --executor ray and its tests
 echo "backend installed in .venv ($(.venv/bin/python -c 'import torch; print("torch", torch.__version__)'))"
