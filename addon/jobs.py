@@ -78,6 +78,7 @@ def submit(scene: bpy.types.Scene, asset: Asset, pipeline: str, config: dict) ->
     key = f"pending-{uuid.uuid4().hex[:8]}"
     item = props.jobs.add()
     item.job_id, item.pipeline, item.source = key, pipeline, props.target
+    item.animated = getattr(asset.mesh, "frames", None) is not None
     item.state, item.created, item.text = "SUBMITTING", time.time(), "sending the asset"
     props.job_index = len(props.jobs) - 1
     props.active_job = key
