@@ -120,6 +120,13 @@ class Mesh:
     """[F, 3, 2] float32 per-corner UVs, (0, 0) = bottom-left of the texture."""
     texture: np.ndarray | None = None
     """[H, W, 4] uint8 or float32 RGBA, rows top-down."""
+    frames: np.ndarray | None = None
+    """[T, V, 3] float32 evaluated vertex positions per frame (Blender world frame); `vertices` stays the rest pose
+    the UVs and texture belong to. None for a static mesh."""
+    frame_numbers: np.ndarray | None = None
+    """[T] int32 strictly increasing scene frame numbers of `frames` (required with `frames`)."""
+    fps: float | None = None
+    """Scene frames per second of `frames` (optional)."""
 
     def __post_init__(self) -> None:
         v = _array(self.vertices, "mesh.vertices", dtypes=(np.float32,), ndim=2, last=(3,))
@@ -139,11 +146,46 @@ class Mesh:
             _finite(uv, "mesh.uvs")
         if self.texture is not None:
             _image(self.texture, "mesh.texture")
+        _check_frames(self, len(v))
+
+    @property
+    def animated(self) -> bool:
+        """True when the mesh carries per-frame positions."""
+        return self.frames is not None
 
     @property
     def bounds(self) -> np.ndarray:
         """[2, 3] min and max corner."""
         return np.stack([self.vertices.min(0), self.vertices.max(0)])
+
+
+def _check_frames(mesh: "Mesh", n_vertices: int) -> None:
+    if mesh.frames is None:
+        if mesh.frame_numbers is not None:
+            raise InvalidAsset("mesh.frame_numbers is given without mesh.frames; send both or neither", field="mesh.frame_numbers")
+    else:
+        fr = _array(mesh.frames, "mesh.frames", dtypes=(np.float32,), ndim=3, last=(3,))
+        if fr.shape[0] < 1 or fr.shape[1] != n_vertices:
+            raise InvalidAsset(f"mesh.frames has shape {list(fr.shape)}; expected [T >= 1, {n_vertices}, 3] "
+                               f"(the same vertex count in every frame as mesh.vertices)", field="mesh.frames")
+        _finite(fr, "mesh.frames")
+        if mesh.frame_numbers is None:
+            raise InvalidAsset("mesh.frames is given without mesh.frame_numbers (the scene frame of each row)",
+                               field="mesh.frame_numbers")
+        fn = _array(mesh.frame_numbers, "mesh.frame_numbers", dtypes=(np.int32,), ndim=1)
+        if len(fn) != len(fr):
+            raise InvalidAsset(f"mesh.frame_numbers has {len(fn)} entries but mesh.frames has {len(fr)} frames",
+                               field="mesh.frame_numbers")
+        steps = np.diff(fn.astype(np.int64))
+        if np.any(steps <= 0):
+            i = int(np.argmax(steps <= 0))
+            raise InvalidAsset(f"mesh.frame_numbers must increase strictly; entry {i + 1} is {int(fn[i + 1])} after "
+                               f"{int(fn[i])}", field="mesh.frame_numbers")
+    if mesh.fps is not None:
+        fps = mesh.fps
+        if not isinstance(fps, (int, float, np.floating, np.integer)) or isinstance(fps, bool) or not math.isfinite(fps) or not 0 < fps <= 1000:
+            raise InvalidAsset(f"mesh.fps must be a number in (0, 1000], got {brief(fps, 80)}", field="mesh.fps")
+        object.__setattr__(mesh, "fps", float(fps))
 
 
 @dataclass(frozen=True)
@@ -154,9 +196,16 @@ class Reference:
     image: np.ndarray
     """[H, W, 4] uint8 or float32 RGBA, straight alpha, rows top-down; H, W match the camera."""
     camera: Camera
+    frame: int | None = None
+    """The scene frame at which the photo was seen (animated meshes); one of the mesh's frame_numbers."""
 
     def __post_init__(self) -> None:
         _name(self.name, "reference.name")
+        if self.frame is not None:
+            if not isinstance(self.frame, (int, np.integer)) or isinstance(self.frame, bool) or not -2**31 <= int(self.frame) < 2**31:
+                raise InvalidAsset(f"references[{self.name}].frame must be an int32 frame number, got {brief(self.frame, 80)}",
+                                   field=f"references[{self.name}].frame")
+            object.__setattr__(self, "frame", int(self.frame))
         img = _image(self.image, f"references[{self.name}].image")
         if not isinstance(self.camera, Camera):
             raise InvalidAsset(f"references[{self.name}].camera must be a Camera, got {type(self.camera).__name__}", field="camera")
@@ -189,6 +238,17 @@ class Asset:
         dup = {n for n in names if names.count(n) > 1}
         if dup:
             raise InvalidAsset(f"reference names must be unique; repeated: {sorted(dup)}", field="references")
+        for i, r in enumerate(refs):
+            if r.frame is None:
+                continue
+            fn = self.mesh.frame_numbers
+            if fn is None:
+                raise InvalidAsset(f"references[{i}].frame is {r.frame} but the mesh is static (no mesh.frames); drop "
+                                   f"the frame or send the animation", field=f"references[{i}].frame")
+            if r.frame not in set(int(x) for x in fn):
+                raise InvalidAsset(f"references[{i}].frame is {r.frame}, which is not one of the mesh's frames "
+                                   f"({int(fn[0])}..{int(fn[-1])}, {len(fn)} frames); give a gathered frame",
+                                   field=f"references[{i}].frame")
         object.__setattr__(self, "references", refs)
         _name(self.class_word, "class_word")
         _name(self.name, "name")
@@ -205,12 +265,20 @@ def asset_to_wire(asset: Asset) -> tuple[dict, dict[str, np.ndarray]]:
         arrays["mesh.uvs"] = m.uvs
     if m.texture is not None:
         arrays["mesh.texture"] = m.texture
+    if m.frames is not None:
+        arrays["mesh.frames"] = m.frames
+        arrays["mesh.frame_numbers"] = m.frame_numbers
     refs = []
     for i, r in enumerate(asset.references):
         arrays[f"ref.{i}.image"] = r.image
         c = r.camera
-        refs.append({"name": r.name, "K": c.K.reshape(-1).tolist(), "w2c": c.w2c.reshape(-1).tolist(), "width": c.width, "height": c.height})
+        ref = {"name": r.name, "K": c.K.reshape(-1).tolist(), "w2c": c.w2c.reshape(-1).tolist(), "width": c.width, "height": c.height}
+        if r.frame is not None:
+            ref["frame"] = r.frame
+        refs.append(ref)
     meta = {"name": asset.name, "class_word": asset.class_word, "references": refs}
+    if m.fps is not None:
+        meta["fps"] = m.fps
     return meta, arrays
 
 
@@ -218,21 +286,22 @@ def asset_from_wire(meta: Any, arrays: dict[str, np.ndarray]) -> Asset:
     """Inverse of asset_to_wire; every problem is an InvalidAsset naming the field."""
     if not isinstance(meta, dict):
         raise InvalidAsset(f"asset must be a map, got {type(meta).__name__}", field="asset")
-    unknown = set(meta) - {"name", "class_word", "references"}
+    unknown = set(meta) - {"name", "class_word", "references", "fps"}
     if unknown:
         raise InvalidAsset(f"asset has unknown fields {sorted(unknown)}", field="asset")
     for key in ("mesh.vertices", "mesh.faces"):
         if key not in arrays:
             raise InvalidAsset(f"asset is missing the array {key!r}", field=key)
-    mesh = Mesh(arrays["mesh.vertices"], arrays["mesh.faces"], arrays.get("mesh.uvs"), arrays.get("mesh.texture"))
+    mesh = Mesh(arrays["mesh.vertices"], arrays["mesh.faces"], arrays.get("mesh.uvs"), arrays.get("mesh.texture"),
+                arrays.get("mesh.frames"), arrays.get("mesh.frame_numbers"), meta.get("fps"))
     refs_meta = meta.get("references", [])
     if not isinstance(refs_meta, list):
         raise InvalidAsset(f"asset.references must be a list, got {type(refs_meta).__name__}", field="references")
     refs = []
     for i, r in enumerate(refs_meta):
         where = f"references[{i}]"
-        if not isinstance(r, dict) or set(r) != {"name", "K", "w2c", "width", "height"}:
-            raise InvalidAsset(f"{where} must be a map with name, K, w2c, width, height; got {brief(r, 200)}", field=where)
+        if not isinstance(r, dict) or not {"name", "K", "w2c", "width", "height"} <= set(r) <= {"name", "K", "w2c", "width", "height", "frame"}:
+            raise InvalidAsset(f"{where} must be a map with name, K, w2c, width, height and optionally frame; got {brief(r, 200)}", field=where)
         for key, n in (("K", 9), ("w2c", 16)):
             vals = r[key]
             if not isinstance(vals, list) or len(vals) != n or not all(
@@ -243,8 +312,11 @@ def asset_from_wire(meta: Any, arrays: dict[str, np.ndarray]) -> Asset:
         if image is None:
             raise InvalidAsset(f"{where} has no image array 'ref.{i}.image'", field=where)
         cam = Camera(np.array(r["K"], np.float64).reshape(3, 3), np.array(r["w2c"], np.float64).reshape(4, 4), r["width"], r["height"])
-        refs.append(Reference(r["name"], image, cam))
-    known = {"mesh.vertices", "mesh.faces", "mesh.uvs", "mesh.texture"} | {f"ref.{i}.image" for i in range(len(refs))}
+        frame = r.get("frame")
+        if frame is not None and (not isinstance(frame, int) or isinstance(frame, bool)):
+            raise InvalidAsset(f"{where}.frame must be an int frame number, got {brief(frame, 80)}", field=f"{where}.frame")
+        refs.append(Reference(r["name"], image, cam, frame))
+    known = {"mesh.vertices", "mesh.faces", "mesh.uvs", "mesh.texture", "mesh.frames", "mesh.frame_numbers"} | {f"ref.{i}.image" for i in range(len(refs))}
     extra = sorted(set(arrays) - known)
     if extra:
         raise InvalidAsset(f"arrays {extra} belong to no part of the asset", field="asset")
