@@ -150,3 +150,28 @@ def test_animation_panel_draws():
     shown.clear()
     panels.LIKENESS_PT_animation.draw(ctx, bpy.context)
     assert "frame_start=1" in shown and "frame_end=250" in shown
+
+
+def test_reference_from_a_background_image_sequence_takes_the_shown_frame(tmp_path):
+    from files import png_bytes
+
+    for frame in (1, 2, 3):
+        px = np.zeros((6, 8, 4), np.uint8)
+        px[..., 0], px[..., 3] = 80 * frame, 255
+        (tmp_path / f"shot_{frame:04d}.png").write_bytes(png_bytes(px))
+    clip = bpy.data.images.load(str(tmp_path / "shot_0001.png"))
+    clip.source = "SEQUENCE"
+    cam = camera("Witness")
+    bg = cam.data.background_images.new()
+    bg.image = clip
+    bg.image_user.frame_duration, bg.image_user.frame_start = 3, 10  # scene frame 10 shows shot 1
+    scene = bpy.context.scene
+    scene.camera = cam
+    scene.frame_set(11)
+    assert bpy.ops.likeness.reference_add(camera=cam.name) == {"FINISHED"}
+    ref = scene.likeness.references[0]
+    assert ref.frame == 11 and ref.image is not clip and ref.image.packed_file is not None
+    assert bpy.path.basename(ref.image.filepath) == "shot_0002.png"
+    px = np.empty(6 * 8 * 4, np.float32)
+    ref.image.pixels.foreach_get(px)
+    assert np.allclose(px.reshape(-1, 4)[:, 0], 160 / 255, atol=1e-3)
