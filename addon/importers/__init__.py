@@ -6,7 +6,7 @@ from pathlib import Path
 
 import bpy
 
-from .anim import PC2_ARTIFACT, cached_mesh, evaluated_triangles, glb_image, refined_copy
+from .anim import PC2_ARTIFACT, binding_triangles, cached_mesh, glb_image, refined_copy
 from .bound import bind_splats, is_bound
 from .gltf import UnsupportedGltf, read_glb
 from .mesh import hide_source, import_textured_mesh
@@ -71,7 +71,7 @@ def import_result(paths: list[Path], source: bpy.types.Object | None, display_ca
         _, names = read_vertex_table(by_name[SPLATS_ARTIFACT])
         if is_bound(names) and carrier is not None:
             splats = import_splat_file(by_name[SPLATS_ARTIFACT], f"{base}_splats", display_cap=display_cap)
-            bind_splats(splats, carrier, evaluated_triangles(carrier, bpy.context.evaluated_depsgraph_get()))
+            bind_splats(splats, carrier, binding_triangles(carrier, bpy.context.evaluated_depsgraph_get()))
             objects.append(splats)
         elif sequence:
             objects.append(import_sequence(paths, f"{base}_splats", display_cap))

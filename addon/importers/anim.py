@@ -23,9 +23,9 @@ PC2_ARTIFACT = "animation.pc2"
 MESH_CACHE = "Likeness3D Mesh Cache"
 
 
-def glb_image(path: Path, name: str) -> bpy.types.Image | None:
-    """The GLB's base-colour image, loaded and packed into the .blend."""
-    glb = read_glb(path)
+def glb_image(path: Path, name: str, glb=None) -> bpy.types.Image | None:
+    """The GLB's base-colour image (of `glb`, the file already read, if given), loaded and packed."""
+    glb = glb if glb is not None else read_glb(path)
     if glb.image_bytes is None:
         return None
     suffix = ".jpg" if glb.image_mime == "image/jpeg" else ".png"
@@ -103,7 +103,7 @@ def cached_mesh(glb_path: Path, pc2_path: Path, name: str,
     first[owner[::-1]] = np.arange(len(owner))[::-1]  # the first GLB vertex of each welded vertex
     mesh = build_mesh(name, glb.vertices[first], owner[glb.faces], glb.uvs)
     if glb.image_bytes is not None:
-        mesh.materials.append(textured_material(name, glb_image(glb_path, f"{name}_basecolor")))
+        mesh.materials.append(textured_material(name, glb_image(glb_path, f"{name}_basecolor", glb)))
     obj = bpy.data.objects.new(name, mesh)
     (collection or bpy.context.scene.collection).objects.link(obj)
     add_mesh_cache(obj, pc2_path, cache.start, cache.sampling)
@@ -132,6 +132,18 @@ def add_mesh_cache(obj: bpy.types.Object, pc2_path: Path, start: float, sampling
     obj["likeness3d_cache"] = {"file": str(pc2_path), "start": float(start), "sampling": float(sampling),
                                "frames": int(cache.positions.shape[0])}
     return mod
+
+
+def binding_triangles(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> np.ndarray:
+    """[T, 3] the triangles a job's `bind_face` indexes on `obj`: for a cached mesh built from the result (all
+    triangles, identity transform) its own face corners; for an artist's object its evaluated loop triangles."""
+    mesh = obj.data
+    corner_vert = mesh.attributes.get(".corner_vert")
+    if "likeness3d_cache" in obj and corner_vert is not None and len(mesh.loops) == 3 * len(mesh.polygons):
+        corners = np.empty(len(mesh.loops), np.int32)
+        corner_vert.data.foreach_get("value", corners)
+        return corners.reshape(-1, 3)
+    return evaluated_triangles(obj, depsgraph)
 
 
 def evaluated_triangles(obj: bpy.types.Object, depsgraph: bpy.types.Depsgraph) -> np.ndarray:

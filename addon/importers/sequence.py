@@ -18,6 +18,7 @@ import bpy
 import numpy as np
 
 from ...protocol.errors import InvalidAsset
+from .mesh import set_positions
 from .ply import read_splats
 from .splats import DEFAULT_DISPLAY_CAP, import_splat_file
 
@@ -86,7 +87,7 @@ def show_frame(obj: bpy.types.Object, scene_frame: int) -> int:
     if cache.shape[1] != len(obj.data.vertices):
         raise InvalidAsset(f"{info['cache']} holds {cache.shape[1]} Gaussians but {obj.name!r} has "
                            f"{len(obj.data.vertices)}", field="splats")
-    obj.data.vertices.foreach_set("co", np.ascontiguousarray(cache[row]).ravel())
+    set_positions(obj.data, np.ascontiguousarray(cache[row], dtype=np.float32).ravel())
     obj.data.update()
     info["shown"] = row
     return row
