@@ -178,10 +178,14 @@ def cmd_refine(args) -> int:
         args.pipeline, Path(args.mesh), Path(args.refs), args.class_word, Path(args.out),
         device=args.device, models=args.models, preset=args.preset,
         eval_views=Path(args.eval_views) if args.eval_views else None, overrides=_parse_set(args.set),
+        cache=Path(args.cache) if args.cache else None, frames=args.frames,
     )
     report = run_plan(plan)
     print(f"likeness3d: {args.pipeline} finished; results in {Path(args.out).resolve()}")
-    for line in metrics_table(report, len(plan.truth or ())):
+    from .demo_4d import frames_table
+
+    table = frames_table(report) if "per_frame" in (report.get("metrics") or {}) else metrics_table(report, len(plan.truth or ()))
+    for line in table:
         print(line)
     print(f"  done in {time.monotonic() - start:.0f} s on {report.get('device') or plan.device or 'the default device'}")
     return 0
@@ -190,6 +194,10 @@ def cmd_refine(args) -> int:
 def cmd_demo(args) -> int:
     from .demo import run_demo
 
+    if args.four_d:
+        from .demo_4d import run_demo_4d
+
+        return run_demo_4d(Path(args.out), device=args.device)
     return run_demo(Path(args.out), device=args.device)
 
 
@@ -255,11 +263,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--preset", choices=("fast", "quality"), help="default: quality on CUDA, fast on the CPU")
     p.add_argument("--eval-views", help="true views (transforms.json) to score the result against")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config field (repeatable)")
+    p.add_argument("--cache", help="a PC2 point cache animating the mesh (Blender's Mesh Cache format; same vertex count)")
+    p.add_argument("--frames", help="START:END[:STEP] scene frames of the animation to refine (END included)")
     p.set_defaults(func=cmd_refine)
 
     p = sub.add_parser("demo", help="run the main job on the bundled example subject (no GPU, no weights)")
     p.add_argument("--out", default="likeness3d_demo", help="output folder (default %(default)s)")
     p.add_argument("--device", choices=("cpu", "cuda"), default=None, help="default: cuda when present, else cpu")
+    p.add_argument("--4d", dest="four_d", action="store_true", help="the animated example: a deforming subject (TIRE 4D)")
     p.set_defaults(func=cmd_demo)
     video_cli.add_commands(sub)  # train-3dapter
     return parser

@@ -71,6 +71,7 @@ class JobContext:
         if self._guard is not None:
             self._guard()
         target = self.out_dir / name
+        target.parent.mkdir(exist_ok=True)
         if isinstance(data, (bytes, bytearray, memoryview)):
             atomic_write(target, bytes(data))
         else:

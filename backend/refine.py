@@ -19,6 +19,7 @@ from ..protocol.assets import Asset, Reference
 from ..protocol.errors import BadMessage, InvalidAsset, ModelMissing
 from .config import canonical, config_from_dict, merge_config
 from .context import JobContext
+from .inputs.animation import assign_frames, attach_cache, parse_frames, select_frames
 from .inputs.budget import fit_references
 from .inputs.mesh import read_mesh
 from .inputs.transforms import read_transforms
@@ -115,6 +116,8 @@ class Plan:
     device: str | None
     preset: str | None
     settings: dict
+    gltf_source: Path | None = None
+    """An animated glTF input: mesh.glb is this file with only its base-colour image replaced."""
 
 
 def prepare(
@@ -129,6 +132,8 @@ def prepare(
     preset: str | None = None,
     eval_views: Path | None = None,
     overrides: dict[str, Any] | None = None,
+    cache: Path | None = None,
+    frames: str | None = None,
 ) -> Plan:
     """Check every argument and read every file (no torch); raises a typed error naming the flag or the
     file, the field and what to do."""
@@ -151,8 +156,16 @@ def prepare(
         check_models(getattr(config, "models") or None, getattr(mod, "MODELS_REQUIRED", False))
     if not isinstance(class_word, str) or not class_word.strip():
         raise InvalidAsset(f"--class {class_word!r}: give the subject's class word (cat, sneaker)", field="class_word")
-    mesh = read_mesh(mesh_path)
-    refs = tuple(read_transforms(refs_path))
+    frame_range = parse_frames(frames)
+    mesh = read_mesh(mesh_path, frame_range)
+    if cache is not None and mesh.frames is not None:
+        raise BadMessage(f"--cache {cache}: the mesh {mesh_path} is animated already (a glTF with animations); give "
+                         "one of the two", field="--cache")
+    if cache is not None:
+        mesh = attach_cache(mesh, cache)
+    mesh = select_frames(mesh, frame_range, str(cache or mesh_path))
+    refs, time_unit = assign_frames(read_transforms(refs_path), refs_path, mesh, "--refs")
+    refs = tuple(refs)
     try:
         asset = Asset(mesh, refs, class_word, name=Path(mesh_path).stem[:200] or "asset")
     except InvalidAsset as exc:
@@ -165,11 +178,13 @@ def prepare(
         except InvalidAsset as exc:
             raise InvalidAsset(f"{exc.message} (from --mesh {mesh_path} and --refs {refs_path})", field=exc.field) from None
     asset = fit_references(asset, config)  # no larger than the job uses, before any work
-    truth = read_transforms(eval_views) if eval_views else None
+    truth = assign_frames(read_transforms(eval_views), eval_views, mesh, "--eval-views")[0] if eval_views else None
     if device is not None:
         check_cuda(device)  # imports torch, after every other check
     make_out(out)
-    return Plan(spec, config, asset, truth, out, device, preset, overrides | ({"models": models} if models else {}))
+    animated_gltf = mesh.frames is not None and cache is None and Path(mesh_path).suffix.lower() in (".glb", ".gltf")
+    return Plan(spec, config, asset, truth, out, device, preset, overrides | ({"models": models} if models else {}),
+                Path(mesh_path) if animated_gltf else None)
 
 
 def printing_context(out: Path, device: str, every_s: float = 1.0, stream=sys.stdout) -> JobContext:
@@ -200,6 +215,10 @@ def run_plan(plan: Plan) -> dict:
     if report is None:
         path = plan.out / "report.json"
         report = json.loads(path.read_text()) if path.exists() else {}
+    if plan.gltf_source is not None and (plan.out / "texture.png").is_file():
+        from .export.gltf_replace import replace_base_colour
+
+        ctx.add_artifact("mesh.glb", replace_base_colour(plan.gltf_source, (plan.out / "texture.png").read_bytes()))
     return report
 
 
@@ -215,8 +234,10 @@ def refine(
     preset: str | None = None,
     eval_views: Path | None = None,
     overrides: dict[str, Any] | None = None,
+    cache: Path | None = None,
+    frames: str | None = None,
 ) -> dict:
     """Run `pipeline` on files; returns the report (also written to out/report.json)."""
     plan = prepare(pipeline, mesh_path, refs_path, class_word, out, device=device, models=models, preset=preset,
-                   eval_views=eval_views, overrides=overrides)
+                   eval_views=eval_views, overrides=overrides, cache=cache, frames=frames)
     return run_plan(plan)

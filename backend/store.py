@@ -38,7 +38,8 @@ from ..protocol.errors import Internal, StorageFull, UnknownJob
 log = logging.getLogger("likeness3d.store")
 
 JOB_ID = re.compile(r"^[0-9]{8}-[0-9]{6}-[0-9a-f]{8}$")
-ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+ARTIFACT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}(/[A-Za-z0-9][A-Za-z0-9._-]{0,127})?$")
+"""A file name, or one folder and a file name (`splats/frame_0001.ply`); no part starts with a dot."""
 FINAL_STATES = frozenset({"done", "failed", "cancelled"})
 STATES = frozenset({"queued", "running"}) | FINAL_STATES
 FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
@@ -291,7 +292,11 @@ class JobStore:
     def list_artifacts(self, job_id: str) -> list[dict]:
         """Scan the artifacts folder (after the worker finished) into {name, media_type, size} entries."""
         out = []
-        for p in sorted((self.job_dir(job_id) / "artifacts").iterdir()):
-            if p.is_file() and not p.is_symlink() and ARTIFACT_NAME.match(p.name):
-                out.append({"name": p.name, "media_type": media_type(p.name), "size": p.stat().st_size})
+        root = self.job_dir(job_id) / "artifacts"
+        for p in sorted(root.iterdir()):
+            files = sorted(p.iterdir()) if p.is_dir() and not p.is_symlink() else [p]  # one folder level (splats/)
+            for f in files:
+                name = f.relative_to(root).as_posix()
+                if f.is_file() and not f.is_symlink() and ARTIFACT_NAME.match(name):
+                    out.append({"name": name, "media_type": media_type(name), "size": f.stat().st_size})
         return out

@@ -27,7 +27,7 @@ import zmq
 
 from . import messages as M
 from .assets import Asset
-from .errors import Cancelled, ProtocolError, Timeout, UnknownJob, error_from_code
+from .errors import BadMessage, Cancelled, ProtocolError, Timeout, UnknownJob, error_from_code
 from .framing import frame_len
 from .handles import ConnectionState, JobHandle
 from .wake import drain
@@ -135,7 +135,11 @@ class Client:
         out.mkdir(parents=True, exist_ok=True)
         paths = []
         for name in info.get("artifacts", []):
-            path = out / Path(name).name
+            parts = [p for p in str(name).split("/") if p]
+            if not parts or len(parts) > 2 or any(p.startswith(".") for p in parts):
+                raise BadMessage(f"job {job_id} lists the artifact {name!r:.80}, which is no artifact name", field="artifacts")
+            path = out.joinpath(*parts)
+            path.parent.mkdir(exist_ok=True)
             path.write_bytes(self.fetch(job_id, name))
             paths.append(path)
         return paths

@@ -54,8 +54,11 @@ def write_ply(
     logit_opacities: np.ndarray,
     sh: np.ndarray,
     pad_to_degree: int = 3,
+    extra: dict[str, np.ndarray] | None = None,
 ) -> bytes:
     """Encode N Gaussians as a 3DGS PLY; write it to `path` when given; return the bytes.
+
+    extra: more per-Gaussian properties after the standard ones ([N] int32 or float32 each; the splats' binding).
 
     sh: [N, K, 3]; bands above its degree are written as zeros up to `pad_to_degree` (3 gives the usual
     45 f_rest, which some viewers expect).
@@ -86,9 +89,25 @@ def write_ply(
          np.asarray(quats, np.float32)],
         axis=1,
     )
-    header = "\n".join(["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
-                       + [f"property float {p}" for p in names] + ["end_header"]) + "\n"
-    data = header.encode("ascii") + np.ascontiguousarray(columns, dtype="<f4").tobytes()
+    props = [f"property float {p}" for p in names]
+    body = np.ascontiguousarray(columns, dtype="<f4")
+    if extra:
+        kinds = {np.dtype(np.int32): ("int", "<i4"), np.dtype(np.float32): ("float", "<f4")}
+        fields = [(p, "<f4") for p in names]
+        for name, value in extra.items():
+            value = np.asarray(value)
+            if value.shape != (n,) or value.dtype not in kinds:
+                raise ValueError(f"extra property {name!r} must be [N] = [{n}] int32 or float32, got {value.dtype} {value.shape}")
+            props.append(f"property {kinds[value.dtype][0]} {name}")
+            fields.append((name, kinds[value.dtype][1]))
+        rec = np.zeros(n, dtype=fields)
+        for j, p in enumerate(names):
+            rec[p] = body[:, j]
+        for name, value in extra.items():
+            rec[name] = value
+        body = rec
+    header = "\n".join(["ply", "format binary_little_endian 1.0", f"element vertex {n}"] + props + ["end_header"]) + "\n"
+    data = header.encode("ascii") + body.tobytes()
     if path is not None:
         Path(path).write_bytes(data)
     return data

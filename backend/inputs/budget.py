@@ -74,7 +74,7 @@ def downscale_reference(ref: Reference, max_side: int) -> Reference:
     K[1, 1] *= sy
     K[0, 2] = (K[0, 2] + 0.5) * sx - 0.5
     K[1, 2] = (K[1, 2] + 0.5) * sy - 0.5
-    return Reference(ref.name, image, Camera(K, ref.camera.w2c, nw, nh))
+    return Reference(ref.name, image, Camera(K, ref.camera.w2c, nw, nh), ref.frame)
 
 
 def fit_references(asset: Asset, config) -> Asset:

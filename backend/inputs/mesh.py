@@ -35,12 +35,18 @@ def check_mesh_path(path: str | Path) -> Path:
     return path
 
 
-def read_mesh(path: str | Path) -> Mesh:
-    """GLB/glTF, OBJ or PLY -> Mesh (per-corner UVs, base-colour texture when the file has them)."""
+def read_mesh(path: str | Path, frames: tuple[int, int, int] | None = None, fps: float | None = None) -> Mesh:
+    """GLB/glTF, OBJ or PLY -> Mesh (per-corner UVs, base-colour texture when the file has them). A glTF with
+    animations comes back animated: `frames` (START, END, STEP) evaluated at `fps` (default 24, Blender's)."""
     path = check_mesh_path(path)
     suffix = path.suffix.lower()
     try:
         if suffix in (".glb", ".gltf"):
+            from .gltf_anim import has_animation, read_animated_gltf
+            from .gltf_file import GltfFile
+
+            if has_animation(GltfFile(path)):
+                return read_animated_gltf(path, frames, fps or 24.0)
             from ..export.glb import read_glb
 
             m = read_glb(path) if suffix == ".glb" else _read_trimesh(path, y_up=True)

@@ -144,6 +144,7 @@ def write_transforms(path: str | Path, references: list[Reference], images_dir: 
         img = to_u8(ref.image)
         Image.fromarray(img, "RGBA").save(path.parent / rel)
         c = ref.camera
-        frames.append({"file_path": rel, **nerfstudio_frame(PinholeCamera(c.K, c.w2c, c.width, c.height))})
+        frames.append({"file_path": rel, **nerfstudio_frame(PinholeCamera(c.K, c.w2c, c.width, c.height)),
+                       **({"frame": ref.frame} if ref.frame is not None else {})})
     path.write_text(json.dumps({"camera_model": "PINHOLE", "frames": frames}, indent=1))
     return path

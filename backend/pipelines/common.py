@@ -36,9 +36,12 @@ def check_refinable(asset: Asset, pipeline: str) -> None:
         raise InvalidAsset(f"mesh.vertices span {extent:.3g} m and its faces {area:.3g} m^2: the mesh has no surface "
                            "(all vertices at one point or on one line); export the mesh with its geometry",
                            field="mesh.vertices")
+    mesh = asset.mesh
+    rows = {int(n): k for k, n in enumerate(mesh.frame_numbers)} if mesh.frames is not None else {}
     for i, ref in enumerate(asset.references):
         cam = ref.camera
-        uv, z = cam.project(v)
+        seen = v if ref.frame is None or ref.frame not in rows else np.asarray(mesh.frames[rows[ref.frame]], np.float64)
+        uv, z = cam.project(seen)
         inside = (z > 0) & (uv[:, 0] >= -0.5) & (uv[:, 0] <= cam.width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] <= cam.height - 0.5)
         if not inside.any():
             where = "behind it" if not (z > 0).any() else "outside its image"

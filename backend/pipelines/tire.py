@@ -126,6 +126,8 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     from ..stages.views.mesh_passes import Raycaster
     from ..stages.views.plan import plan_views, seen_mask
     from ..stages.views.track import KnownView, track_backward
+    from ..stages.animation.poses import Animation
+    from . import tire_4d
     from .common import StageClock, check_refinable, export_texture
     from .peak_memory import PeakMemory
     from .texture_checks import check_texturable
@@ -136,11 +138,15 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     torch.manual_seed(config.seed)
     memory, clock = PeakMemory(ctx.device), StageClock()
     caster = Raycaster(mesh)
+    # An animated mesh (DESIGN.md 5.3) is refined once on its rest pose; each photo sees it posed at its frame.
+    anim = Animation(mesh) if mesh.animated else None
+    frames = tire_4d.frames_of(asset.references)
 
     # 0. The artist's texture at its own size on the surface; each photo's lighting removed and its agreement
     #    with the initial asset mapped; every texel's observation; the colour regions' mappings.
     size = tuple(config.bake.texture_size or mesh.texture.shape[:2])
-    fid = prepare_fidelity(mesh, asset.references, caster, config.fidelity, size)
+    fid = prepare_fidelity(mesh, asset.references, caster, config.fidelity, size,
+                           tire_4d.fidelity_poses(anim, asset.references) if anim else None)
     sources = [KnownView(r.image, r.depth, r.camera) for r in fid.references]
     ctx.progress("observe", 1, 1, f"{int(fid.observation.observed.sum())} of {len(fid.surface)} texels observed")
     clock.lap("observe")
@@ -154,7 +160,9 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     pts, nrm = fid.surface.points, fid.surface.normals
     cov = config.coverage
     already = seen_mask(pts, nrm, targets, tp.depth, tp.mask, cov.min_cosine)
-    for s in sources:
+    if anim:
+        already |= tire_4d.seen_by_sources(fid.surface, sources, frames, anim, cov.min_cosine)
+    for s in sources if anim is None else ():
         already |= seen_mask(pts, nrm, s.camera, s.depth[None], (s.depth > 0)[None], cov.min_cosine)
     plan = plan_views(caster, pts, nrm, already, center, radius, config.fov_deg, config.resolution, cov)
     if plan.added is not None:
@@ -166,7 +174,8 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     clock.lap("render")
 
     # 2. Track, backward: which reference photo observes each target pixel (exact reprojection, depth tests).
-    tracked = track_backward(tp.points, tp.normal, tp.mask, sources, config.inpaint.track)
+    tracked = (tire_4d.track(tp, sources, frames, anim, config.inpaint.track) if anim else
+               track_backward(tp.points, tp.normal, tp.mask, sources, config.inpaint.track))
     clock.lap("track")
 
     # 3. Personalise: a subject LoRA on the inpainting model (or the labelled classical fallback).
@@ -182,7 +191,8 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     clock.lap("inpaint")
 
     # 5. Resplat: consistency rounds (fit, re-inpaint what disagrees), then the final Gaussian fit.
-    rs = resplat(mesh, inp.views, targets, inp.infill, sources, inpainter, config.resplat,
+    # (an animated mesh's photos show other poses: the rest-pose fit takes their colours through the tracked views)
+    rs = resplat(mesh, inp.views, targets, inp.infill, [] if anim else sources, inpainter, config.resplat,
                  replace(config.fit, seed=config.seed), ctx.device,
                  progress=lambda st, i, n, text, view: ctx.progress(st, i, n, text, None if view is None else to_u8(view)),
                  check_cancel=ctx.check_cancel)
@@ -196,12 +206,24 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     else:
         composed, fill = finish_fidelity(fid, config.fidelity, config.bake.dilate_px)
     refined = export_texture(ctx, mesh, composed.texture, caster, center, radius, config.turntable_views)
-    ctx.add_artifact("splats.ply", write_ply(None, **rs.gaussians.to_arrays()))
+    if anim:
+        animation_report = tire_4d.export_animation(ctx, anim, rs.gaussians)
+    else:
+        ctx.add_artifact("splats.ply", write_ply(None, **rs.gaussians.to_arrays()))
     clock.lap("export")
 
     report = _report(asset, config, ctx.device, inpainter, targets, sources, tp, inp, rs, fid, plan, composed, fill)
     report["input"] = input_report
-    if eval_views:
+    if anim:
+        report["frames"] = animation_report.pop("frames")
+        report["animation"] = animation_report
+    if eval_views and anim:
+        from ..stages.animation.evaluate import evaluate_frames
+
+        report["metrics"] = evaluate_frames({"refined": refined.texture, "initial": mesh.texture}, eval_views, sources,
+                                            frames, anim, config.inpaint.track)
+        clock.lap("evaluate")
+    elif eval_views:
         report["metrics"] = evaluate({"refined": refined, "initial": mesh}, eval_views, sources)
         clock.lap("evaluate")
     report["seconds"] = clock.report()

@@ -31,7 +31,7 @@ def test_names_never_become_paths(tmp_path, asset):
         assert e.value.field == "job"
     with pytest.raises(UnknownJob, match="no job 20990101-000000-deadbeef in the job store"):
         store.job_dir("20990101-000000-deadbeef")  # well formed, but not in this store
-    for bad in ("../spec.json", ".hidden", "a/b"):
+    for bad in ("../spec.json", ".hidden", "a/b/c", "splats/../x", "/splats", "splats/.x"):
         with pytest.raises(UnknownJob, match=re.escape(f"artifact name {bad!r} is not valid")) as e:
             store.artifact_path(job, bad)
         assert e.value.field == "name"

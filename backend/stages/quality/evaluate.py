@@ -23,10 +23,12 @@ def evaluate(
     truth_views: list[Reference],
     sources: list[KnownView],
     track: TrackConfig = TrackConfig(),
+    observed_by=None,
 ) -> dict:
     """For each mesh (e.g. {"refined": ..., "initial": ...}), PSNR/SSIM over the truth views' foreground,
     split by whether a source observes the pixel. Keys: psnr_observed, psnr_infilled, ssim_..., and the
-    same with the mesh name as suffix for meshes other than "refined"; pixel counts."""
+    same with the mesh name as suffix for meshes other than "refined"; pixel counts. `observed_by(passes)` ->
+    [H, W] bool replaces the track against `sources` (animated meshes track by surface identity across frames)."""
     casters = {k: Raycaster(m) for k, m in meshes.items()}
     first = next(iter(casters.values()))
     sq = {k: {"observed": 0.0, "infilled": 0.0} for k in meshes}
@@ -36,7 +38,8 @@ def evaluate(
         cam = Cameras.from_protocol([view.camera])
         truth = float_tensor(view.image)
         passes = first.passes(cam, normals="smooth")
-        obs = track_backward(passes.points, passes.normal, passes.mask, sources, track).observed[0]
+        obs = (observed_by(passes) if observed_by is not None else
+               track_backward(passes.points, passes.normal, passes.mask, sources, track).observed[0])
         fg = passes.mask[0] & (truth[..., 3] > 0.5)
         regions = {"observed": fg & obs, "infilled": fg & ~obs}
         for name, caster in casters.items():

@@ -69,11 +69,14 @@ def _edges(image: np.ndarray) -> np.ndarray:
     return np.sqrt(gx * gx + gy * gy)
 
 
-def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tuple[int, int]) -> Fidelity:
+def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tuple[int, int], posed=None) -> Fidelity:
+    """`posed` (animated meshes): posed(i, surface) -> (the Raycaster of the mesh at reference i's frame, the used
+    texels' points [T, 3] and normals [T, 3] at that frame), so each photo observes the surface where it was."""
     initial = sized_texture(mesh.texture, size)
     surface = texel_geometry(mesh, *size)
-    prepared = [prepare_reference(ref, caster, config) for ref in references]
-    obs = observe_texels(surface, prepared, config)
+    poses = [posed(i, surface) for i in range(len(references))] if posed is not None else None
+    prepared = [prepare_reference(ref, poses[i][0] if poses else caster, config) for i, ref in enumerate(references)]
+    obs = observe_texels(surface, prepared, config, [p[1:] for p in poses] if poses else None)
     init_f = unit_float(initial[..., :3])
     init_t = surface.gather(init_f)
     weight = (obs.confidence.numpy() ** 2).astype(np.float64)

@@ -132,14 +132,16 @@ class Observation:
 
 
 def observe_texels(surface: TexelSurface, references: list[PreparedReference],
-                   config: FidelityConfig = FidelityConfig()) -> Observation:
+                   config: FidelityConfig = FidelityConfig(), posed: list | None = None) -> Observation:
+    """posed (animated meshes): per reference, the texels' (points [T, 3], normals [T, 3]) at its frame."""
     T = len(surface)
     acc, wsum = torch.zeros(T, 3), torch.zeros(T)
     dis, conf = torch.zeros(T), torch.zeros(T)
     counts = []
     span = max(config.full_cosine - config.min_cosine, 1e-6)
-    for ref in references:
-        seen = seen_by(surface.points, surface.normals, ref.camera, ref.depth, ref.mask, config.min_cosine,
+    for i, ref in enumerate(references):
+        points, normals = posed[i] if posed is not None else (surface.points, surface.normals)
+        seen = seen_by(points, normals, ref.camera, ref.depth, ref.mask, config.min_cosine,
                        config.depth_tolerance_px, alpha=ref.image[..., 3])
         counts.append(len(seen.index))
         if not len(seen.index):
