@@ -6,6 +6,7 @@ from __future__ import annotations
 import bpy
 
 from . import jobs, operators, panels, preferences, properties, reports, session, video_panel
+from .importers import sequence
 
 _MODULES = (preferences, properties, reports, operators, panels, video_panel)
 
@@ -24,11 +25,13 @@ def register() -> None:
     properties.register_pointers()
     video_panel.register_pointers()
     bpy.app.handlers.load_post.append(_on_load_post)
+    sequence.register()
 
 
 def unregister() -> None:
     session.shutdown()
     jobs.forget()
+    sequence.unregister()
     if _on_load_post in bpy.app.handlers.load_post:
         bpy.app.handlers.load_post.remove(_on_load_post)
     video_panel.unregister_pointers()

@@ -48,7 +48,8 @@ def connect(address: str | None = None, timeout: float | None = None) -> dict:
 
 
 def set_references(scene: bpy.types.Scene, references: Iterable[tuple]) -> None:
-    """Replace the scene's references with (image, camera object[, frame method]) tuples."""
+    """Replace the scene's references with (image, camera object[, frame method[, scene frame]]) tuples
+    (the frame, for an animated target, defaults to the scene's current frame)."""
     props = scene.likeness
     props.references.clear()
     for entry in references:
@@ -56,6 +57,7 @@ def set_references(scene: bpy.types.Scene, references: Iterable[tuple]) -> None:
         ref = props.references.add()
         ref.image, ref.camera = image, cam
         ref.frame_method = rest[0] if rest else "FIT"
+        ref.frame = int(rest[1]) if len(rest) > 1 else scene.frame_current
 
 
 def refine(
@@ -69,11 +71,13 @@ def refine(
     timeout: float | None = None,
     scene: bpy.types.Scene | None = None,
     progress=None,
+    frames: tuple[int, int] | tuple[int, int, int] | None = None,
 ) -> Outcome:
     """Gather, submit, wait, fetch and import one job. Arguments left out keep the scene's panel settings;
     `config` is merged over the quality preset (Auto: Draft on a backend without a GPU). `timeout` bounds the
     wait for the job (None: no bound). `progress(item)` is called as the job moves (state, stage, step, text;
-    also once with the settings note, as a `str`)."""
+    also once with the settings note, as a `str`). `frames` = (start, end[, step]) sends the target animated
+    (4D) over that range; left out, the panel's Animated setting holds."""
     scene = scene or bpy.context.scene
     props = scene.likeness
     if target is not None:
@@ -86,6 +90,10 @@ def refine(
         props.pipeline = pipeline
     if quality is not None:
         props.quality = quality
+    if frames is not None:
+        props.animated, props.use_scene_range = True, False
+        props.frame_start, props.frame_end = int(frames[0]), int(frames[1])
+        props.frame_step = int(frames[2]) if len(frames) > 2 else 1
 
     # 1. Inputs, gathered on this (main) thread
     asset = build_asset(bpy.context, scene)

@@ -223,3 +223,11 @@ def background_image_of(cam_obj: bpy.types.Object) -> tuple[bpy.types.Image | No
         if bg.source == "IMAGE" and bg.image is not None:
             return bg.image, bg.frame_method
     return None, "STRETCH"
+
+
+def background_user_of(cam_obj: bpy.types.Object) -> bpy.types.ImageUser | None:
+    """The image user (movie / sequence frame mapping) of the camera's first background image."""
+    for bg in cam_obj.data.background_images:
+        if bg.source == "IMAGE" and bg.image is not None:
+            return bg.image_user
+    return None

@@ -78,6 +78,7 @@ def submit(scene: bpy.types.Scene, asset: Asset, pipeline: str, config: dict) ->
     key = f"pending-{uuid.uuid4().hex[:8]}"
     item = props.jobs.add()
     item.job_id, item.pipeline, item.source = key, pipeline, props.target
+    item.animated = getattr(asset.mesh, "frames", None) is not None
     item.state, item.created, item.text = "SUBMITTING", time.time(), "sending the asset"
     props.job_index = len(props.jobs) - 1
     props.active_job = key
@@ -212,7 +213,7 @@ def _fetched(job_id: str, out: Path, future: Future) -> None:
     if item is None:
         return
     item.result_dir = str(out)
-    item.artifacts = ",".join(p.name for p in paths)
+    item.artifacts = ",".join(_relative(p, out) for p in paths)  # "splats/frame_0001.ply" keeps its folder
     item.text = summary(paths)
     if not item.imported and any(p.name in importers.IMPORTABLE for p in paths):
         objects = import_results(job_id)
@@ -220,6 +221,13 @@ def _fetched(job_id: str, out: Path, future: Future) -> None:
     item.state = "DONE"
     if job_id not in _self_reporting:
         report("INFO", f"Likeness3D job {job_id} done: {item.text}")
+
+
+def _relative(path: Path, folder: Path) -> str:
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return path.name
 
 
 def summary(paths: list[Path]) -> str:

@@ -14,7 +14,8 @@ from bpy_extras.io_utils import ImportHelper
 
 from ..protocol.errors import ProtocolError
 from . import importers, jobs, preferences, session
-from .gather import GatherError, background_image_of
+from .gather import GatherError, background_image_of, background_user_of
+from .gather_anim import still_of_shown_frame
 from .images import ImageError
 from .presets import ConfigError
 from .request import build_asset, build_job_config, quality_note
@@ -135,9 +136,17 @@ class LIKENESS_OT_reference_add(bpy.types.Operator):
         else:
             self.report({"ERROR"}, f"camera {cam.name!r} has no background image: choose an image file")
             return {"CANCELLED"}
+        if image is background and image.source in ("MOVIE", "SEQUENCE"):
+            try:  # the frame of the video the camera shows now becomes the reference's photo
+                image = still_of_shown_frame(image, background_user_of(cam), context.scene.frame_current)
+            except GatherError as exc:
+                self.report({"ERROR"}, str(exc))
+                return {"CANCELLED"}
+            background = image
         props = context.scene.likeness
         ref = props.references.add()
         ref.image, ref.camera, ref.frame_method = image, cam, frame_method if background is image else "FIT"
+        ref.frame = context.scene.frame_current
         props.reference_index = len(props.references) - 1
         return {"FINISHED"}
 

@@ -101,6 +101,34 @@ class LIKENESS_PT_subject(_Panel, bpy.types.Panel):
         layout.operator("likeness.reference_add", icon="OUTLINER_OB_CAMERA")
 
 
+class LIKENESS_PT_animation(_Panel, bpy.types.Panel):
+    """The 4D settings: the "Animated" toggle in the header, the frame range, each reference's frame."""
+
+    bl_label = "Animated"
+    bl_parent_id = "LIKENESS_PT_subject"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw_header(self, context):
+        self.layout.prop(context.scene.likeness, "animated", text="")
+
+    def draw(self, context):
+        layout = self.layout
+        scene = context.scene
+        props = scene.likeness
+        layout.active = props.animated
+        layout.prop(props, "use_scene_range")
+        col = layout.column(align=True)
+        if props.use_scene_range:
+            col.label(text=f"Frames {scene.frame_start}..{scene.frame_end} (the scene's range)")
+        else:
+            col.prop(props, "frame_start")
+            col.prop(props, "frame_end")
+        col.prop(props, "frame_step")
+        if 0 <= props.reference_index < len(props.references):
+            ref = props.references[props.reference_index]
+            layout.prop(ref, "frame", text=f"{ref.image.name if ref.image else 'Reference'} at Frame")
+
+
 class LIKENESS_PT_refine(_Panel, bpy.types.Panel):
     bl_label = "Refine"
     bl_parent_id = "LIKENESS_PT_main"
@@ -166,6 +194,7 @@ CLASSES = (
     LIKENESS_PT_main,
     LIKENESS_PT_connection,
     LIKENESS_PT_subject,
+    LIKENESS_PT_animation,
     LIKENESS_PT_refine,
     LIKENESS_PT_jobs,
 )

@@ -55,6 +55,9 @@ class LikenessReference(bpy.types.PropertyGroup):
                             description="The camera aligned to the photo")
     frame_method: EnumProperty(name="Frame", items=FRAME_METHODS, default="FIT",
                                description="How the photo sits in the camera frame (as a camera background image)")
+    frame: IntProperty(name="Scene Frame", default=1,
+                       description="The scene frame at which the photo was seen (for an animated target): the "
+                                   "camera's pose and the target's shape at that frame")
 
 
 class LikenessJob(bpy.types.PropertyGroup):
@@ -63,6 +66,7 @@ class LikenessJob(bpy.types.PropertyGroup):
     job_id: StringProperty(name="Job")
     pipeline: StringProperty(name="Pipeline")
     source: PointerProperty(name="Source", type=bpy.types.Object)
+    animated: BoolProperty(name="Animated", description="The job was sent with the target's frames (4D)")
     state: EnumProperty(name="State", items=JOB_STATES, default="SUBMITTING")
     stage: StringProperty(name="Stage")
     step: IntProperty(name="Step", min=0)
@@ -90,6 +94,15 @@ class LikenessJob(bpy.types.PropertyGroup):
 class LikenessSceneProperties(bpy.types.PropertyGroup):
     target: PointerProperty(name="Target", type=bpy.types.Object, poll=_is_mesh,
                             description="The mesh to refine (its evaluated shape, modifiers applied)")
+    animated: BoolProperty(name="Animated", default=False,
+                           description="Send the target's evaluated shape at every frame of the range (4D): "
+                                       "armature, shape keys, modifiers and constraints; references carry their frame")
+    use_scene_range: BoolProperty(name="Scene Range", default=True,
+                                  description="Use the scene's frame range (Start..End); off: the range below")
+    frame_start: IntProperty(name="Start", default=1, description="First frame sent (with Scene Range off)")
+    frame_end: IntProperty(name="End", default=250, description="Last frame sent (with Scene Range off)")
+    frame_step: IntProperty(name="Step", default=1, min=1, soft_max=10,
+                            description="Send every n-th frame of the range")
     class_word: StringProperty(name="Class", default="object",
                                description='What the subject is, in one word ("cat", "sneaker")')
     references: CollectionProperty(type=LikenessReference)

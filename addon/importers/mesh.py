@@ -40,9 +40,14 @@ def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarr
     n_faces = len(faces)
     mesh = bpy.data.meshes.new(name)
     mesh.vertices.add(len(vertices))
-    mesh.vertices.foreach_set("co", np.ascontiguousarray(vertices, dtype=np.float32).ravel())
+    set_positions(mesh, np.ascontiguousarray(vertices, dtype=np.float32).ravel())
     mesh.loops.add(3 * n_faces)
-    mesh.loops.foreach_set("vertex_index", np.ascontiguousarray(faces, dtype=np.int32).ravel())
+    corners = np.ascontiguousarray(faces, dtype=np.int32).ravel()
+    corner_vert = mesh.attributes.get(".corner_vert")
+    if corner_vert is not None:  # the attribute: far faster than mesh.loops' per-item vertex_index
+        corner_vert.data.foreach_set("value", corners)
+    else:
+        mesh.loops.foreach_set("vertex_index", corners)
     mesh.polygons.add(n_faces)
     mesh.polygons.foreach_set("loop_start", np.arange(0, 3 * n_faces, 3, dtype=np.int32))
     if uvs is not None:
@@ -50,6 +55,15 @@ def build_mesh(name: str, vertices: np.ndarray, faces: np.ndarray, uvs: np.ndarr
         layer.data.foreach_set("uv", np.ascontiguousarray(uvs, dtype=np.float32).ravel())
     mesh.update(calc_edges=True)
     return mesh
+
+
+def set_positions(mesh: bpy.types.Mesh, flat: np.ndarray) -> None:
+    """[V*3] float32 vertex positions through the `position` attribute (far faster than `vertices.co`)."""
+    attr = mesh.attributes.get("position")
+    if attr is not None:
+        attr.data.foreach_set("vector", flat)
+    else:
+        mesh.vertices.foreach_set("co", flat)
 
 
 def textured_material(name: str, image: bpy.types.Image) -> bpy.types.Material:

@@ -15,6 +15,7 @@ import bpy
 import numpy as np
 
 from ..materials import new_node_material
+from .mesh import set_positions
 from .ply import Splats, read_splats
 
 NODE_GROUP = "Likeness3D Splats"
@@ -33,7 +34,7 @@ def import_splats(
     n = len(splats)
     mesh = bpy.data.meshes.new(name)
     mesh.vertices.add(n)
-    mesh.vertices.foreach_set("co", splats.positions.ravel())
+    set_positions(mesh, splats.positions.ravel())
 
     # one field at a time from the (memory-mapped) file into Blender: no copy of the whole table
     _add(mesh, "f_dc", "FLOAT_VECTOR", "vector", splats.f_dc)
@@ -92,7 +93,7 @@ def _socket_id(group: bpy.types.NodeTree, name: str) -> str:
 
 
 def splat_node_group() -> bpy.types.NodeTree:
-    """Group Input -> keep every k-th point (k = ceil(count / Max Points)) -> Mesh to Points -> Set Material."""
+    """Group Input -> Mesh to Points of every k-th point (k = ceil(count / Max Points)) -> Set Material."""
     group = bpy.data.node_groups.get(NODE_GROUP)
     if group is not None and group.bl_idname == "GeometryNodeTree":
         return group
@@ -121,14 +122,9 @@ def splat_node_group() -> bpy.types.NodeTree:
     modulo = _math(nodes, "MODULO")
     links.new(index.outputs[0], modulo.inputs[0])
     links.new(stride.outputs[0], modulo.inputs[1])
-    drop = _math(nodes, "GREATER_THAN")  # index mod k > 0.5: not a kept point
-    links.new(modulo.outputs[0], drop.inputs[0])
-    drop.inputs[1].default_value = 0.5
-
-    delete = nodes.new("GeometryNodeDeleteGeometry")
-    delete.domain = "POINT"
-    links.new(inp.outputs["Geometry"], delete.inputs["Geometry"])
-    links.new(drop.outputs[0], delete.inputs["Selection"])
+    keep = _math(nodes, "LESS_THAN")  # index mod k < 0.5: a kept point
+    links.new(modulo.outputs[0], keep.inputs[0])
+    keep.inputs[1].default_value = 0.5
 
     radius = nodes.new("GeometryNodeInputNamedAttribute")
     radius.data_type = "FLOAT"
@@ -137,9 +133,10 @@ def splat_node_group() -> bpy.types.NodeTree:
     links.new(radius.outputs["Attribute"], scaled.inputs[0])
     links.new(inp.outputs["Radius Scale"], scaled.inputs[1])
 
-    to_points = nodes.new("GeometryNodeMeshToPoints")
+    to_points = nodes.new("GeometryNodeMeshToPoints")  # its selection keeps every k-th point (no copy first)
     to_points.mode = "VERTICES"
-    links.new(delete.outputs["Geometry"], to_points.inputs["Mesh"])
+    links.new(inp.outputs["Geometry"], to_points.inputs["Mesh"])
+    links.new(keep.outputs[0], to_points.inputs["Selection"])
     links.new(scaled.outputs[0], to_points.inputs["Radius"])
 
     set_material = nodes.new("GeometryNodeSetMaterial")
@@ -147,7 +144,7 @@ def splat_node_group() -> bpy.types.NodeTree:
     links.new(inp.outputs["Material"], set_material.inputs["Material"])
     links.new(set_material.outputs["Geometry"], out.inputs["Geometry"])
 
-    for x, node in enumerate((inp, count, ratio, stride, modulo, drop, delete, to_points, set_material, out)):
+    for x, node in enumerate((inp, count, ratio, stride, modulo, keep, to_points, set_material, out)):
         node.location = (200 * x, 0)
     index.location, radius.location, scaled.location = (600, -250), (1000, -300), (1200, -300)
     return group

@@ -17,20 +17,23 @@ def _ours():
         "wm_prop": hasattr(bpy.types.WindowManager, "likeness"),
         "ops": [name for name in dir(bpy.ops.likeness)],
         "handlers": [h.__name__ for h in bpy.app.handlers.load_post if h.__module__.startswith("likeness3d")],
+        "frame_handlers": [h.__name__ for h in bpy.app.handlers.frame_change_pre
+                           if h.__module__.startswith("likeness3d")],
         "prefs": "likeness3d" in bpy.context.preferences.addons,
     }
 
 
 def test_register_unregister_twice_leaves_nothing():
     enabled = _ours()  # the fixture enabled the add-on
-    assert len(enabled["classes"]) == len(CLASSES) == 23 and enabled["scene_prop"] and enabled["wm_prop"]
+    assert len(enabled["classes"]) == len(CLASSES) == 24 and enabled["scene_prop"] and enabled["wm_prop"]
     assert {"connect", "refine", "cancel", "reference_add", "import_file", "job_import"} <= set(enabled["ops"])
     assert enabled["handlers"] == ["_on_load_post"] and enabled["prefs"]
+    assert enabled["frame_handlers"] == ["on_frame_change"]  # splat sequences follow the scene frame
     for _ in range(2):
         addon_utils.disable("likeness3d", default_set=True)
         gone = _ours()
         assert gone == {"classes": [], "scene_prop": False, "wm_prop": False, "ops": [], "handlers": [],
-                        "prefs": False}
+                        "frame_handlers": [], "prefs": False}
         assert addon_utils.enable("likeness3d", default_set=True) is not None
         assert _ours() == enabled
 
