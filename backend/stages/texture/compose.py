@@ -3,7 +3,8 @@
 - observed by a reference and agreeing with it (disagreement 0): the initial texel, bit for bit;
 - observed and disagreeing: the references' colour, the change feathered over a few texels (the
   disagreement map spreads outward by a Gaussian, never inward, so a replaced core stays replaced);
-  a texel seen only at a grazing angle blends its observation with the infill by its confidence;
+  a disagreement seen only at a grazing angle blends the photos' colour with the infill by its confidence
+  (an agreement is kept however grazing the view);
 - unobserved: the infill (the region-mapped initial texture, or the inpainted views baked);
 - gutters (texels outside every island): a gutter texel whose nearest island texel is unchanged keeps its
   own value; otherwise it takes that nearest texel's new value (one island per gutter texel: no bleeding
@@ -79,9 +80,12 @@ def compose_texture(initial: np.ndarray, surface: TexelSurface, obs: Observation
     observed = conf > 0
     alpha = feather(np.where(observed, obs.disagreement.numpy(), 0.0), surface, feather_px)
     alpha = np.where(alpha < keep_below, 0.0, alpha)
-    kept = (conf >= 1) & (alpha == 0)  # a grazing agreement is weak evidence: it blends with the infill
+    # an agreement keeps the texel bit for bit, however grazing the view (the infill there is only the initial
+    # colour mapped: weaker evidence than a photo confirming it); a grazing disagreement blends the photos'
+    # colour with the infill by its confidence
+    kept = observed & (alpha == 0)
     seen_value = init_t + alpha[:, None] * (obs.colour.numpy() - init_t)
-    value = conf[:, None] * seen_value + (1 - conf[:, None]) * infill
+    value = conf[:, None] * seen_value + (1 - conf[:, None]) * np.where(alpha[:, None] > 0, infill, init_t)
     value = np.where(observed[:, None], value, infill)
     if feather_px > 0 and observed.any() and (~observed).any():
         value = _feather_boundary(value, infill, observed, surface, 2 * feather_px)
