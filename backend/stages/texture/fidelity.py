@@ -90,9 +90,10 @@ def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tup
                                          surface.gather(island_labels(surface.covered)))
     # mapped changes smaller than the photos' agreement floor are not evidence of anything: shrunk away (soft,
     # so no step), the initial colour kept exactly
-    delta = mapped - init_t
-    size = np.abs(delta).max(1, keepdims=True)
-    mapped = (init_t + delta * np.clip(1 - config.map_min_change / np.maximum(size, 1e-9), 0, 1)).astype(np.float32)
+    if config.map_min_change > 0:
+        delta = mapped - init_t
+        size = np.abs(delta).max(1, keepdims=True)
+        mapped = (init_t + delta * np.clip(1 - config.map_min_change / np.maximum(size, 1e-9), 0, 1)).astype(np.float32)
     continuation = {"method": "off", "texels_moved": 0}
     if config.continuation:
         from .continuation import continue_colours
@@ -118,5 +119,6 @@ def finish_fidelity(fid: Fidelity, config: FidelityConfig, dilate_px: int, infil
         infill, filled = fill_on_surface(s, infill, have)
         missing = int((~have).sum()) - filled
         source = "the inpainted target views, baked"
-    composed = compose_texture(fid.initial, s, fid.observation, infill, config.feather_px, dilate_px)
+    composed = compose_texture(fid.initial, s, fid.observation, infill, config.feather_px, dilate_px,
+                               keep_grazing=config.keep_grazing)
     return composed, {"infill_source": source, "texels_filled_on_surface": int(filled), "texels_unseen": missing}
