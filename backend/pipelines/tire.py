@@ -258,6 +258,7 @@ def _report(asset, config, device, inpainter, targets, sources, tp, inp, rs, fid
                    "texture_size": [fid.surface.height, fid.surface.width]},
         "references": [r.report() for r in fid.references],
         "colour_regions": {**fid.regions.report(), "island_palette": fid.palette},
+        "colour_continuation": fid.continuation,
         **({"lora": {"steps": training.steps, "seconds": round(training.seconds, 3),
                      "last_loss": round(training.losses[-1], 5), "cuda_graphs": training.cuda_graphs,
                      "graph_note": training.graph_note}} if training is not None else {}),

@@ -3,7 +3,8 @@
 - observed by a reference and agreeing with it (disagreement 0): the initial texel, bit for bit;
 - observed and disagreeing: the references' colour, the change feathered over a few texels (the
   disagreement map spreads outward by a Gaussian, never inward, so a replaced core stays replaced);
-  a texel seen only at a grazing angle blends its observation with the infill by its confidence;
+  a disagreement seen only at a grazing angle blends the photos' colour with the infill by its confidence
+  (with keep_grazing an agreement is kept however grazing the view, else it blends with the infill too);
 - unobserved: the infill (the region-mapped initial texture, or the inpainted views baked);
 - gutters (texels outside every island): a gutter texel whose nearest island texel is unchanged keeps its
   own value; otherwise it takes that nearest texel's new value (one island per gutter texel: no bleeding
@@ -64,7 +65,8 @@ def _feather_boundary(value: np.ndarray, infill: np.ndarray, observed: np.ndarra
 
 
 def compose_texture(initial: np.ndarray, surface: TexelSurface, obs: Observation, infill: np.ndarray,
-                    feather_px: float = 1.5, dilate_px: int = 16, keep_below: float = 0.02) -> Composed:
+                    feather_px: float = 1.5, dilate_px: int = 16, keep_below: float = 0.02,
+                    keep_grazing: bool = False) -> Composed:
     """initial: [Ht, Wt, 3|4] the artist's texture (uint8 keeps bit-exact values); infill: [T, 3] in [0, 1]."""
     from scipy import ndimage
 
@@ -79,9 +81,13 @@ def compose_texture(initial: np.ndarray, surface: TexelSurface, obs: Observation
     observed = conf > 0
     alpha = feather(np.where(observed, obs.disagreement.numpy(), 0.0), surface, feather_px)
     alpha = np.where(alpha < keep_below, 0.0, alpha)
-    kept = (conf >= 1) & (alpha == 0)  # a grazing agreement is weak evidence: it blends with the infill
+    # an agreement keeps the texel bit for bit, however grazing the view (the infill there is only the initial
+    # colour mapped: weaker evidence than a photo confirming it); a grazing disagreement blends the photos'
+    # colour with the infill by its confidence
+    kept = observed & (alpha == 0) & ((conf >= 1) | keep_grazing)
     seen_value = init_t + alpha[:, None] * (obs.colour.numpy() - init_t)
-    value = conf[:, None] * seen_value + (1 - conf[:, None]) * infill
+    rest = np.where(alpha[:, None] > 0, infill, init_t) if keep_grazing else infill
+    value = conf[:, None] * seen_value + (1 - conf[:, None]) * rest
     value = np.where(observed[:, None], value, infill)
     if feather_px > 0 and observed.any() and (~observed).any():
         value = _feather_boundary(value, infill, observed, surface, 2 * feather_px)

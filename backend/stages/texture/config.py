@@ -40,7 +40,8 @@ class FidelityConfig:
     """What the references may change in the artist's texture (stages.texture.observe, regions, compose)."""
 
     min_cosine: float = 0.26
-    """A reference observes a texel only when it sees it within acos(0.26) = 75 degrees of its normal."""
+    """A reference observes a texel only when it sees it within acos(0.26) = 75 degrees of its normal (0.2 = the
+    bake's 78 degrees: see docs/BENCHMARKS.md)."""
     full_cosine: float = 0.35
     """From this cosine (69 degrees) on an observation is fully trusted; between min_cosine and this it blends with the
     infill (grazing photos carry little detail)."""
@@ -55,6 +56,21 @@ class FidelityConfig:
     compare_blur_px: float = 1.5
     """Photo and initial render are compared after a Gaussian blur of this sigma (photo pixels), so a
     half-pixel misregistration or a different antialiasing at an edge is not a disagreement."""
+    render_filter_px: float = 0.0
+    """The initial asset is rendered for the comparison as cameras and renderers form pixels: 16 rays a pixel
+    weighted by a Blackman-Harris filter this wide (pixels); 0 = 4 rays a pixel, box-filtered."""
+    agree_edge: float = 0.0
+    """The tolerance grows by this fraction of the initial render's local contrast (its range over 3 x 3 photo
+    pixels): another renderer's pixel filter moves a right edge by a fraction of its contrast
+    (stages.texture.agreement)."""
+    agree_area_px: int = 0
+    """A disagreement counts only where it persists over an area (2 x this + 1) photo pixels across (a
+    morphological opening): one- and two-pixel outline residuals of right strokes are not disagreements."""
+    agree_min_pixels: int = 1
+    """...and only on connected areas of at least this many photo pixels."""
+    keep_grazing: bool = False
+    """An agreement seen only at a grazing angle (below full_cosine) keeps the texel bit for bit too; off: it
+    blends with the infill by its confidence."""
     feather_px: float = 1.5
     """Sigma, in texels, of the feathering of the change between kept and replaced texels."""
     lighting: bool = True
@@ -68,6 +84,18 @@ class FidelityConfig:
     region_min_texels: int = 20
     """Observed texels a region needs before its mapping is trusted fully; below, it shrinks toward the
     identity (a region nobody observes keeps its own colours)."""
+    map_min_change: float = 0.0
+    """A region map's change to a texel smaller than this (max over RGB) is not applied, larger ones are shrunk by
+    it (soft): a map learned from agreeing photos is the identity within their noise, and the texel keeps its value."""
+    continuation: bool = False
+    """Hidden texels of a partly observed material region whose colours are a cast (per-channel Lab gain and
+    offset) of what the references show there move to the observed statistics, by distance band
+    (stages.texture.continuation); another-shaped distribution or an unobserved region is left alone."""
+    continuation_edge_de: float = 6.0
+    """Neighbouring texels closer than this in Lab belong to the same material region."""
+    continuation_shape: float = 0.35
+    """A band is moved only where its standardised Lab quantiles differ from the observed ones by at most this
+    (mean, in standard deviations)."""
     island_palette: bool = False
     """Hidden texels whose colour no observed texel has, on a partly observed UV island, move to the Lab
     palette the references show on that island (stages.texture.islands); islands no photo sees keep theirs.
@@ -83,9 +111,18 @@ class FidelityConfig:
             (number(self.agree_sigmas, 0), "agree_sigmas", "must be >= 0"),
             (number(self.agree_floor, 0, 1), "agree_floor", "must be in [0, 1]"),
             (number(self.compare_blur_px, 0, 16), "compare_blur_px", "must be in [0, 16]"),
+            (number(self.render_filter_px, 0, 4), "render_filter_px", "must be in [0, 4] (0: box filter)"),
+            (number(self.agree_edge, 0, 4), "agree_edge", "must be in [0, 4]"),
+            (whole(self.agree_area_px, 0, 16), "agree_area_px", "must be an integer in [0, 16]"),
+            (whole(self.agree_min_pixels, 1), "agree_min_pixels", "must be an integer >= 1"),
+            (isinstance(self.keep_grazing, bool), "keep_grazing", "must be true or false"),
             (number(self.feather_px, 0, 64), "feather_px", "must be in [0, 64]"),
             (number(self.lighting_min_change, 0, 1), "lighting_min_change", "must be in [0, 1]"),
             (whole(self.regions, 1, 64), "regions", "must be an integer in [1, 64]"),
             (whole(self.region_min_texels, 1), "region_min_texels", "must be an integer >= 1"),
+            (number(self.map_min_change, 0, 1), "map_min_change", "must be in [0, 1]"),
+            (isinstance(self.continuation, bool), "continuation", "must be true or false"),
+            (number(self.continuation_edge_de, 0, 100), "continuation_edge_de", "must be in [0, 100]"),
+            (number(self.continuation_shape, 0, 10), "continuation_shape", "must be in [0, 10]"),
             (whole(self.seed, 0), "seed", "must be an integer >= 0"),
         )

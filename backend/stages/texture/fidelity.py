@@ -38,6 +38,8 @@ class Fidelity:
     """[Ht, Wt, 3] float32: the initial texture with the used texels mapped (what the infill starts from)."""
     palette: dict
     """What `islands.island_palette` recoloured (islands, texels)."""
+    continuation: dict
+    """What `continuation.continue_colours` moved (its report)."""
 
     def mapped_colour(self, uv: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[C, H, W, 3] unlit colour of the region-mapped initial asset at the passes' UVs (0 off the mask)."""
@@ -89,9 +91,21 @@ def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tup
 
         mapped, palette = island_palette(init_t, mapped, obs.colour.numpy(), obs.confidence.numpy(),
                                          surface.gather(island_labels(surface.covered)))
+    # mapped changes smaller than the photos' agreement floor are not evidence of anything: shrunk away (soft,
+    # so no step), the initial colour kept exactly
+    if config.map_min_change > 0:
+        delta = mapped - init_t
+        size = np.abs(delta).max(1, keepdims=True)
+        mapped = (init_t + delta * np.clip(1 - config.map_min_change / np.maximum(size, 1e-9), 0, 1)).astype(np.float32)
+    continuation = {"method": "off", "texels_moved": 0}
+    if config.continuation:
+        from .continuation import continue_colours
+
+        mapped, continuation = continue_colours(surface, init_t, mapped, obs.colour.numpy(), obs.observed.numpy(),
+                                                edge_de=config.continuation_edge_de, shape_tol=config.continuation_shape)
     mapped_image = init_f.copy()
     mapped_image[surface.rows, surface.cols] = mapped
-    return Fidelity(surface, prepared, obs, regions, initial, mapped, mapped_image, palette)
+    return Fidelity(surface, prepared, obs, regions, initial, mapped, mapped_image, palette, continuation)
 
 
 def finish_fidelity(fid: Fidelity, config: FidelityConfig, dilate_px: int, infill_image: np.ndarray | None = None,
@@ -108,5 +122,6 @@ def finish_fidelity(fid: Fidelity, config: FidelityConfig, dilate_px: int, infil
         infill, filled = fill_on_surface(s, infill, have)
         missing = int((~have).sum()) - filled
         source = "the inpainted target views, baked"
-    composed = compose_texture(fid.initial, s, fid.observation, infill, config.feather_px, dilate_px)
+    composed = compose_texture(fid.initial, s, fid.observation, infill, config.feather_px, dilate_px,
+                               keep_grazing=config.keep_grazing)
     return composed, {"infill_source": source, "texels_filled_on_surface": int(filled), "texels_unseen": missing}

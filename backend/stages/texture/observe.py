@@ -21,6 +21,7 @@ from ..common.images import float_tensor
 from ..views.cameras import Cameras
 from ..views.mesh_passes import Raycaster, mesh_rgba
 from ..views.visibility import sample_bilinear, seen_by
+from .agreement import formed_render, local_tolerance, persistent, persistent_area
 from .config import FidelityConfig
 from .lighting import Lighting, estimate_lighting, remove_lighting
 from .texels import TexelSurface
@@ -50,6 +51,9 @@ class PreparedReference:
     threshold: float
     """Differences below this are agreement (max(agree_floor, agree_sigmas x noise))."""
     lighting: Lighting
+    disagree: Tensor
+    """[H, W] in [0, 1]: how far the difference exceeds the local tolerance, kept only where it persists over
+    an area (`persistent`): 0 = the initial asset agrees with the photo there."""
 
     def report(self) -> dict:
         return {"name": self.name, "lighting": self.lighting.report(), "noise": round(self.noise, 5),
@@ -82,7 +86,7 @@ def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityC
     cam = Cameras.from_protocol([ref.camera])
     passes = caster.passes(cam, normals="smooth")
     photo = float_tensor(ref.image)
-    render = mesh_rgba(caster, cam, supersample=2)[0]
+    render = formed_render(caster, cam, 4, config.render_filter_px) if config.render_filter_px > 0 else mesh_rgba(caster, cam, supersample=2)[0]
     mask, normals = passes.mask[0], passes.normal[0]
     # both show the subject, away from its silhouette (mixed pixels there)
     inner = (-F.max_pool2d(-(mask & (photo[..., 3] >= 0.5) & (render[..., 3] >= 0.99)).float()[None, None], 3, 1, 1))[0, 0] > 0
@@ -98,6 +102,7 @@ def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityC
     H, W = a.shape[:2]
     diff = torch.stack([(a - bp[dy:dy + H, dx:dx + W]).abs().mean(-1) for dy in range(3) for dx in range(3)]).min(0).values
     diff = diff * inner
+    tolerance = local_tolerance(b, inner, config.agree_edge)
     # near the silhouette (mixed pixels) the difference is not measured: take the nearest measured pixels',
     # and where none is near, call it a disagreement (the photo's colour is taken)
     reach = _blur(weight[..., None], torch.ones_like(weight), 2.0)[..., 0]
@@ -108,7 +113,10 @@ def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityC
     high = (signed - _blur(signed, weight, 2.0))[..., 0][inner]
     noise = float(1.4826 * (high - high.median()).abs().median()) if len(high) > 10 else 0.0
     threshold = max(config.agree_floor, config.agree_sigmas * noise)
-    return PreparedReference(ref.name, image, cam, passes.depth[0], mask, normals, inner, diff, noise, threshold, light)
+    disagree = persistent_area(persistent(((diff - threshold - tolerance) / threshold).clamp(0, 1), config.agree_area_px),
+                               config.agree_min_pixels)
+    return PreparedReference(ref.name, image, cam, passes.depth[0], mask, normals, inner, diff, noise, threshold, light,
+                             disagree)
 
 
 @dataclass
@@ -147,8 +155,7 @@ def observe_texels(surface: TexelSurface, references: list[PreparedReference],
         if not len(seen.index):
             continue
         colour = sample_bilinear(ref.image[..., :3], seen)
-        d = sample_bilinear(ref.difference, seen)
-        a = ((d - ref.threshold) / ref.threshold).clamp(0, 1)
+        a = sample_bilinear(ref.disagree, seen).clamp(0, 1)
         c = ((seen.cos - config.min_cosine) / span).clamp(0, 1)
         c = c * c * (3 - 2 * c)
         # resolution on the surface: photo pixels per metre, squared (foreshortened by the cosine)
