@@ -19,6 +19,7 @@ on first use (~70 s on a fresh machine): a warm-up fit runs first, outside every
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import time
@@ -63,6 +64,33 @@ def warm_up_rays(backend: str, device: str) -> float:
     return time.monotonic() - t0
 
 
+@contextlib.contextmanager
+def random_sd2_inpainter(device: str):
+    """While inside, TIRE's `make_inpainter` personalises SD-2-sized inpainting models of random weights built in
+    memory (the cost per step does not depend on the weights) instead of loading a local folder; the pipeline's
+    own call otherwise."""
+    from likeness3d.backend.stages.diffusion.components import components_from_modules
+    from likeness3d.backend.stages.diffusion.sample.subject import personalised_inpainter
+    from likeness3d.backend.stages.diffusion.tiny import SD2_SIZED_LABEL, build_modules
+
+    with torch.device(device):
+        parts = build_modules("inpaint", scale="sd2")
+    comps = components_from_modules(parts, role="inpaint", device=device, source="random sd2", label=SD2_SIZED_LABEL)
+    original = tire.make_inpainter
+
+    def make_inpainter(config, ctx, asset, dev):
+        return personalised_inpainter(
+            comps, asset.references, asset.class_word, lora=config.lora, resolution=config.resolution,
+            seed=config.seed, progress=lambda s, n, t: ctx.progress("personalise", s, n, t), cancel=ctx.check_cancel,
+            publish=ctx.add_artifact, batch_views=config.inpaint.batch_views)
+
+    tire.make_inpainter = make_inpainter
+    try:
+        yield comps
+    finally:
+        tire.make_inpainter = original
+
+
 def quiet_context(out: Path, device: str, log: list) -> JobContext:
     def on_progress(stage, step, total, text, elapsed, preview):
         if step == total:
@@ -90,24 +118,10 @@ def main() -> None:
     rows = {}
 
     if not args.skip_a:
-        from likeness3d.backend.stages.diffusion.components import components_from_modules
         from likeness3d.backend.stages.diffusion.config import SubjectLoraConfig
-        from likeness3d.backend.stages.diffusion.sample.subject import personalised_inpainter
-        from likeness3d.backend.stages.diffusion.tiny import SD2_SIZED_LABEL, build_modules
         from likeness3d.backend.stages.tire.config import InpaintConfig
 
-        with torch.device(device):
-            parts = build_modules("inpaint", scale="sd2")
-        comps = components_from_modules(parts, role="inpaint", device=device, source="random sd2", label=SD2_SIZED_LABEL)
-        original = tire.make_inpainter
-        def make_inpainter(config, ctx, asset, dev):  # the pipeline's own call, on the in-memory random model
-            return personalised_inpainter(
-                comps, asset.references, asset.class_word, lora=config.lora, resolution=config.resolution,
-                seed=config.seed, progress=lambda s, n, t: ctx.progress("personalise", s, n, t), cancel=ctx.check_cancel,
-                publish=ctx.add_artifact, batch_views=config.inpaint.batch_views)
-
-        tire.make_inpainter = make_inpainter
-        try:
+        with random_sd2_inpainter(device):
             torch.cuda.reset_peak_memory_stats()
             log: list = []
             cfg = tire.TireConfig(lora=SubjectLoraConfig(steps=args.lora_steps), ray_backend=args.ray_backend,  # quality
@@ -115,12 +129,9 @@ def main() -> None:
             t0 = time.monotonic()
             rep = tire.run(quiet_context(out / "a", device, log), asset, cfg)
             wall = time.monotonic() - t0
-        finally:
-            tire.make_inpainter = original
         rows["A"] = {"wall_s": round(wall, 1), "seconds": rep["seconds"], "peak_memory": rep["peak_memory"],
                      "views": rep["views"], "inpainter": rep["inpainter"], "gaussians": rep["gaussians"],
                      "rays": rep["rays"]}
-        del comps, parts
         torch.cuda.empty_cache()
 
     if not args.skip_b:

@@ -26,7 +26,7 @@ os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
 import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gpu_tire import quiet_context, warm_up_gsplat, warm_up_rays  # noqa: E402
+from gpu_tire import quiet_context, random_sd2_inpainter, warm_up_gsplat, warm_up_rays  # noqa: E402
 
 from likeness3d.backend.pipelines import tire  # noqa: E402
 from likeness3d.backend.synthetic.animated import animated_case  # noqa: E402
@@ -52,26 +52,11 @@ def main() -> None:
     static = Asset(Mesh(m.vertices, m.faces, m.uvs, m.texture), tuple(replace(r, frame=None) for r in case.references),
                    case.class_word, "pebble_static")
 
-    from likeness3d.backend.stages.diffusion.components import components_from_modules
     from likeness3d.backend.stages.diffusion.config import SubjectLoraConfig
-    from likeness3d.backend.stages.diffusion.sample.subject import personalised_inpainter
-    from likeness3d.backend.stages.diffusion.tiny import SD2_SIZED_LABEL, build_modules
     from likeness3d.backend.stages.tire.config import InpaintConfig
 
-    with torch.device(device):
-        parts = build_modules("inpaint", scale="sd2")
-    comps = components_from_modules(parts, role="inpaint", device=device, source="random sd2", label=SD2_SIZED_LABEL)
-    original = tire.make_inpainter
-
-    def make_inpainter(config, ctx, asset, dev):  # the pipeline's own call, on the in-memory random model
-        return personalised_inpainter(
-            comps, asset.references, asset.class_word, lora=config.lora, resolution=config.resolution,
-            seed=config.seed, progress=lambda s, n, t: ctx.progress("personalise", s, n, t), cancel=ctx.check_cancel,
-            publish=ctx.add_artifact, batch_views=config.inpaint.batch_views)
-
-    tire.make_inpainter = make_inpainter
     rows = {}
-    try:
+    with random_sd2_inpainter(device):
         cfg = tire.TireConfig(lora=SubjectLoraConfig(steps=args.lora_steps), ray_backend=args.ray_backend,
                               inpaint=InpaintConfig(batch_views=args.batch_views))
         for name, asset in (("static", static), ("4d", animated)):
@@ -80,8 +65,6 @@ def main() -> None:
             rep = tire.run(quiet_context(out / name, device, []), asset, cfg)
             rows[name] = {"wall_s": round(time.monotonic() - t0, 1), "seconds": rep["seconds"],
                           "peak_memory": rep["peak_memory"], "views": rep["views"], "gaussians": rep["gaussians"]}
-    finally:
-        tire.make_inpainter = original
     print(json.dumps(rows, indent=1))
     s, d = rows["static"]["seconds"]["total"], rows["4d"]["seconds"]["total"]
     print(f"\nstatic TIRE {s:.1f} s; 4D TIRE ({args.frames} frames) {d:.1f} s; ratio {d / s:.2f} (goal <= 1.5)")
