@@ -85,10 +85,10 @@ def bench_sds(comps) -> dict:
     with torch.no_grad():
         rows["unet_batch2_ms"] = round(timed(lambda: comps.unet(lat, t, encoder_hidden_states=emb), 20), 2)
 
-    def step(cfg):
+    def step(cfg, graphs=None):
         def f():
             img.grad = None
-            sds_loss(comps, img, cond, uncond, cfg, fraction=0.4, generator=gen).loss.backward()
+            sds_loss(comps, img, cond, uncond, cfg, fraction=0.4, generator=gen, graphs=graphs).loss.backward()
         return f
 
     x = (torch.rand(1, 3, SIZE, SIZE, device=DEVICE, dtype=comps.dtype) * 2 - 1).requires_grad_(True)
@@ -98,7 +98,12 @@ def bench_sds(comps) -> dict:
         comps.vae.encode(x).latent_dist.mean.float().sum().backward()
 
     rows["vae_encoder_fwd_bwd_eager_ms"] = round(timed(encoder_only, 10), 2)
-    rows["sds_eager_ms"] = round(timed(step(SDSConfig()), 20), 2)
+    rows["sds_eager_ms"] = round(timed(step(SDSConfig(cuda_graph=False)), 20), 2)
+    from likeness3d.backend.stages.diffusion.sds_graphs import SDSGraphs
+
+    graphs = SDSGraphs(comps, SDSConfig())
+    rows["sds_cuda_graphs_ms"] = round(timed(step(SDSConfig(), graphs), 20), 2)  # the default; captured in warm-up
+    rows["sds_cuda_graphs_outcome"] = graphs.report()
     rows["sds_encode_256_ms"] = round(timed(step(SDSConfig(encode_scale=0.5)), 20), 2)
     comps.vae.to(memory_format=torch.channels_last)
     rows["vae_encoder_fwd_bwd_channels_last_ms"] = round(timed(encoder_only, 10), 2)
