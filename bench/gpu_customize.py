@@ -269,10 +269,12 @@ def bench_default_run(comps, divide: int, out: Path, smoke: dict | None = None, 
 
     case = example_case(image_size=SIZE, texture_size=1024 if smoke is None else 64)
     asset = Asset(case.initial, case.references, case.class_word, "pebble")
+    from likeness3d.backend.config import config_from_dict
+
     full = customize.CustomizeConfig()
-    cfg = customize.CustomizeConfig(**(smoke or {}), refine_novel=refine_novel,
-        dreambooth_steps=tuple(max(1, s // divide) for s in full.dreambooth_steps),
-        coarse_steps=max(2, full.coarse_steps // divide), refine_steps=max(2, full.refine_steps // divide))
+    cfg = config_from_dict(customize.CustomizeConfig, {**(smoke or {}), "refine_novel": refine_novel,
+        "dreambooth_steps": [max(1, s // divide) for s in full.dreambooth.steps],
+        "coarse_steps": max(2, full.coarse.steps // divide), "refine_steps": max(2, full.refine.steps // divide)}, "config")
     original = customize.load_base_model
     customize.load_base_model = lambda config, device: comps
     try:
@@ -286,9 +288,9 @@ def bench_default_run(comps, divide: int, out: Path, smoke: dict | None = None, 
         customize.load_base_model = original
     s = rep["seconds"]
     scaled = dict(s)
-    for stage, n_cut, n_full in (("dreambooth", sum(cfg.dreambooth_steps), sum(full.dreambooth_steps)),
-                                 ("coarse", cfg.coarse_steps, full.coarse_steps),
-                                 ("refine", cfg.refine_steps, full.refine_steps)):
+    for stage, n_cut, n_full in (("dreambooth", sum(cfg.dreambooth.steps), sum(full.dreambooth.steps)),
+                                 ("coarse", cfg.coarse.steps, full.coarse.steps),
+                                 ("refine", cfg.refine.steps, full.refine.steps)):
         scaled[stage] = round(s[stage] * n_full / n_cut, 1)
     scaled.pop("total", None)
     return {"divide": divide, "measured_seconds": s, "wall_s": round(wall, 1),
