@@ -83,7 +83,7 @@ def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tup
     init_t = surface.gather(init_f)
     weight = (obs.confidence.numpy() ** 2).astype(np.float64)
     regions = learn_regions(init_t, obs.colour.numpy(), weight, config.regions, config.region_min_texels,
-                            edge=surface.gather(_edges(init_f)), seed=config.seed)
+                            edge=surface.gather(_edges(init_f)), seed=config.seed, device=caster.spec.device)
     mapped = regions.apply(init_t)
     palette = {"islands_recoloured": 0, "texels_recoloured": 0}
     if config.island_palette:
