@@ -78,7 +78,7 @@ def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tup
     surface = texel_geometry(mesh, *size, caster.spec)
     poses = [posed(i, surface) for i in range(len(references))] if posed is not None else None
     prepared = [prepare_reference(ref, poses[i][0] if poses else caster, config) for i, ref in enumerate(references)]
-    obs = observe_texels(surface, prepared, config, [p[1:] for p in poses] if poses else None)
+    obs = observe_texels(surface, prepared, config, [p[1:] for p in poses] if poses else None, caster.spec.device)
     init_f = unit_float(initial[..., :3])
     init_t = surface.gather(init_f)
     weight = (obs.confidence.numpy() ** 2).astype(np.float64)

@@ -140,22 +140,28 @@ class Observation:
 
 
 def observe_texels(surface: TexelSurface, references: list[PreparedReference],
-                   config: FidelityConfig = FidelityConfig(), posed: list | None = None) -> Observation:
-    """posed (animated meshes): per reference, the texels' (points [T, 3], normals [T, 3]) at its frame."""
+                   config: FidelityConfig = FidelityConfig(), posed: list | None = None,
+                   device: str | torch.device = "cpu") -> Observation:
+    """posed (animated meshes): per reference, the texels' (points [T, 3], normals [T, 3]) at its frame.
+    Computed on `device` (the job's: a million texels' projections, depth tests and lookups per photo); the
+    Observation's tensors are on the CPU."""
+    dev = torch.device(device)
     T = len(surface)
-    acc, wsum = torch.zeros(T, 3), torch.zeros(T)
-    dis, conf = torch.zeros(T), torch.zeros(T)
+    acc, wsum = torch.zeros(T, 3, device=dev), torch.zeros(T, device=dev)
+    dis, conf = torch.zeros(T, device=dev), torch.zeros(T, device=dev)
     counts = []
     span = max(config.full_cosine - config.min_cosine, 1e-6)
     for i, ref in enumerate(references):
         points, normals = posed[i] if posed is not None else (surface.points, surface.normals)
-        seen = seen_by(points, normals, ref.camera, ref.depth, ref.mask, config.min_cosine,
-                       config.depth_tolerance_px, alpha=ref.image[..., 3])
+        points, normals = torch.as_tensor(points).to(dev), torch.as_tensor(normals).to(dev)
+        image, disagree = ref.image.to(dev), ref.disagree.to(dev)
+        seen = seen_by(points, normals, ref.camera, ref.depth.to(dev), ref.mask.to(dev), config.min_cosine,
+                       config.depth_tolerance_px, alpha=image[..., 3])
         counts.append(len(seen.index))
         if not len(seen.index):
             continue
-        colour = sample_bilinear(ref.image[..., :3], seen)
-        a = sample_bilinear(ref.disagree, seen).clamp(0, 1)
+        colour = sample_bilinear(image[..., :3], seen)
+        a = sample_bilinear(disagree, seen).clamp(0, 1)
         c = ((seen.cos - config.min_cosine) / span).clamp(0, 1)
         c = c * c * (3 - 2 * c)
         # resolution on the surface: photo pixels per metre, squared (foreshortened by the cosine)
@@ -166,8 +172,8 @@ def observe_texels(surface: TexelSurface, references: list[PreparedReference],
         dis.index_add_(0, seen.index, w * a)
         conf[seen.index] = torch.maximum(conf[seen.index], c.clamp_min(1e-3))
     have = wsum > 0
-    colour = torch.zeros(T, 3)
+    colour = torch.zeros(T, 3, device=dev)
     colour[have] = acc[have] / wsum[have, None]
-    disagreement = torch.zeros(T)
+    disagreement = torch.zeros(T, device=dev)
     disagreement[have] = dis[have] / wsum[have]
-    return Observation(colour, conf * have, disagreement, counts)
+    return Observation(colour.cpu(), (conf * have).cpu(), disagreement.cpu(), counts)
