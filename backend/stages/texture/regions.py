@@ -100,13 +100,23 @@ class RegionMap:
                                for n, s, m, ctr in zip(self.texels, self.support, self.maps, self.centres)]}
 
 
-def learn_regions(initial: np.ndarray, target: np.ndarray, weight: np.ndarray, regions: int = 12,
-                  min_texels: int = 200, edge: np.ndarray | None = None, seed: int = 0,
-                  max_samples: int = 200_000, softness: float = 0.25, device: str = "cpu") -> RegionMap:
-    """initial: [T, 3] the initial texture's used texels (RGB [0, 1]); target: [T, 3] the references' colour;
-    weight: [T] >= 0 how much each pair counts (0 = unobserved); edge: [T] >= 0 gradient magnitude of the
-    initial texture (pairs on edges weigh less). `device`: where the memberships and the regions' least squares
-    are computed (the job's; float64 there), the k-means on a subsample on the CPU (OpenCV)."""
+@dataclass
+class Clusters:
+    """The k-means of the initial texture's colours: what `learn_regions` starts from. It needs no photo, so a
+    job computes it on a host thread while the photos are prepared (`cluster_colours`)."""
+
+    centres: np.ndarray
+    """[K, 3] float64 Lab centres."""
+    sigma: float
+    """Lab distance scale of the soft membership."""
+    rng: np.random.Generator
+    """The generator that drew the k-means' subsample, continued by the subsample of observed pairs."""
+
+
+def cluster_colours(initial: np.ndarray, regions: int = 12, seed: int = 0, max_samples: int = 200_000,
+                    softness: float = 0.25) -> Clusters:
+    """initial: [T, 3] the initial texture's used texels (RGB [0, 1]) -> K <= `regions` Lab clusters (OpenCV's
+    k-means on at most `max_samples` of them). Thread-safe: OpenCV's RNG is the calling thread's."""
     import cv2
 
     rng = np.random.default_rng(seed)
@@ -123,6 +133,22 @@ def learn_regions(initial: np.ndarray, target: np.ndarray, weight: np.ndarray, r
         sigma = float(max(1.0, softness * np.median(dc.min(1))))
     else:
         sigma = 1e3
+    return Clusters(centres, sigma, rng)
+
+
+def learn_regions(initial: np.ndarray, target: np.ndarray, weight: np.ndarray, regions: int = 12,
+                  min_texels: int = 200, edge: np.ndarray | None = None, seed: int = 0,
+                  max_samples: int = 200_000, softness: float = 0.25, device: str = "cpu",
+                  clusters: Clusters | None = None) -> RegionMap:
+    """initial: [T, 3] the initial texture's used texels (RGB [0, 1]); target: [T, 3] the references' colour;
+    weight: [T] >= 0 how much each pair counts (0 = unobserved); edge: [T] >= 0 gradient magnitude of the
+    initial texture (pairs on edges weigh less). `device`: where the memberships and the regions' least squares
+    are computed (the job's; float64 there). `clusters`: `cluster_colours` of the same initial, regions, seed,
+    max_samples and softness, when computed beforehand (else computed here)."""
+    if clusters is None:
+        clusters = cluster_colours(initial, regions, seed, max_samples, softness)
+    rng, centres, sigma = clusters.rng, clusters.centres, clusters.sigma
+    T, K = len(initial), len(centres)
     rm = RegionMap(centres, sigma, np.zeros((K, 4, 3)), np.zeros(K), np.zeros(K), str(device))
     w = weight.astype(np.float64)
     if edge is not None:

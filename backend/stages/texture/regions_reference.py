@@ -45,9 +45,10 @@ class ReferenceRegionMap(RegionMap):
 
 def reference_learn_regions(initial: np.ndarray, target: np.ndarray, weight: np.ndarray, regions: int = 12,
                             min_texels: int = 200, edge: np.ndarray | None = None, seed: int = 0,
-                            max_samples: int = 200_000, softness: float = 0.25, device: str = "cpu") -> RegionMap:
-    """`regions.learn_regions` as a loop over the regions in numpy (same arguments; `device` is ignored: the
-    reference runs on the CPU), returning a `ReferenceRegionMap`."""
+                            max_samples: int = 200_000, softness: float = 0.25, device: str = "cpu",
+                            clusters=None) -> RegionMap:
+    """`regions.learn_regions` as a loop over the regions in numpy, its k-means run here, in line (same arguments;
+    `device` and `clusters` are ignored: the reference runs on the CPU), returning a `ReferenceRegionMap`."""
     import cv2
 
     rng = np.random.default_rng(seed)

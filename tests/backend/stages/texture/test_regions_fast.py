@@ -73,3 +73,16 @@ def test_cuda_matches_the_cpu():
     assert gpu.device == "cuda"
     assert_same(gpu, cpu)
     np.testing.assert_allclose(gpu.apply(initial), cpu.apply(initial), rtol=0, atol=1e-6)
+
+
+def test_clusters_from_another_thread_are_the_same(one_thread):
+    """The job computes the k-means on a host thread (OpenCV's RNG is per thread): the same regions result."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    initial, target, weight, edge = pairs(13, n=20_000)
+    with ThreadPoolExecutor(1) as pool:
+        clusters = pool.submit(regions.cluster_colours, initial, 8, 4, 5000).result()
+    threaded = regions.learn_regions(initial, target, weight, 8, 20, edge=edge, seed=4, max_samples=5000,
+                                     clusters=clusters)
+    ref = regions_reference.reference_learn_regions(initial, target, weight, 8, 20, edge=edge, seed=4, max_samples=5000)
+    assert_same(threaded, ref)
