@@ -1,11 +1,13 @@
 """TIRE's observe stage (and the export's compositing), before and after its host work moved to torch, side by side.
 
   before  the stage as it was: the colour regions in numpy (`regions_reference`: a loop over the regions, [N, K, 3]
-          float64 temporaries) with its k-means in line, the texel observations on the CPU, the photos'
-          supersampled comparison renders copied to host memory and filtered there;
+          float64 temporaries) with its k-means in line, the texel observations and the photos' comparison with
+          the initial asset's renders (blurs, shifts, noise, agreement masks) on the CPU, the supersampled
+          comparison renders copied to host memory and filtered there;
   after   the colour regions in torch on the job's device (float64, cache-sized chunks on the CPU, every region's
           normal equations in one product) with its k-means (OpenCV, unchanged) on a host thread while the photos
-          are prepared, the observations on the job's device, the renders filtered where the rays were cast.
+          are prepared, the observations and the comparison on the job's device, the renders filtered where the
+          rays were cast. On the CPU both run the same torch code for all but the colour regions and the k-means.
 Both on the same inputs as `bench/gpu_tire.py` and `likeness3d refine tire --preset quality` (the demo subject,
 a 1024 x 1024 texture, its three 512 px reference photos, the default FidelityConfig), alternated `--repeats`
 times (the median is reported), after a warm-up of the ray backend. Then the two results are compared: observed
@@ -49,16 +51,18 @@ def host_mesh_rgba(mesh, cameras, supersample: int = 2, background=None):
 @contextlib.contextmanager
 def before():
     """While inside, `prepare_fidelity` runs its host work as it did before (see the module's docstring)."""
-    saved = fidelity.learn_regions, fidelity.observe_texels, observe.mesh_rgba, fidelity.cluster_colours
-    on_cpu = saved[1]
+    saved = fidelity.learn_regions, fidelity.observe_texels, observe.mesh_rgba, fidelity.cluster_colours, observe._compare
+    observe_texels, compare_ = saved[1], saved[4]
     fidelity.learn_regions = reference_learn_regions
     fidelity.cluster_colours = lambda *args: None  # the k-means in line, inside reference_learn_regions
-    fidelity.observe_texels = lambda surface, refs, config, posed=None, device="cpu": on_cpu(surface, refs, config, posed)
+    fidelity.observe_texels = lambda surface, refs, config, posed=None, device="cpu": observe_texels(surface, refs, config, posed)
     observe.mesh_rgba = host_mesh_rgba
+    observe._compare = lambda image, render, inner, config: compare_(image.cpu(), render.cpu(), inner.cpu(), config)
     try:
         yield
     finally:
-        fidelity.learn_regions, fidelity.observe_texels, observe.mesh_rgba, fidelity.cluster_colours = saved
+        (fidelity.learn_regions, fidelity.observe_texels, observe.mesh_rgba, fidelity.cluster_colours,
+         observe._compare) = saved
 
 
 def sync(device: str) -> None:

@@ -65,12 +65,15 @@ def _blur(img: Tensor, weight: Tensor, sigma: float) -> Tensor:
     if sigma <= 0:
         return img
     r = max(1, int(round(3 * sigma)))
-    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    # on a GPU in float64: cuDNN would convolve float32 in TF32 (10-bit mantissa), and the agreement thresholds
+    # these blurs feed must decide as on the CPU
+    dtype = torch.float64 if img.device.type == "cuda" else torch.float32
+    x = torch.arange(-r, r + 1, dtype=torch.float32).to(img.device, dtype)
     g = torch.exp(-(x**2) / (2 * sigma**2))
     g = g / g.sum()
     D = img.shape[-1]
-    v = (img * weight[..., None]).permute(2, 0, 1)[None]
-    w = weight[None, None].float()
+    v = (img * weight[..., None]).permute(2, 0, 1)[None].to(dtype)
+    w = weight[None, None].to(dtype)
     kx, ky = g.view(1, 1, 1, -1), g.view(1, 1, -1, 1)
 
     def sep(t: Tensor, ch: int) -> Tensor:
@@ -78,11 +81,14 @@ def _blur(img: Tensor, weight: Tensor, sigma: float) -> Tensor:
         return F.conv2d(F.pad(t, (0, 0, r, r), mode="constant"), ky.expand(ch, 1, -1, 1), groups=ch)
 
     out = sep(v, D) / sep(w, 1).clamp_min(1e-6)
-    return out[0].permute(1, 2, 0)
+    return out[0].permute(1, 2, 0).to(img.dtype)
 
 
 def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityConfig()) -> PreparedReference:
-    """One protocol `Reference` against the initial asset (`caster`'s mesh, with its texture)."""
+    """One protocol `Reference` against the initial asset (`caster`'s mesh, with its texture). The lighting fit
+    runs on the host (numpy); the comparison of photo and render (blurs, shifts, tolerances, noise, the
+    disagreement's opening) on the job's device (`caster.spec.device`). The fields are on the CPU."""
+    dev = torch.device(caster.spec.device)
     cam = Cameras.from_protocol([ref.camera])
     passes = caster.passes(cam, normals="smooth")
     photo = float_tensor(ref.image)
@@ -93,6 +99,14 @@ def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityC
     light = estimate_lighting(photo[..., :3], render[..., :3], inner, normals, config.lighting_min_change,
                               seed=config.seed) if config.lighting else Lighting(np.ones(3), np.zeros(9), 0, 0.0, False)
     image = remove_lighting(photo, normals, mask, light)
+    diff, noise, threshold, disagree = _compare(image.to(dev), render.to(dev), inner.to(dev), config)
+    return PreparedReference(ref.name, image, cam, passes.depth[0], mask, normals, inner, diff, noise, threshold, light,
+                             disagree)
+
+
+def _compare(image: Tensor, render: Tensor, inner: Tensor, config: FidelityConfig) -> tuple[Tensor, float, float, Tensor]:
+    """The lit-corrected photo [H, W, 4] against the render [H, W, 4] where `inner` [H, W] (one device) ->
+    (difference [H, W], noise, threshold, disagreement [H, W]); the maps on the CPU."""
     weight = inner.float()
     a = _blur(image[..., :3], weight, config.compare_blur_px)
     b = _blur(render[..., :3], weight, config.compare_blur_px)
@@ -102,7 +116,7 @@ def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityC
     H, W = a.shape[:2]
     diff = torch.stack([(a - bp[dy:dy + H, dx:dx + W]).abs().mean(-1) for dy in range(3) for dx in range(3)]).min(0).values
     diff = diff * inner
-    tolerance = local_tolerance(b, inner, config.agree_edge)
+    tolerance = local_tolerance(b, inner, config.agree_edge).to(diff.device)
     # near the silhouette (mixed pixels) the difference is not measured: take the nearest measured pixels',
     # and where none is near, call it a disagreement (the photo's colour is taken)
     reach = _blur(weight[..., None], torch.ones_like(weight), 2.0)[..., 0]
@@ -113,10 +127,9 @@ def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityC
     high = (signed - _blur(signed, weight, 2.0))[..., 0][inner]
     noise = float(1.4826 * (high - high.median()).abs().median()) if len(high) > 10 else 0.0
     threshold = max(config.agree_floor, config.agree_sigmas * noise)
-    disagree = persistent_area(persistent(((diff - threshold - tolerance) / threshold).clamp(0, 1), config.agree_area_px),
-                               config.agree_min_pixels)
-    return PreparedReference(ref.name, image, cam, passes.depth[0], mask, normals, inner, diff, noise, threshold, light,
-                             disagree)
+    opened = persistent(((diff - threshold - tolerance) / threshold).clamp(0, 1), config.agree_area_px)
+    disagree = persistent_area(opened.cpu(), config.agree_min_pixels)
+    return diff.cpu(), noise, threshold, disagree
 
 
 @dataclass
