@@ -11,9 +11,9 @@ frame change <= 16 ms.
 
 Frame changes are timed side by side in one run, the variants taking turns (`--rounds` rounds of all frames
 each, so a burst of load from elsewhere hits them alike): the node trees before the 4D speed work
-(bench/blender_4d_before.py: positions only, display selection always a field), the current ones (positions and
-rotations), and the same frame with the splats hidden (what the target's own animation costs: the armature or
-the Mesh Cache), and the "before" figures of positions only.
+(bench/blender_4d_before.py: positions only, display selection always a field), the old binding with the current
+display, the current trees (positions and rotations), and the same frame with the splats hidden (what the
+target's own animation costs: the armature or the Mesh Cache).
 """
 
 from __future__ import annotations
@@ -85,11 +85,12 @@ def side_by_side(splats, numbers, rounds: int) -> dict[str, tuple[list[float], f
     """Frame changes with the old trees, the current trees, and the splats hidden, taking turns."""
     current = (splats.modifiers[0].node_group, splats.modifiers[1].node_group)
     before = (bound_node_group_before(), splat_node_group_before())
-    out: dict[str, tuple[list[float], list[float]]] = {"before (positions)": ([], []), "now (positions, rotations)": ([], []),
-                                                      "splats hidden (target alone)": ([], [])}
+    trees = {"before (positions)": before, "positions, display now": (before[0], current[1]),
+             "now (positions, rotations)": current, "splats hidden (target alone)": current}
+    out: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in trees}
     for _ in range(rounds):
         for name in out:
-            use_trees(splats, *(before if name.startswith("before") else current))
+            use_trees(splats, *trees[name])
             splats.hide_viewport = name.startswith("splats hidden")
             times, cpu = frame_change_times(splats, numbers, read=not splats.hide_viewport)
             out[name][0].extend(times)

@@ -3,8 +3,8 @@ positions at each splat's three triangle vertices and poses the splat on that tr
 
 The binding of a 4D `splats.ply` (`bind_face`, `bind_u`, `bind_v`, `bind_offset`, `bind_rot_0..3`,
 `bind_scale_0..2`) arrives as point attributes of the splat object; at import the triangle's vertex indices are
-stored as integer point attributes `bind_v0`, `bind_v1`, `bind_v2` and the rotation in the triangle's frame as
-one quaternion attribute `bind_rot`, so evaluation is three Sample Index nodes and float maths per point
+stored as integer point attributes `bind_v0`, `bind_v1`, `bind_v2` (the rotation in the triangle's frame is read
+from `bind_rot_0..3`, checked here), so evaluation is three Sample Index nodes and float maths per point
 (bound_nodes.py):
 
     centre   = (1 - u - v) * P[v0] + u * P[v1] + v * P[v2] + offset * unit((P[v1] - P[v0]) x (P[v2] - P[v0]))
@@ -58,7 +58,7 @@ def bind_splats(splats: bpy.types.Object, target: bpy.types.Object, triangles: n
             mesh.attributes.remove(mesh.attributes[name])
         attr = mesh.attributes.new(name, "INT", "POINT")
         attr.data.foreach_set("value", np.ascontiguousarray(corners[:, k], dtype=np.int32))
-    _store_bind_rot(splats)
+    _check_bind_rot(splats)
     mod = splats.modifiers.new(BIND_MODIFIER, "NODES")
     mod.node_group = bound_node_group()
     socket = next(i.identifier for i in mod.node_group.interface.items_tree
@@ -69,8 +69,9 @@ def bind_splats(splats: bpy.types.Object, target: bpy.types.Object, triangles: n
     return mod
 
 
-def _store_bind_rot(splats: bpy.types.Object) -> None:
-    """bind_rot_0..3 (wxyz floats) -> one unit quaternion point attribute `bind_rot`."""
+def _check_bind_rot(splats: bpy.types.Object) -> None:
+    """bind_rot_0..3 (wxyz, any length) must be there and make a rotation for every splat; the node tree
+    normalises them (Quaternion to Rotation)."""
     mesh = splats.data
     missing = [name for name in ROT_FIELDS if name not in mesh.attributes]
     if missing:
@@ -83,8 +84,4 @@ def _store_bind_rot(splats: bpy.types.Object) -> None:
     if len(bad):
         raise InvalidAsset(f"splats.ply: bind_rot of splat {int(bad[0])} is {q[bad[0]].tolist()}, not a rotation; "
                            "a bound splat needs a non-zero finite quaternion (wxyz)", field="splats.ply")
-    if "bind_rot" in mesh.attributes:
-        mesh.attributes.remove(mesh.attributes["bind_rot"])
-    attr = mesh.attributes.new("bind_rot", "QUATERNION", "POINT")
-    attr.data.foreach_set("value", (q / length[:, None]).astype(np.float32).ravel())
 

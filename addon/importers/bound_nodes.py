@@ -5,12 +5,12 @@ Per splat, with P0, P1, P2 the triangle's current vertices (three Sample Index l
 
     e1 = P1 - P0, e2 = P2 - P0, z = unit(e1 x e2), x = unit(e1), y = z x x
     centre   = P0 + u e1 + v e2 + offset z
-    rotation = [x y z] composed with bind_rot (the splat's rotation in the triangle's frame)
+    rotation = [x y z] composed with bind_rot_0..3 (the splat's rotation in the triangle's frame, wxyz)
 
 Speed (100k splats, docs/BENCHMARKS.md): Blender's Axes to Rotation node costs about 130 ns a point here, ten
 times the rest of the tree, so the frame's quaternion is computed with float maths (Shepperd's method: of the
 four candidates 4 q_k q, the one with the largest diagonal term, picked by Index Switch) and only the cheap
-Rotate Rotation node composes it with `bind_rot`. Both outputs are captured in one field evaluation, so the
+Rotate Rotation node composes it with `bind_rot_0..3`. Both outputs are captured in one field evaluation, so the
 three lookups run once per frame, not once per output.
 """
 
@@ -28,8 +28,9 @@ ROTATION = "rotation"
 def bound_node_group() -> bpy.types.NodeTree:
     """Geometry (the splat points) + Target (object) -> the points posed on the target's evaluated mesh."""
     group = bpy.data.node_groups.get(BIND_GROUP)
-    if group is not None and group.bl_idname == "GeometryNodeTree" and group.get("likeness3d_version") == BIND_GROUP_VERSION:
-        return group
+    if group is not None and group.bl_idname == "GeometryNodeTree":
+        if group.get("likeness3d_version") == BIND_GROUP_VERSION:
+            return group
     if group is not None:
         group.name = f"{BIND_GROUP} (old)"  # objects bound before keep theirs; new imports get this one
     group = bpy.data.node_groups.new(BIND_GROUP, "GeometryNodeTree")
@@ -56,10 +57,13 @@ def bound_node_group() -> bpy.types.NodeTree:
     x = t.vec("NORMALIZE", e1)
     frame = frame_rotation(t, x, t.vec("CROSS_PRODUCT", z, x), z)
 
-    # 3. The splat's rotation: the frame composed with bind_rot (frame @ local, as the backend poses it)
+    # 3. The splat's rotation: the frame composed with its own (frame @ local, as the backend poses it)
     posed = t.node("FunctionNodeRotateRotation", rotation_space="LOCAL")
     t.link(frame, posed.inputs["Rotation"])
-    t.link(t.named("QUATERNION", "bind_rot"), posed.inputs["Rotate By"])
+    local = t.node("FunctionNodeQuaternionToRotation")  # bind_rot_0..3 (wxyz, normalised here)
+    for k, socket in enumerate(local.inputs):
+        t.link(t.named("FLOAT", f"bind_rot_{k}"), socket)
+    t.link(local.outputs[0], posed.inputs["Rotate By"])
 
     # 4. One evaluation of both fields, then position and rotation written
     capture = t.node("GeometryNodeCaptureAttribute", domain="POINT")

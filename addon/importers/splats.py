@@ -101,8 +101,9 @@ def splat_node_group() -> bpy.types.NodeTree:
     Points then shares the mesh's attribute arrays instead of gathering each of them (for 100k splats with SH
     degree 1, 0.9 ms instead of 7 ms a frame when they move; docs/BENCHMARKS.md)."""
     group = bpy.data.node_groups.get(NODE_GROUP)
-    if group is not None and group.bl_idname == "GeometryNodeTree" and group.get("likeness3d_version") == NODE_GROUP_VERSION:
-        return group
+    if group is not None and group.bl_idname == "GeometryNodeTree":
+        if group.get("likeness3d_version") == NODE_GROUP_VERSION:
+            return group
     if group is not None:
         group.name = f"{NODE_GROUP} (old)"  # objects made before keep theirs; new imports get this one
     group = bpy.data.node_groups.new(NODE_GROUP, "GeometryNodeTree")

@@ -117,7 +117,8 @@ means = tri[:, 0] + a[:, None] * (tri[:, 1] - tri[:, 0]) + b[:, None] * (tri[:, 
 means += rng.uniform(-0.01, 0.01, size=(n, 1)) * normal
 arrays = {"means": means.astype(np.float32), "quats": rng.normal(size=(n, 4)).astype(np.float32),
           "log_scales": rng.uniform(-5, -2, size=(n, 3)).astype(np.float32),
-          "logit_opacities": rng.normal(size=n).astype(np.float32), "sh": rng.normal(0, 0.3, (n, 4, 3)).astype(np.float32)}
+          "logit_opacities": rng.normal(size=n).astype(np.float32),
+          "sh": rng.normal(0, 0.3, (n, 4, 3)).astype(np.float32)}
 # as backend/pipelines/tire_4d.py export_animation writes a 4D job's splats
 binding = bind(arrays["means"], arrays["quats"], arrays["log_scales"], v, f)
 write_ply(out / "splats.ply", **arrays, pad_to_degree=1, extra=binding.to_extra())
