@@ -12,8 +12,8 @@ frame change <= 16 ms.
 Frame changes are timed side by side in one run, the variants taking turns (`--rounds` rounds of all frames
 each, so a burst of load from elsewhere hits them alike): the node trees before the 4D speed work
 (bench/blender_4d_before.py: positions only, display selection always a field), the old binding with the current
-display, the current trees (positions and rotations), and the same frame with the splats hidden (what the
-target's own animation costs: the armature or the Mesh Cache).
+display, the current trees (positions and rotations; and with the modifier's Pose Rotations off), and the same
+frame with the splats hidden (what the target's own animation costs: the armature or the Mesh Cache).
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from files_4d import bound_splat_fields, write_contract_pc2  # noqa: E402
 from likeness3d.addon.gather import gather_mesh  # noqa: E402
 from likeness3d.addon.gather_anim import frame_numbers, gather_frames  # noqa: E402
 from likeness3d.addon.importers import import_result  # noqa: E402
+from likeness3d.addon.importers.bound_nodes import POSE_ROTATIONS  # noqa: E402
 from blender_4d_before import bound_node_group_before, splat_node_group_before  # noqa: E402
 
 GOALS = {"gather": 1.5, "import 4D result": 1.0, "frame change": 0.016}
@@ -86,17 +87,24 @@ def side_by_side(splats, numbers, rounds: int) -> dict[str, tuple[list[float], f
     current = (splats.modifiers[0].node_group, splats.modifiers[1].node_group)
     before = (bound_node_group_before(), splat_node_group_before())
     trees = {"before (positions)": before, "positions, display now": (before[0], current[1]),
-             "now (positions, rotations)": current, "splats hidden (target alone)": current}
+             "now (positions, rotations)": current, "now, Pose Rotations off": current,
+             "splats hidden (target alone)": current}
     out: dict[str, tuple[list[float], list[float]]] = {name: ([], []) for name in trees}
+    mod = splats.modifiers[0]
+    pose = next(i.identifier for i in current[0].interface.items_tree if i.name == POSE_ROTATIONS)
     for _ in range(rounds):
         for name in out:
             use_trees(splats, *trees[name])
+            if name.startswith("now"):
+                mod[pose] = not name.endswith("off")
+                splats.update_tag()
             splats.hide_viewport = name.startswith("splats hidden")
             times, cpu = frame_change_times(splats, numbers, read=not splats.hide_viewport)
             out[name][0].extend(times)
             out[name][1].append(cpu)
     splats.hide_viewport = False
     use_trees(splats, *current)
+    mod[pose] = True
     return {name: (times, statistics.mean(cpu)) for name, (times, cpu) in out.items()}
 
 

@@ -11,7 +11,9 @@ Speed (100k splats, docs/BENCHMARKS.md): Blender's Axes to Rotation node costs a
 times the rest of the tree, so the frame's quaternion is computed with float maths (Shepperd's method: of the
 four candidates 4 q_k q, the one with the largest diagonal term, picked by Index Switch) and only the cheap
 Rotate Rotation node composes it with `bind_rot_0..3`. Both outputs are captured in one field evaluation, so the
-three lookups run once per frame, not once per output.
+three lookups run once per frame, not once per output. The rotations still cost about as much as the positions;
+the modifier's "Pose Rotations" input (on by default) lets an artist drop them for faster playback, and the
+splats then keep their imported rotations, as the modifier panel shows.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import bpy
 BIND_GROUP = "Likeness3D Bound Splats"
 BIND_GROUP_VERSION = 2
 """Bumped when the tree changes: a file saved with an older tree gets the new one at the next import."""
+POSE_ROTATIONS = "Pose Rotations"
+"""The modifier input (on by default) that turns the splats with their triangles."""
 ROTATION = "rotation"
 """The splat display's rotation attribute (quaternion wxyz, addon/importers/splats.py)."""
 
@@ -38,6 +42,10 @@ def bound_node_group() -> bpy.types.NodeTree:
     iface = group.interface
     iface.new_socket("Geometry", in_out="INPUT", socket_type="NodeSocketGeometry")
     iface.new_socket("Target", in_out="INPUT", socket_type="NodeSocketObject")
+    turn = iface.new_socket(POSE_ROTATIONS, in_out="INPUT", socket_type="NodeSocketBool",
+                            description="Turn each splat with its triangle (off: rotations stay as imported, "
+                                        "for faster playback)")
+    turn.default_value = True
     iface.new_socket("Geometry", in_out="OUTPUT", socket_type="NodeSocketGeometry")
     t = _Builder(group)
     inp, out = t.node("NodeGroupInput"), t.node("NodeGroupOutput")
@@ -79,7 +87,16 @@ def bound_node_group() -> bpy.types.NodeTree:
     store.inputs["Name"].default_value = ROTATION
     t.link(set_position.outputs[0], store.inputs["Geometry"])
     t.link(capture.outputs["Rotation"], store.inputs["Value"])
-    t.link(store.outputs[0], out.inputs["Geometry"])
+
+    # 5. Pose Rotations off: positions only (the Switch evaluates only the branch it passes on)
+    moved = t.node("GeometryNodeSetPosition")
+    t.link(inp.outputs["Geometry"], moved.inputs["Geometry"])
+    t.link(centre, moved.inputs["Position"])
+    switch = t.node("GeometryNodeSwitch", input_type="GEOMETRY")
+    t.link(inp.outputs[POSE_ROTATIONS], switch.inputs["Switch"])
+    t.link(moved.outputs[0], switch.inputs["False"])
+    t.link(store.outputs[0], switch.inputs["True"])
+    t.link(switch.outputs[0], out.inputs["Geometry"])
     t.arrange()
     return group
 

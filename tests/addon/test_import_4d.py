@@ -15,6 +15,7 @@ from likeness3d.addon.gather_anim import frame_numbers, gather_frames
 from likeness3d.addon.importers import import_result
 from likeness3d.addon.importers.anim import MESH_CACHE, cached_mesh
 from likeness3d.addon.importers.bound import BIND_MODIFIER
+from likeness3d.addon.importers.bound_nodes import POSE_ROTATIONS
 from likeness3d.addon.importers.ply import read_splats
 from likeness3d.protocol.errors import InvalidAsset
 from scenes import cube
@@ -167,6 +168,24 @@ def test_bound_splats_follow_the_evaluated_mesh_at_every_frame(tmp_path, build):
     assert np.abs(anim.frames[-1] - anim.frames[0]).max() > 0.1  # they did move
     if build is turning_cube:
         assert cases == {0, 1, 2, 3}, f"the cube's frames reach quaternion branches {sorted(cases)}, not all four"
+
+
+def test_pose_rotations_off_keeps_the_imported_rotations_and_still_moves_the_centres(tmp_path):
+    source = rigged_grid(n=4)
+    numbers = frame_numbers(1, 5)
+    anim, rest = _gathered(source, numbers)
+    pc2 = write_contract_pc2(tmp_path / "animation.pc2", anim.frames, start=1, sampling=1)
+    ply = backend_bound_splats(tmp_path, rest.vertices, rest.faces, anim.frames, numbers, 80, seed=5)
+    copy, splats = import_result([_glb_of(tmp_path, rest), pc2, ply], source)
+    mod = splats.modifiers[BIND_MODIFIER]
+    mod[next(i.identifier for i in mod.node_group.interface.items_tree if i.name == POSE_ROTATIONS)] = False
+    splats.update_tag()
+    bpy.context.scene.frame_set(5)
+    want = read_splats(tmp_path / "splats" / "frame_0005.ply")
+    diag = float(np.linalg.norm(anim.frames[-1].max(0) - anim.frames[-1].min(0)))
+    np.testing.assert_allclose(_evaluated(splats, "position", "vector", 3), want.positions, atol=1e-4 * diag)
+    np.testing.assert_allclose(_evaluated(splats, "rotation", "value", 4), read_splats(ply).rotations, atol=1e-7)
+    assert np.abs((want.rotations * read_splats(ply).rotations).sum(1)).min() < 0.99  # posing would turn them
 
 
 @pytest.mark.parametrize("damage, match", [
