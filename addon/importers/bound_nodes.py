@@ -7,13 +7,14 @@ Per splat, with P0, P1, P2 the triangle's current vertices (three Sample Index l
     centre   = P0 + u e1 + v e2 + offset z
     rotation = [x y z] composed with bind_rot_0..3 (the splat's rotation in the triangle's frame, wxyz)
 
-Speed (100k splats, docs/BENCHMARKS.md): Blender's Axes to Rotation node costs about 130 ns a point here, ten
-times the rest of the tree, so the frame's quaternion is computed with float maths (Shepperd's method: of the
-four candidates 4 q_k q, the one with the largest diagonal term, picked by Index Switch) and only the cheap
-Rotate Rotation node composes it with `bind_rot_0..3`. Both outputs are captured in one field evaluation, so the
-three lookups run once per frame, not once per output. The rotations still cost about as much as the positions;
-the modifier's "Pose Rotations" input (on by default) lets an artist drop them for faster playback, and the
-splats then keep their imported rotations, as the modifier panel shows.
+Speed (100k splats, docs/BENCHMARKS.md): Blender's Axes to Rotation node (like Align Rotation to Vector and
+Separate Transform) costs about 130 ns a point here, more than the rest of the tree, and an Index Switch over
+fields about 12 ns, so the frame's quaternion is computed with plain float maths (Shepperd's method, the
+candidate picked by one-hot weights) and only the cheap Rotate Rotation node composes it with `bind_rot_0..3`.
+Both outputs are captured in one field evaluation, so the three lookups run once per frame, not once per
+output. The rotations still cost about as much as the positions; the modifier's "Pose Rotations" input (on by
+default) lets an artist drop them for faster playback, and the splats then keep their imported rotations, as
+the modifier panel shows.
 """
 
 from __future__ import annotations
@@ -116,12 +117,19 @@ def frame_rotation(t: "_Builder", x, y, z):
     t1, t2, t3 = (t.math("MULTIPLY_ADD", r, 2.0, one_minus_s) for r in (r00, r11, r22))  # 1 + 2 R_kk - tr R
     a, b, c = t.math("SUBTRACT", r21, r12), t.math("SUBTRACT", r02, r20), t.math("SUBTRACT", r10, r01)
     d, e, f = t.math("ADD", r01, r10), t.math("ADD", r02, r20), t.math("ADD", r12, r21)
-    # k = 0 if t0 >= 1, else 1 if t1 >= 1, else 2 if t2 >= 1, else 3:  k = l0 (1 + l1 (1 + l2)), l_i = t_i < 1
+    # candidate k = 0 if t0 >= 1, else 1 if t1 >= 1, else 2 if t2 >= 1, else 3, as one-hot weights h_k from
+    # l_i = (t_i < 1): h0 = 1 - l0, h1 = l0 - l0 l1, h2 = l0 l1 - l0 l1 l2, h3 = l0 l1 l2 (float maths costs
+    # about 0.2 ns a point a node here; an Index Switch over fields costs about 12 ns)
     l0, l1, l2 = (t.math("LESS_THAN", ti, 1.0) for ti in (t0, t1, t2))
-    k = t.math("MULTIPLY_ADD", l0, t.math("MULTIPLY_ADD", l1, l2, l1), l0)
+    g1 = t.math("MULTIPLY", l0, l1)
+    h3 = t.math("MULTIPLY", g1, l2)
+    hot = (t.math("SUBTRACT", 1.0, l0), t.math("SUBTRACT", l0, g1), t.math("SUBTRACT", g1, h3), h3)
     quat = t.node("FunctionNodeQuaternionToRotation")  # normalises
-    for socket, row in zip(quat.inputs, ((t0, a, b, c), (a, t1, d, e), (b, d, t2, f), (c, e, f, t3))):
-        t.link(t.switch(k, row), socket)
+    for socket, column in zip(quat.inputs, ((t0, a, b, c), (a, t1, d, e), (b, d, t2, f), (c, e, f, t3))):
+        value = t.math("MULTIPLY", hot[0], column[0])
+        for h, candidate in zip(hot[1:], column[1:]):
+            value = t.math("MULTIPLY_ADD", h, candidate, value)
+        t.link(value, socket)
     return quat.outputs[0]
 
 
@@ -177,15 +185,6 @@ class _Builder:
         node = self.node("ShaderNodeSeparateXYZ")
         self.link(vector, node.inputs[0])
         return node.outputs[0], node.outputs[1], node.outputs[2]
-
-    def switch(self, index, items):
-        node = self.node("GeometryNodeIndexSwitch", data_type="FLOAT")
-        while len(node.index_switch_items) < len(items):
-            node.index_switch_items.new()
-        self.link(index, node.inputs["Index"])
-        for i, value in enumerate(items):
-            self.link(value, node.inputs[f"Item_{i}"])
-        return node.outputs[0]
 
     def arrange(self) -> None:
         """Columns by depth from the inputs, so the tree reads left to right in the node editor."""
