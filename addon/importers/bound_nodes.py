@@ -8,8 +8,8 @@ Per splat, with P0, P1, P2 the triangle's current vertices (three Sample Index l
     rotation = [x y z] composed with bind_rot_0..3 (the splat's rotation in the triangle's frame, wxyz)
 
 Speed (100k splats, docs/BENCHMARKS.md): Blender's Axes to Rotation node (like Align Rotation to Vector and
-Separate Transform) costs about 130 ns a point here, more than the rest of the tree, and an Index Switch over
-fields about 12 ns, so the frame's quaternion is computed with plain float maths (Shepperd's method, the
+Separate Transform) costs about 70 ns a point (bench/blender_nodes.py), more than the rest of the tree, and an
+Index Switch over fields about 7 ns against 0.3 ns for a Math node, so the frame's quaternion is computed with plain float maths (Shepperd's method, the
 candidate picked by one-hot weights) and only the cheap Rotate Rotation node composes it with `bind_rot_0..3`.
 Both outputs are captured in one field evaluation, so the three lookups run once per frame, not once per
 output. The rotations still cost about as much as the positions; the modifier's "Pose Rotations" input (on by
@@ -109,8 +109,8 @@ def frame_rotation(t: "_Builder", x, y, z):
     4 qz q = (c, e, f, t3), where t0 = 1 + tr R = 4 w^2, t1 = 1 + R00 - R11 - R22 = 4 qx^2, ...,
     a = R21 - R12, b = R02 - R20, c = R10 - R01, d = R01 + R10, e = R02 + R20, f = R12 + R21. The t_k sum to 4,
     so one of them is at least 1: the first such candidate has |q_k| >= 1/2 and its normalised form is accurate
-    at every angle (the trace formula alone fails near half turns). Each node here costs about 1.7 ns a point
-    on this machine, so the choice is the first t_k >= 1, not the largest (five nodes instead of eight)."""
+    at every angle (the trace formula alone fails near half turns). The choice is the first t_k >= 1, not the
+    largest: fewer nodes, as accurate."""
     (r00, r10, r20), (r01, r11, r21), (r02, r12, r22) = (t.separate(v) for v in (x, y, z))
     s = t.math("ADD", t.math("ADD", r00, r11), r22)
     t0, one_minus_s = t.math("ADD", s, 1.0), t.math("SUBTRACT", 1.0, s)
@@ -118,8 +118,8 @@ def frame_rotation(t: "_Builder", x, y, z):
     a, b, c = t.math("SUBTRACT", r21, r12), t.math("SUBTRACT", r02, r20), t.math("SUBTRACT", r10, r01)
     d, e, f = t.math("ADD", r01, r10), t.math("ADD", r02, r20), t.math("ADD", r12, r21)
     # candidate k = 0 if t0 >= 1, else 1 if t1 >= 1, else 2 if t2 >= 1, else 3, as one-hot weights h_k from
-    # l_i = (t_i < 1): h0 = 1 - l0, h1 = l0 - l0 l1, h2 = l0 l1 - l0 l1 l2, h3 = l0 l1 l2 (float maths costs
-    # about 0.2 ns a point a node here; an Index Switch over fields costs about 12 ns)
+    # l_i = (t_i < 1): h0 = 1 - l0, h1 = l0 - l0 l1, h2 = l0 l1 - l0 l1 l2, h3 = l0 l1 l2 (a Math node costs
+    # about 0.3 ns a point, an Index Switch over fields about 7 ns: bench/blender_nodes.py)
     l0, l1, l2 = (t.math("LESS_THAN", ti, 1.0) for ti in (t0, t1, t2))
     g1 = t.math("MULTIPLY", l0, l1)
     h3 = t.math("MULTIPLY", g1, l2)
