@@ -9,12 +9,12 @@ Per splat, with P0, P1, P2 the triangle's current vertices (three Sample Index l
 
 Speed (100k splats, docs/BENCHMARKS.md): Blender's Axes to Rotation node (like Align Rotation to Vector and
 Separate Transform) costs about 70 ns a point (bench/blender_nodes.py), more than the rest of the tree, and an
-Index Switch over fields about 7 ns against 0.3 ns for a Math node, so the frame's quaternion is computed with plain float maths (Shepperd's method, the
-candidate picked by one-hot weights) and only the cheap Rotate Rotation node composes it with `bind_rot_0..3`.
-Both outputs are captured in one field evaluation, so the three lookups run once per frame, not once per
-output. The rotations still cost about as much as the positions; the modifier's "Pose Rotations" input (on by
-default) lets an artist drop them for faster playback, and the splats then keep their imported rotations, as
-the modifier panel shows.
+Index Switch over fields about 7 ns against 0.3 ns for a Math node; so the frame's quaternion is computed with
+plain float maths (Shepperd's method, the candidate picked by one-hot weights) and only the cheap Rotate
+Rotation node composes it with `bind_rot_0..3`. Both outputs are captured in one field evaluation, so the three
+lookups run once per frame, not once per output. The rotations still cost about as much as the positions; the
+modifier's "Pose Rotations" input (on by default) lets an artist drop them for faster playback, and the splats
+then keep their imported rotations, as the modifier panel shows.
 """
 
 from __future__ import annotations
