@@ -85,10 +85,10 @@ def bench_sds(comps) -> dict:
     with torch.no_grad():
         rows["unet_batch2_ms"] = round(timed(lambda: comps.unet(lat, t, encoder_hidden_states=emb), 20), 2)
 
-    def step(cfg):
+    def step(cfg, graphs=None):
         def f():
             img.grad = None
-            sds_loss(comps, img, cond, uncond, cfg, fraction=0.4, generator=gen).loss.backward()
+            sds_loss(comps, img, cond, uncond, cfg, fraction=0.4, generator=gen, graphs=graphs).loss.backward()
         return f
 
     x = (torch.rand(1, 3, SIZE, SIZE, device=DEVICE, dtype=comps.dtype) * 2 - 1).requires_grad_(True)
@@ -98,7 +98,12 @@ def bench_sds(comps) -> dict:
         comps.vae.encode(x).latent_dist.mean.float().sum().backward()
 
     rows["vae_encoder_fwd_bwd_eager_ms"] = round(timed(encoder_only, 10), 2)
-    rows["sds_eager_ms"] = round(timed(step(SDSConfig()), 20), 2)
+    rows["sds_eager_ms"] = round(timed(step(SDSConfig(cuda_graph=False)), 20), 2)
+    from likeness3d.backend.stages.diffusion.sds_graphs import SDSGraphs
+
+    graphs = SDSGraphs(comps, SDSConfig())
+    rows["sds_cuda_graphs_ms"] = round(timed(step(SDSConfig(), graphs), 20), 2)  # the default; captured in warm-up
+    rows["sds_cuda_graphs_outcome"] = graphs.report()
     rows["sds_encode_256_ms"] = round(timed(step(SDSConfig(encode_scale=0.5)), 20), 2)
     comps.vae.to(memory_format=torch.channels_last)
     rows["vae_encoder_fwd_bwd_channels_last_ms"] = round(timed(encoder_only, 10), 2)
@@ -264,10 +269,12 @@ def bench_default_run(comps, divide: int, out: Path, smoke: dict | None = None, 
 
     case = example_case(image_size=SIZE, texture_size=1024 if smoke is None else 64)
     asset = Asset(case.initial, case.references, case.class_word, "pebble")
+    from likeness3d.backend.config import config_from_dict
+
     full = customize.CustomizeConfig()
-    cfg = customize.CustomizeConfig(**(smoke or {}), refine_novel=refine_novel,
-        dreambooth_steps=tuple(max(1, s // divide) for s in full.dreambooth_steps),
-        coarse_steps=max(2, full.coarse_steps // divide), refine_steps=max(2, full.refine_steps // divide))
+    cfg = config_from_dict(customize.CustomizeConfig, {**(smoke or {}), "refine_novel": refine_novel,
+        "dreambooth_steps": [max(1, s // divide) for s in full.dreambooth.steps],
+        "coarse_steps": max(2, full.coarse.steps // divide), "refine_steps": max(2, full.refine.steps // divide)}, "config")
     original = customize.load_base_model
     customize.load_base_model = lambda config, device: comps
     try:
@@ -281,9 +288,9 @@ def bench_default_run(comps, divide: int, out: Path, smoke: dict | None = None, 
         customize.load_base_model = original
     s = rep["seconds"]
     scaled = dict(s)
-    for stage, n_cut, n_full in (("dreambooth", sum(cfg.dreambooth_steps), sum(full.dreambooth_steps)),
-                                 ("coarse", cfg.coarse_steps, full.coarse_steps),
-                                 ("refine", cfg.refine_steps, full.refine_steps)):
+    for stage, n_cut, n_full in (("dreambooth", sum(cfg.dreambooth.steps), sum(full.dreambooth.steps)),
+                                 ("coarse", cfg.coarse.steps, full.coarse.steps),
+                                 ("refine", cfg.refine.steps, full.refine.steps)):
         scaled[stage] = round(s[stage] * n_full / n_cut, 1)
     scaled.pop("total", None)
     return {"divide": divide, "measured_seconds": s, "wall_s": round(wall, 1),

@@ -130,6 +130,7 @@ def main() -> None:
             rep = tire.run(quiet_context(out / "a", device, log), asset, cfg)
             wall = time.monotonic() - t0
         rows["A"] = {"wall_s": round(wall, 1), "seconds": rep["seconds"], "peak_memory": rep["peak_memory"],
+                     "resplat_fit_s": rep["coverage"].get("fit_seconds"),
                      "views": rep["views"], "inpainter": rep["inpainter"], "gaussians": rep["gaussians"],
                      "rays": rep["rays"]}
         torch.cuda.empty_cache()

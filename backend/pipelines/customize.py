@@ -228,7 +228,7 @@ def run(ctx, asset: Asset, config: CustomizeConfig, eval_views: list[Reference] 
     clock.lap("export")
 
     out = report(asset, config, ctx.device, comps, mm, prior_report, coarse, refined_pc, reference_psnr, novel, pseudo,
-                 cloud, splats, len(views), unseen)
+                 cloud, splats, len(views), unseen, getattr(novel_loss, "report", lambda: None)())
     if eval_views:
         out["metrics"] = evaluate({"refined": refined, "initial": mesh}, eval_views, known_views(asset.references, caster),
                                   spec=caster.spec)

@@ -69,7 +69,7 @@ def write_decoded_splats(ctx, cloud, decoded, cameras, passes, opacity: float) -
 
 
 def report(asset, config, device, comps, mm, prior_report, coarse, refined, reference_psnr, novel, pseudo, cloud, splats,
-           baked_views: int, unseen) -> dict:
+           baked_views: int, unseen, novel_report: dict | None = None) -> dict:
     """report.json without seconds, memory and metrics (run adds those)."""
     from ..config import config_to_dict
 
@@ -92,10 +92,11 @@ def report(asset, config, device, comps, mm, prior_report, coarse, refined, refe
                               "graph_note": r.graph_note} for m, r in mm.stages}},
         "prior_preservation": prior_report,
         "coarse": {"steps": len(coarse.losses), "modes": coarse.modes, "sds_skipped_non_finite": coarse.skipped,
-                   "gaussians": len(coarse.gaussians)},
+                   "gaussians": len(coarse.gaussians), "sds": coarse.sds_graphs},
         "refine": {"steps": len(refined.losses), "points": len(cloud), "reference_l1": round(refined.reference_l1, 5),
                    "reference_psnr": round(reference_psnr, 3), "novel_view_loss": novel,
                    "sds_on_novel_views": novel == "sds",
+                   **({"sds": novel_report} if novel_report else {}),
                    **({"pseudo_views": pseudo.summary()} if pseudo is not None else {})},
         "splats": splats,
         "views": {"references": len(asset.references), "baked": baked_views, "resolution": config.resolution},

@@ -171,7 +171,7 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
 
     # 2. Track, backward: which reference photo observes each target pixel (exact reprojection, depth tests).
     tracked = (tire_4d.track(tp, sources, frames, anim, config.inpaint.track) if anim else
-               track_backward(tp.points, tp.normal, tp.mask, sources, config.inpaint.track))
+               track_backward(tp.points, tp.normal, tp.mask, sources, config.inpaint.track, device=ctx.device))
     clock.lap("track")
 
     # 3. Personalise: a subject LoRA on the inpainting model (or the labelled classical fallback).
@@ -183,7 +183,8 @@ def run(ctx, asset: Asset, config: TireConfig, eval_views: list[Reference] | Non
     # 4. Inpaint, progressive: ring by ring from the references, finished rings anchoring the next.
     short = inpainter.label.split(" (")[0]
     inp = progressive_inpaint(initial, tp, targets, sources, tracked, inpainter, config.inpaint, center,
-                              lambda done, total, text, view: ctx.progress("inpaint", done, total, f"{text} [{short}]", to_u8(view)))
+                              lambda done, total, text, view: ctx.progress("inpaint", done, total, f"{text} [{short}]", to_u8(view)),
+                              device=ctx.device)
     clock.lap("inpaint")
 
     # 5. Resplat: consistency rounds (fit, re-inpaint what disagrees), then the final Gaussian fit.

@@ -30,9 +30,10 @@ class RayHead:
         self.temp = Path(tempfile.mkdtemp(prefix="l3ray_", dir="/tmp"))  # short: Ray's socket paths have a limit
         self.env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32),
                         RAY_USAGE_STATS_ENABLED="0")
-        beside = Path(sys.executable).with_name("ray")  # the venv's console script, else the one on PATH
-        ray_exe = str(beside) if beside.is_file() else (shutil.which("ray") or str(beside))
-        cmd = [ray_exe, "start", "--head", "--block", "--port", str(self.port), "--node-ip-address", "127.0.0.1",
+        beside = Path(sys.executable).with_name("ray")  # the venv's console script, else the one on PATH,
+        found = str(beside) if beside.is_file() else shutil.which("ray")  # else Ray's CLI module itself
+        ray_cli = [found] if found else [sys.executable, "-m", "ray.scripts.scripts"]
+        cmd = [*ray_cli, "start", "--head", "--block", "--port", str(self.port), "--node-ip-address", "127.0.0.1",
                *([f"--num-cpus={cpus}"] if cpus is not None else []), *([f"--num-gpus={gpus}"] if gpus is not None else []),
                "--include-dashboard=false", "--disable-usage-stats",
                f"--temp-dir={self.temp}"]

@@ -160,3 +160,65 @@ class GraphedCall:
             return False, (f"{self.eager_calls} of {self.eager_calls + self.replays} calls of {self.what} ran eagerly "
                            "(shapes other than the captured ones)")
         return True, ""
+
+
+class GraphedForward:
+    """`call(*inputs) -> run(*inputs)` without gradients, replayed from one CUDA graph for the shapes of its
+    first call and run eagerly for any other shapes (or where the capture fails: a warning says why). The
+    returned tensor is the graph's static output: read it before the next call overwrites it."""
+
+    def __init__(self, run: Callable[..., torch.Tensor], what: str = "the call"):
+        self.run, self.what = run, what
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.inputs: tuple[torch.Tensor, ...] = ()
+        self.out: torch.Tensor | None = None
+        self.key = None
+        self.failed: str | None = None
+        self.replays = 0
+        self.eager_calls = 0
+
+    def _capture(self, inputs: Sequence[torch.Tensor]) -> None:
+        self.inputs = tuple(x.detach().clone() for x in inputs)
+        torch.cuda.synchronize()
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side), torch.no_grad():
+            for _ in range(WARMUP_ITERS):
+                self.run(*self.inputs)
+        torch.cuda.current_stream().wait_stream(side)
+        torch.cuda.synchronize()
+        graph = torch.cuda.CUDAGraph()
+        with torch.no_grad(), torch.cuda.graph(graph):
+            self.out = self.run(*self.inputs)
+        self.graph = graph
+
+    def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
+        key = tuple((t.shape, t.dtype, t.device) for t in inputs)
+        if self.graph is None and self.failed is None:
+            try:
+                self._capture(inputs)
+                self.key = key
+            except RuntimeError as e:
+                self.graph, self.out, self.inputs = None, None, ()
+                self.failed = f"{type(e).__name__}: {e}"
+                warnings.warn(f"{self.what} could not be captured in a CUDA graph, running it eagerly: {self.failed}",
+                              RuntimeWarning, stacklevel=2)
+        if self.graph is None or key != self.key:
+            self.eager_calls += 1
+            with torch.no_grad():
+                return self.run(*inputs)
+        for static, x in zip(self.inputs, inputs):
+            static.copy_(x)
+        self.graph.replay()
+        self.replays += 1
+        return self.out
+
+    def outcome(self) -> tuple[bool, str]:
+        """(every call was replayed, why not)."""
+        if self.failed is not None:
+            return False, f"capture failed, ran eagerly: {self.failed}"
+        if self.replays == 0:
+            return False, "never called"
+        if self.eager_calls:
+            return False, f"{self.eager_calls} of {self.eager_calls + self.replays} calls of {self.what} ran eagerly"
+        return True, ""

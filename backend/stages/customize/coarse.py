@@ -32,6 +32,7 @@ from ..common.loss_log import LossLog
 from ..splats.render import render
 from .config import CoarseConfig
 from ..diffusion.sds import SDSConfig, sds_loss, timestep_fraction
+from ..diffusion.sds_graphs import SDSGraphs
 
 MODES = ("normal", "albedo", "textureless", "lambertian")
 LOSS_WINDOW = 25
@@ -127,6 +128,8 @@ class CoarseResult:
     skipped: int
     """SDS steps whose guidance was not finite (skipped by the NaN guard)."""
     seconds: float
+    sds_graphs: dict = None
+    """report.json's account of the SDS steps' CUDA graphs (`SDSGraphs.report`)."""
 
 
 def coarse_stage(
@@ -167,6 +170,7 @@ def coarse_stage(
         depths = depths.to(dev, torch.float32)
         depth_mask = masks & (depths > 0)  # the photo's foreground where the mesh is hit
     fg = masks[..., None].float()
+    graphs = SDSGraphs(components, sds)
     counts, start = {m: 0 for m in MODES}, time.perf_counter()
     skipped = torch.zeros((), dtype=torch.long, device=dev)
     log = LossLog(dev, "coarse loss")
@@ -190,7 +194,7 @@ def coarse_stage(
         bg = (0.0, 0.0, 0.0) if mode == "normal" else (1.0, 1.0, 1.0)  # normal maps have black backgrounds
         view = render_colors(g, colors, cam, background=bg).rgb.permute(0, 3, 1, 2)  # [1, 3, H, W]
         frac = timestep_fraction(sds.schedule, step, config.steps, sds.t_range, gen)
-        s = sds_loss(components, view, embeds[mode], uncond, sds, fraction=frac, generator=gen)
+        s = sds_loss(components, view, embeds[mode], uncond, sds, fraction=frac, generator=gen, graphs=graphs)
         skipped += (~s.ok).long()
         loss = loss + config.sds_weight * s.loss
         opt.zero_grad(set_to_none=True)
@@ -202,4 +206,4 @@ def coarse_stage(
             progress(step + 1, config.steps, f"coarse SDS step {step + 1}/{config.steps} ({mode}, t={s.timestep}), {l1_shown}")
     out = Gaussians(gaussians.means.detach(), quats.detach(), gaussians.log_scales.detach(),
                     gaussians.logit_opacities.detach(), torch.cat([sh0.detach(), gaussians.sh[:, 1:].detach()], 1))
-    return CoarseResult(out, tuple(log.values), counts, int(skipped), time.perf_counter() - start)
+    return CoarseResult(out, tuple(log.values), counts, int(skipped), time.perf_counter() - start, graphs.report())

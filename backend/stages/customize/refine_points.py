@@ -14,6 +14,7 @@ from torch import Tensor
 from ..common.loss_log import LossLog
 from ..diffusion.config import SDSConfig
 from ..diffusion.sds import sds_loss, timestep_fraction
+from ..diffusion.sds_graphs import SDSGraphs
 from ..views.cameras import Cameras
 from .coarse import sample_views
 from .config import CoarseConfig, PointRefineConfig
@@ -61,14 +62,24 @@ def refine_points(
     gamma = config.lr_decay ** (1.0 / config.lr_decay_steps)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(gamma ** s, config.lr_decay))
     log = LossLog(images.device, "refine loss")
+    # a novel-view loss that says its camera up front renders with the references (same size) in one call
+    batched = (hasattr(novel_loss, "camera") and hasattr(novel_loss, "from_render")
+               and getattr(novel_loss, "size", None) == (cameras.width, cameras.height))
     start = time.perf_counter()
     for step in range(config.steps):
         if cancel is not None:
             cancel()
-        rgb, _ = model(cameras, backend)
+        novel_cam = novel_loss.camera(step) if batched else None
+        if novel_cam is None:
+            rgb, _ = model(cameras, backend)
+        else:  # the references and this step's novel view in one splat-and-decode call
+            rgb_all, alpha_all = model(Cameras.cat([cameras, novel_cam.to(cameras.device)]), backend)
+            rgb = rgb_all[: len(cameras)]
         l1 = masked_l1(rgb, images, masks)
         loss = config.reference_weight * l1 + config.drift_weight * model.drift()
-        if novel_loss is not None:
+        if novel_cam is not None:
+            loss = loss + novel_loss.from_render(rgb_all[len(cameras):], alpha_all[len(cameras):], step)
+        elif novel_loss is not None:
             loss = loss + novel_loss(model, step)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -84,35 +95,46 @@ def refine_points(
     return PointRefineResult(tuple(log.values), final, time.perf_counter() - start)
 
 
-def sds_novel_loss(
-    components,
-    prompt_text: str,
-    sds: SDSConfig,
-    center: Tensor,
-    radius: float,
-    size: int,
-    steps: int,
-    weight: float,
-    seed: int = 0,
-) -> Callable[[DeferredPoints, int], Tensor]:
-    """The refine stage's novel-view loss with score distillation: each call decodes one random view around the
-    subject (size x size, the coarse stage's view distribution), composited over white by the splats' coverage
-    (no ray casting in the loop), and returns `weight` x its SDS loss with the personalised model, the
-    timestep annealed over `steps` as `sds.schedule` says."""
-    from ..diffusion.text import encode_prompts
+class SDSNovelViews:
+    """The refine stage's novel-view loss with score distillation: one random view a step around the subject
+    (size x size, the coarse stage's view distribution), decoded and composited over white by the splats'
+    coverage (no ray casting in the loop), scored by `weight` x its SDS loss with the personalised model, the
+    timestep annealed over `steps` as `sds.schedule` says. `camera(step)` then `from_render(rgb, alpha, step)`
+    let the refine loop decode the view in the references' call; `loss(model, step)` renders it alone."""
 
-    embeds, uncond = encode_prompts(components, [prompt_text]), encode_prompts(components, [""])
-    gen = torch.Generator().manual_seed(seed)
-    views = CoarseConfig()
+    def __init__(self, components, prompt_text: str, sds: SDSConfig, center: Tensor, radius: float, size: int,
+                 steps: int, weight: float, seed: int = 0):
+        from ..diffusion.text import encode_prompts
 
-    def loss(model: DeferredPoints, step: int) -> Tensor:
-        cam = sample_views(center, radius, 1, size, views, gen)
-        rgb, alpha = model(cam.to(next(model.parameters()).device))
+        self.components, self.sds, self.center, self.radius = components, sds, center, radius
+        self.size, self.steps, self.weight = (size, size), steps, weight
+        self.embeds, self.uncond = encode_prompts(components, [prompt_text]), encode_prompts(components, [""])
+        self.gen = torch.Generator().manual_seed(seed)
+        self.views = CoarseConfig()
+        self.graphs = SDSGraphs(components, sds)
+
+    def camera(self, step: int) -> Cameras:
+        return sample_views(self.center, self.radius, 1, self.size[0], self.views, self.gen)
+
+    def from_render(self, rgb: Tensor, alpha: Tensor, step: int) -> Tensor:
         view = (rgb * alpha[..., None] + (1 - alpha[..., None])).permute(0, 3, 1, 2)
-        frac = timestep_fraction(sds.schedule, step, steps, sds.t_range, gen)
-        return weight * sds_loss(components, view, embeds, uncond, sds, fraction=frac, generator=gen).loss
+        frac = timestep_fraction(self.sds.schedule, step, self.steps, self.sds.t_range, self.gen)
+        return self.weight * sds_loss(self.components, view, self.embeds, self.uncond, self.sds, fraction=frac,
+                                      generator=self.gen, graphs=self.graphs).loss
 
-    return loss
+    def __call__(self, model: DeferredPoints, step: int) -> Tensor:
+        cam = self.camera(step)
+        rgb, alpha = model(cam.to(next(model.parameters()).device))
+        return self.from_render(rgb, alpha, step)
+
+    def report(self) -> dict:
+        return self.graphs.report()
+
+
+def sds_novel_loss(components, prompt_text: str, sds: SDSConfig, center: Tensor, radius: float, size: int,
+                   steps: int, weight: float, seed: int = 0) -> SDSNovelViews:
+    """The refine stage's SDS novel-view loss (`SDSNovelViews`)."""
+    return SDSNovelViews(components, prompt_text, sds, center, radius, size, steps, weight, seed)
 
 
 @torch.no_grad()

@@ -30,6 +30,10 @@ class SDSConfig:
     encode_scale: float = 1.0
     """Encode at resolution x encode_scale and upsample the latents to the full latent size (a cheaper
     encoder forward/backward; 0.5 quarters its cost). 1: exact."""
+    cuda_graph: bool = True
+    """On CUDA, the VAE encoder (forward and backward) and the UNet's guided forward replay from CUDA graphs
+    captured at the first step (the same maths with one launch each instead of a thousand; report.json says
+    whether every step replayed). Off, or on the CPU: eager."""
 
     def __post_init__(self):
         lo, hi = self.t_range
@@ -43,6 +47,7 @@ class SDSConfig:
             (self.resolution is None or (whole(self.resolution, 8) and self.resolution % 8 == 0), "resolution",
              "must be a multiple of 8 (>= 8) or None"),
             (number(self.encode_scale) and 0 < self.encode_scale <= 1, "encode_scale", "must be in (0, 1]"),
+            (isinstance(self.cuda_graph, bool), "cuda_graph", "must be true or false"),
         )
 
 

@@ -112,6 +112,7 @@ def sds_loss(
     fraction: float,  # timestep as a fraction of the schedule (see `timestep_fraction`)
     generator: torch.Generator | None = None,  # CPU generator for the noise
     noise: torch.Tensor | None = None,  # [B, 4, h, w] fixed noise (tests); drawn from `generator` otherwise
+    graphs=None,  # an `sds_graphs.SDSGraphs` of these components and config: its CUDA graphs run the two big calls
 ) -> SDSResult:
     """One SDS evaluation; call `.loss.backward()` to push w(t)(eps_hat - eps) through the VAE encoder
     into the images and on into the 3D representation."""
@@ -121,7 +122,7 @@ def sds_loss(
     unet, dev = components.unet, components.device
     if unet.config.in_channels != 4:
         raise ValueError(f"SDS needs a text-to-image UNet (4 input channels), this one takes {unet.config.in_channels}")
-    latents = encode_latents(components, images, config)  # [B, 4, h, w] fp32
+    latents = graphs.encode(images) if graphs is not None else encode_latents(components, images, config)  # [B, 4, h, w]
     T = components.scheduler.config.num_train_timesteps
     t = to_timestep(fraction, T)
     abar = float(alphas_cumprod(components)[t])
@@ -134,7 +135,9 @@ def sds_loss(
         noisy = math.sqrt(abar) * latents.detach() + math.sqrt(1 - abar) * noise
         model_in = torch.cat([noisy, noisy]).to(components.dtype)
         tt = torch.full((2 * B,), t, device=dev, dtype=torch.long)
-        pred = unet(model_in, tt, encoder_hidden_states=torch.cat([cond, uncond]).to(components.dtype)).sample.float()
+        emb = torch.cat([cond, uncond]).to(components.dtype)
+        pred = (graphs.denoise(model_in, tt, emb) if graphs is not None else
+                unet(model_in, tt, encoder_hidden_states=emb).sample).float()
         if components.scheduler.config.prediction_type == "v_prediction":
             pred = math.sqrt(abar) * pred + math.sqrt(1 - abar) * torch.cat([noisy, noisy])  # v -> eps
         eps_c, eps_u = pred.chunk(2)

@@ -56,8 +56,9 @@ def _feather_boundary(value: np.ndarray, infill: np.ndarray, observed: np.ndarra
     w = torch.as_tensor(surface.covered)
     obs_img = torch.as_tensor(surface.scatter(observed.astype(np.float32)))[..., None]
     delta = torch.as_tensor(surface.scatter(np.where(observed[:, None], value - infill, 0).astype(np.float32)))
-    near = surface.gather(_blur(obs_img, w, sigma)[..., 0].numpy())
-    spread = surface.gather((_blur(delta, w, sigma) / _blur(obs_img, w, sigma).clamp_min(1e-6)).numpy())
+    near_img = _blur(obs_img, w, sigma)  # [Ht, Wt, 1], once for both uses
+    near = surface.gather(near_img[..., 0].numpy())
+    spread = surface.gather((_blur(delta, w, sigma) / near_img.clamp_min(1e-6)).numpy())
     out = value.copy()
     hidden = ~observed & (near > 1e-3)
     out[hidden] = np.clip(value[hidden] + (near[hidden, None] * spread[hidden]), 0, 1)

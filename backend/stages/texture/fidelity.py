@@ -10,6 +10,7 @@ and an infill, whose texels no view saw filled on the surface.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,7 +21,7 @@ from ..views.meshes import sample_texture
 from .compose import Composed, compose_texture, fill_on_surface
 from .config import FidelityConfig
 from .observe import Observation, PreparedReference, observe_texels, prepare_reference
-from .regions import RegionMap, learn_regions
+from .regions import RegionMap, cluster_colours, learn_regions
 from .texels import TexelSurface, texel_geometry
 
 
@@ -76,14 +77,18 @@ def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tup
     texels' points [T, 3] and normals [T, 3] at that frame), so each photo observes the surface where it was."""
     initial = sized_texture(mesh.texture, size)
     surface = texel_geometry(mesh, *size, caster.spec)
-    poses = [posed(i, surface) for i in range(len(references))] if posed is not None else None
-    prepared = [prepare_reference(ref, poses[i][0] if poses else caster, config) for i, ref in enumerate(references)]
-    obs = observe_texels(surface, prepared, config, [p[1:] for p in poses] if poses else None)
     init_f = unit_float(initial[..., :3])
     init_t = surface.gather(init_f)
-    weight = (obs.confidence.numpy() ** 2).astype(np.float64)
-    regions = learn_regions(init_t, obs.colour.numpy(), weight, config.regions, config.region_min_texels,
-                            edge=surface.gather(_edges(init_f)), seed=config.seed)
+    # the initial colours' k-means needs no photo: a host thread runs it while the photos are prepared
+    with ThreadPoolExecutor(1) as pool:
+        clusters = pool.submit(cluster_colours, init_t, config.regions, config.seed)
+        poses = [posed(i, surface) for i in range(len(references))] if posed is not None else None
+        prepared = [prepare_reference(ref, poses[i][0] if poses else caster, config) for i, ref in enumerate(references)]
+        obs = observe_texels(surface, prepared, config, [p[1:] for p in poses] if poses else None, caster.spec.device)
+        weight = (obs.confidence.numpy() ** 2).astype(np.float64)
+        regions = learn_regions(init_t, obs.colour.numpy(), weight, config.regions, config.region_min_texels,
+                                edge=surface.gather(_edges(init_f)), seed=config.seed, device=caster.spec.device,
+                                clusters=clusters.result())
     mapped = regions.apply(init_t)
     palette = {"islands_recoloured": 0, "texels_recoloured": 0}
     if config.island_palette:

@@ -65,12 +65,15 @@ def _blur(img: Tensor, weight: Tensor, sigma: float) -> Tensor:
     if sigma <= 0:
         return img
     r = max(1, int(round(3 * sigma)))
-    x = torch.arange(-r, r + 1, dtype=torch.float32)
+    # on a GPU in float64: cuDNN would convolve float32 in TF32 (10-bit mantissa), and the agreement thresholds
+    # these blurs feed must decide as on the CPU
+    dtype = torch.float64 if img.device.type == "cuda" else torch.float32
+    x = torch.arange(-r, r + 1, dtype=torch.float32).to(img.device, dtype)
     g = torch.exp(-(x**2) / (2 * sigma**2))
     g = g / g.sum()
     D = img.shape[-1]
-    v = (img * weight[..., None]).permute(2, 0, 1)[None]
-    w = weight[None, None].float()
+    v = (img * weight[..., None]).permute(2, 0, 1)[None].to(dtype)
+    w = weight[None, None].to(dtype)
     kx, ky = g.view(1, 1, 1, -1), g.view(1, 1, -1, 1)
 
     def sep(t: Tensor, ch: int) -> Tensor:
@@ -78,11 +81,14 @@ def _blur(img: Tensor, weight: Tensor, sigma: float) -> Tensor:
         return F.conv2d(F.pad(t, (0, 0, r, r), mode="constant"), ky.expand(ch, 1, -1, 1), groups=ch)
 
     out = sep(v, D) / sep(w, 1).clamp_min(1e-6)
-    return out[0].permute(1, 2, 0)
+    return out[0].permute(1, 2, 0).to(img.dtype)
 
 
 def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityConfig()) -> PreparedReference:
-    """One protocol `Reference` against the initial asset (`caster`'s mesh, with its texture)."""
+    """One protocol `Reference` against the initial asset (`caster`'s mesh, with its texture). The lighting fit
+    runs on the host (numpy); the comparison of photo and render (blurs, shifts, tolerances, noise, the
+    disagreement's opening) on the job's device (`caster.spec.device`). The fields are on the CPU."""
+    dev = torch.device(caster.spec.device)
     cam = Cameras.from_protocol([ref.camera])
     passes = caster.passes(cam, normals="smooth")
     photo = float_tensor(ref.image)
@@ -93,6 +99,14 @@ def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityC
     light = estimate_lighting(photo[..., :3], render[..., :3], inner, normals, config.lighting_min_change,
                               seed=config.seed) if config.lighting else Lighting(np.ones(3), np.zeros(9), 0, 0.0, False)
     image = remove_lighting(photo, normals, mask, light)
+    diff, noise, threshold, disagree = _compare(image.to(dev), render.to(dev), inner.to(dev), config)
+    return PreparedReference(ref.name, image, cam, passes.depth[0], mask, normals, inner, diff, noise, threshold, light,
+                             disagree)
+
+
+def _compare(image: Tensor, render: Tensor, inner: Tensor, config: FidelityConfig) -> tuple[Tensor, float, float, Tensor]:
+    """The lit-corrected photo [H, W, 4] against the render [H, W, 4] where `inner` [H, W] (one device) ->
+    (difference [H, W], noise, threshold, disagreement [H, W]); the maps on the CPU."""
     weight = inner.float()
     a = _blur(image[..., :3], weight, config.compare_blur_px)
     b = _blur(render[..., :3], weight, config.compare_blur_px)
@@ -102,7 +116,7 @@ def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityC
     H, W = a.shape[:2]
     diff = torch.stack([(a - bp[dy:dy + H, dx:dx + W]).abs().mean(-1) for dy in range(3) for dx in range(3)]).min(0).values
     diff = diff * inner
-    tolerance = local_tolerance(b, inner, config.agree_edge)
+    tolerance = local_tolerance(b, inner, config.agree_edge).to(diff.device)
     # near the silhouette (mixed pixels) the difference is not measured: take the nearest measured pixels',
     # and where none is near, call it a disagreement (the photo's colour is taken)
     reach = _blur(weight[..., None], torch.ones_like(weight), 2.0)[..., 0]
@@ -113,10 +127,9 @@ def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityC
     high = (signed - _blur(signed, weight, 2.0))[..., 0][inner]
     noise = float(1.4826 * (high - high.median()).abs().median()) if len(high) > 10 else 0.0
     threshold = max(config.agree_floor, config.agree_sigmas * noise)
-    disagree = persistent_area(persistent(((diff - threshold - tolerance) / threshold).clamp(0, 1), config.agree_area_px),
-                               config.agree_min_pixels)
-    return PreparedReference(ref.name, image, cam, passes.depth[0], mask, normals, inner, diff, noise, threshold, light,
-                             disagree)
+    opened = persistent(((diff - threshold - tolerance) / threshold).clamp(0, 1), config.agree_area_px)
+    disagree = persistent_area(opened.cpu(), config.agree_min_pixels)
+    return diff.cpu(), noise, threshold, disagree
 
 
 @dataclass
@@ -140,22 +153,28 @@ class Observation:
 
 
 def observe_texels(surface: TexelSurface, references: list[PreparedReference],
-                   config: FidelityConfig = FidelityConfig(), posed: list | None = None) -> Observation:
-    """posed (animated meshes): per reference, the texels' (points [T, 3], normals [T, 3]) at its frame."""
+                   config: FidelityConfig = FidelityConfig(), posed: list | None = None,
+                   device: str | torch.device = "cpu") -> Observation:
+    """posed (animated meshes): per reference, the texels' (points [T, 3], normals [T, 3]) at its frame.
+    Computed on `device` (the job's: a million texels' projections, depth tests and lookups per photo); the
+    Observation's tensors are on the CPU."""
+    dev = torch.device(device)
     T = len(surface)
-    acc, wsum = torch.zeros(T, 3), torch.zeros(T)
-    dis, conf = torch.zeros(T), torch.zeros(T)
+    acc, wsum = torch.zeros(T, 3, device=dev), torch.zeros(T, device=dev)
+    dis, conf = torch.zeros(T, device=dev), torch.zeros(T, device=dev)
     counts = []
     span = max(config.full_cosine - config.min_cosine, 1e-6)
     for i, ref in enumerate(references):
         points, normals = posed[i] if posed is not None else (surface.points, surface.normals)
-        seen = seen_by(points, normals, ref.camera, ref.depth, ref.mask, config.min_cosine,
-                       config.depth_tolerance_px, alpha=ref.image[..., 3])
+        points, normals = torch.as_tensor(points).to(dev), torch.as_tensor(normals).to(dev)
+        image, disagree = ref.image.to(dev), ref.disagree.to(dev)
+        seen = seen_by(points, normals, ref.camera, ref.depth.to(dev), ref.mask.to(dev), config.min_cosine,
+                       config.depth_tolerance_px, alpha=image[..., 3])
         counts.append(len(seen.index))
         if not len(seen.index):
             continue
-        colour = sample_bilinear(ref.image[..., :3], seen)
-        a = sample_bilinear(ref.disagree, seen).clamp(0, 1)
+        colour = sample_bilinear(image[..., :3], seen)
+        a = sample_bilinear(disagree, seen).clamp(0, 1)
         c = ((seen.cos - config.min_cosine) / span).clamp(0, 1)
         c = c * c * (3 - 2 * c)
         # resolution on the surface: photo pixels per metre, squared (foreshortened by the cosine)
@@ -166,8 +185,8 @@ def observe_texels(surface: TexelSurface, references: list[PreparedReference],
         dis.index_add_(0, seen.index, w * a)
         conf[seen.index] = torch.maximum(conf[seen.index], c.clamp_min(1e-3))
     have = wsum > 0
-    colour = torch.zeros(T, 3)
+    colour = torch.zeros(T, 3, device=dev)
     colour[have] = acc[have] / wsum[have, None]
-    disagreement = torch.zeros(T)
+    disagreement = torch.zeros(T, device=dev)
     disagreement[have] = dis[have] / wsum[have]
-    return Observation(colour, conf * have, disagreement, counts)
+    return Observation(colour.cpu(), (conf * have).cpu(), disagreement.cpu(), counts)

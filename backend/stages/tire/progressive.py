@@ -54,13 +54,15 @@ def progressive_inpaint(
     config: InpaintConfig = InpaintConfig(),
     center: Tensor | None = None,
     progress: Callable[[int, int, str, Tensor | None], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> InpaintResult:
     """Fill every target view.
 
     initial: [C, H, W, 3] the initial asset's renders; passes: the C target views' mesh passes; cameras: the
     C target cameras; sources: the reference photos as known views (their own resolutions); tracked: the
     backward track of every target pixel to the sources (TIRE step 2, `views.track.track_backward`).
-    `progress(view_done, total, text, preview)` after every view.
+    `progress(view_done, total, text, preview)` after every view. `device`: where the tracks to the finished
+    rings run (the job's device; the views themselves stay on the CPU).
     """
     C = len(cameras)
     points, normals, mask, depth = passes.points, passes.normal, passes.mask, passes.depth
@@ -82,7 +84,7 @@ def progressive_inpaint(
         image = torch.where(from_source[..., None], tracked.colour[idx], initial[idx])
         unknown = tracked.infill[idx]
         if anchors:
-            ta = track_backward(points[idx], normals[idx], mask[idx], anchors, config.track)
+            ta = track_backward(points[idx], normals[idx], mask[idx], anchors, config.track, device=device)
             from_anchor = ta.observed & ~from_source
             image = torch.where(from_anchor[..., None], ta.colour, image)
             unknown = unknown & ~from_anchor

@@ -45,6 +45,7 @@ class ResplatResult:
                            "averaged with the fit's render (classical fallback: no re-inpainting)",
             "disagreeing_pixels_per_round": list(self.disagreed),
             "reinpainted_pixels_per_round": list(self.disagreed) if self.reinpainted else [],
+            "fit_seconds": round(self.fit_seconds, 2),
         }
 
 

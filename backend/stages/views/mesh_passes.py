@@ -186,12 +186,13 @@ def mesh_rgba(
         raise ValueError(f"supersample must be >= 1, got {supersample}")
     caster = mesh if isinstance(mesh, Raycaster) else Raycaster(mesh)
     s = supersample
-    hi = caster.passes(cameras.resized(cameras.width * s, cameras.height * s))
+    # filtered where the rays were cast (a CUDA job's supersampled passes never travel to the host)
+    hi = caster.passes(cameras.resized(cameras.width * s, cameras.height * s), device=caster.device)
     C, H, W = len(cameras), cameras.height, cameras.width
     cover = hi.mask.float().reshape(C, H, s, W, s).mean(dim=(2, 4))
     premult = (hi.rgb * hi.mask[..., None]).reshape(C, H, s, W, s, 3).mean(dim=(2, 4))
     rgb = premult / cover.clamp_min(1e-8)[..., None]
     if background is not None:
-        bg = torch.as_tensor(background, dtype=torch.float32)
+        bg = torch.as_tensor(background, dtype=torch.float32, device=premult.device)
         rgb = premult + bg * (1 - cover[..., None])
-    return torch.cat([rgb, cover[..., None]], dim=-1)
+    return torch.cat([rgb, cover[..., None]], dim=-1).cpu()

@@ -92,25 +92,34 @@ def track_backward(
     mask: Tensor,
     known: list[KnownView],
     config: TrackConfig = TrackConfig(),
+    device: str | torch.device | None = None,
 ) -> TrackResult:
     """Backward-track C target views against the known views (each at its own resolution).
 
     points, normals: [C, H, W, 3] world hit points and unit normals of the target pixels (mesh passes);
-    mask: [C, H, W] bool target foreground.
+    mask: [C, H, W] bool target foreground. `device`: where the reprojections run (a CUDA job's GPU: the
+    points of a ring of 512 px views against dozens of anchors are tens of millions of lookups); the result
+    is on the inputs' device either way.
     """
+    home = points.device
+    dev = torch.device(device) if device is not None else home
+    if dev != home:
+        result = track_backward(points.to(dev), normals.to(dev), mask.to(dev),
+                                [KnownView(k.image.to(dev), k.depth.to(dev), k.camera.to(dev)) for k in known], config)
+        return TrackResult(*(getattr(result, f).to(home) for f in ("observed", "colour", "source", "cosine", "infill")))
     C, H, W = mask.shape
     if points.shape != (C, H, W, 3) or normals.shape != (C, H, W, 3):
         raise ValueError(f"points and normals must be [C, H, W, 3] = [{C}, {H}, {W}, 3], got {tuple(points.shape)}, {tuple(normals.shape)}")
-    best_cos = torch.zeros(C, H, W)
-    colour = torch.zeros(C, H, W, 3)
-    source = torch.full((C, H, W), -1, dtype=torch.long)
+    best_cos = torch.zeros(C, H, W, device=home)
+    colour = torch.zeros(C, H, W, 3, device=home)
+    source = torch.full((C, H, W), -1, dtype=torch.long, device=home)
     idx = mask.nonzero(as_tuple=True)
     p, n = points[idx], normals[idx]  # [M, 3]
     cos_min = math.cos(math.radians(config.max_angle_deg))
     b = config.border_px
-    best = torch.zeros(len(p))
-    best_rgb = torch.zeros(len(p), 3)
-    best_k = torch.full((len(p),), -1, dtype=torch.long)
+    best = torch.zeros(len(p), device=home)
+    best_rgb = torch.zeros(len(p), 3, device=home)
+    best_k = torch.full((len(p),), -1, dtype=torch.long, device=home)
     for k, view in enumerate(known):
         cam = view.camera
         uv, z = project(p, cam)

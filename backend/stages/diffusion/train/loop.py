@@ -184,7 +184,7 @@ def train(
         if not graph_note:
             from .graphed_unet import GraphedDenoiser
 
-            denoise = GraphedDenoiser(unet)
+            denoise = GraphedDenoiser(unet, components.vae)
         if config.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
             checkpointing = True

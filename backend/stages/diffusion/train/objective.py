@@ -96,8 +96,12 @@ def _denoising(
         x = torch.cat([x, x * (m < 0.5)])
         eps = torch.cat([eps, eps_masked])
     with torch.no_grad():
-        dist = vae.encode(x.to(components.dtype)).latent_dist
-        both = (dist.mean + dist.std * to_device(eps, dev)) * sf  # as dist.sample(generator) draws it
+        if getattr(denoise, "encoder", None) is not None:  # the frozen encoder on its CUDA graph
+            mean, std = denoise.encode_moments(x.to(components.dtype)).unbind(0)
+        else:
+            dist = vae.encode(x.to(components.dtype)).latent_dist
+            mean, std = dist.mean, dist.std
+        both = (mean + std * to_device(eps, dev)) * sf  # as dist.sample(generator) draws it
     latents = both[:B]
     noise = noise.to(latents.dtype)
     model_in = noise_scheduler.add_noise(latents, noise, t)
