@@ -105,6 +105,29 @@ def shape_key_grid(n: int = 6, frame_start: int = 1, frame_end: int = 4, name: s
     return obj
 
 
+def turning_cube(frame_start: int = 1, frame_end: int = 4, name: str = "Turning") -> bpy.types.Object:
+    """The default cube under a non-uniform scale, squashed by an animated shape key and turning half a turn
+    and more about a slanted axis: its triangles' frames take every quaternion branch, exact half turns
+    included at the first frame (axis-aligned faces whose tangent points along -x or -y)."""
+    from scenes import cube
+
+    obj = cube(name, location=(0.2, -0.1, 0.3), rotation=(0.0, 0.0, 0.0), scale=(1.0, 1.5, 0.75))
+    obj.shape_key_add(name="Basis")
+    key = obj.shape_key_add(name="Squash")
+    co = np.empty(len(key.data) * 3, np.float32)
+    key.data.foreach_get("co", co)
+    key.data.foreach_set("co", (co.reshape(-1, 3) * [1.3, 1.0, 0.6]).ravel())
+    for frame, value, angles in ((frame_start, 0.0, (0.0, 0.0, 0.0)), (frame_end, 1.0, (2.1, 0.7, 3.3))):
+        key.value = value
+        key.keyframe_insert("value", frame=frame)
+        obj.rotation_euler = angles
+        obj.keyframe_insert("rotation_euler", frame=frame)
+    scene = bpy.context.scene
+    scene.frame_start, scene.frame_end = frame_start, frame_end
+    scene.frame_set(frame_start)
+    return obj
+
+
 def evaluated_world(obj: bpy.types.Object) -> np.ndarray:
     """[V, 3] float64 world positions of the evaluated mesh at the current frame, the slow, obvious way."""
     ev = obj.evaluated_get(bpy.context.evaluated_depsgraph_get())

@@ -96,3 +96,59 @@ def backend_writes(folder: Path, vertices, faces, uvs, texture, frames, start: i
     glb, pc2 = folder / "mesh.glb", folder / "animation.pc2"
     subprocess.run([python, "-c", _BACKEND_WRITE, str(arrays), str(glb), str(pc2)], check=True, timeout=300)
     return glb, pc2
+
+
+_BACKEND_BIND = """
+import sys, numpy as np
+from pathlib import Path
+from likeness3d.backend.export.ply import write_ply
+from likeness3d.backend.stages.animation.binding import bind
+d = np.load(sys.argv[1])
+out = Path(sys.argv[2])
+rng = np.random.default_rng(int(d["seed"]))
+v, f, n = d["rest"].astype(np.float64), d["faces"].astype(np.int64), int(d["n"])
+face = rng.integers(0, len(f), n)
+a, b = rng.uniform(size=n), rng.uniform(size=n)
+a, b = np.where(a + b > 1, 1 - a, a), np.where(a + b > 1, 1 - b, b)
+tri = v[f[face]]
+normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+means = tri[:, 0] + a[:, None] * (tri[:, 1] - tri[:, 0]) + b[:, None] * (tri[:, 2] - tri[:, 0])
+means += rng.uniform(-0.01, 0.01, size=(n, 1)) * normal
+arrays = {"means": means.astype(np.float32), "quats": rng.normal(size=(n, 4)).astype(np.float32),
+          "log_scales": rng.uniform(-5, -2, size=(n, 3)).astype(np.float32),
+          "logit_opacities": rng.normal(size=n).astype(np.float32),
+          "sh": rng.normal(0, 0.3, (n, 4, 3)).astype(np.float32)}
+# as backend/pipelines/tire_4d.py export_animation writes a 4D job's splats
+binding = bind(arrays["means"], arrays["quats"], arrays["log_scales"], v, f)
+write_ply(out / "splats.ply", **arrays, pad_to_degree=1, extra=binding.to_extra())
+(out / "splats").mkdir(exist_ok=True)
+for frame, number in zip(d["frames"], d["numbers"].tolist()):
+    centre, rot, scale = binding.pose(frame, f)
+    write_ply(out / "splats" / f"frame_{number:04d}.ply", **(arrays | {"means": centre, "quats": rot}), pad_to_degree=1)
+"""
+
+
+def backend_bound_splats(folder: Path, rest, faces, frames, numbers, n: int, seed: int = 0) -> Path:
+    """n random Gaussians near the rest mesh, bound by the backend's own `bind` and written as a 4D job writes
+    them: `splats.ply` (rest, with the binding) and `splats/frame_NNNN.ply` (posed by the backend at each
+    frame: the ground truth of a bound splat's centre, rotation and scale). Runs in the backend's Python."""
+    python = os.environ.get("LIKENESS3D_TEST_SERVER_PYTHON")
+    if not python:
+        pytest.skip("the backend's binding needs the backend's Python: set LIKENESS3D_TEST_SERVER_PYTHON")
+    arrays = folder / "binding.npz"
+    np.savez(arrays, rest=rest, faces=faces, frames=frames, numbers=np.asarray(numbers), n=n, seed=seed)
+    subprocess.run([python, "-c", _BACKEND_BIND, str(arrays), str(folder)], check=True, timeout=300)
+    return folder / "splats.ply"
+
+
+def shepperd_cases(points: np.ndarray, faces: np.ndarray) -> set[int]:
+    """Which of the four quaternion candidates (w, x, y, z: the first with 4 q_k^2 >= 1) each triangle's
+    frame (x = unit(P1 - P0), z = unit normal, y = z x x) takes: a test target should reach all four."""
+    p0, p1, p2 = (points[faces[:, k]].astype(np.float64) for k in range(3))
+    x = (p1 - p0) / np.linalg.norm(p1 - p0, axis=1, keepdims=True)
+    z = triangle_frame_normals(points, faces)
+    y = np.cross(z, x)
+    tr = x[:, 0] + y[:, 1] + z[:, 2]
+    t = np.stack([1 + tr, 1 + 2 * x[:, 0] - tr, 1 + 2 * y[:, 1] - tr, 1 + 2 * z[:, 2] - tr], axis=1)
+    return set(np.argmax(t >= 1 - 1e-9, axis=1).tolist())

@@ -6,14 +6,17 @@ import bpy
 import numpy as np
 import pytest
 
-from anim_scenes import evaluated_world, rigged_grid, shape_key_grid
+from anim_scenes import evaluated_world, rigged_grid, shape_key_grid, turning_cube
 from files import png_bytes, write_glb, write_ply
-from files_4d import (backend_writes, bound_centres, bound_splat_fields, write_contract_pc2, write_sequence)
+from files_4d import (backend_bound_splats, backend_writes, bound_centres, bound_splat_fields, shepperd_cases,
+                      write_contract_pc2, write_sequence)
 from likeness3d.addon.gather import gather_mesh
 from likeness3d.addon.gather_anim import frame_numbers, gather_frames
 from likeness3d.addon.importers import import_result
 from likeness3d.addon.importers.anim import MESH_CACHE, cached_mesh
 from likeness3d.addon.importers.bound import BIND_MODIFIER
+from likeness3d.addon.importers.bound_nodes import POSE_ROTATIONS
+from likeness3d.addon.importers.ply import read_splats
 from likeness3d.protocol.errors import InvalidAsset
 from scenes import cube
 
@@ -122,27 +125,86 @@ def _splat_centres(obj) -> np.ndarray:
     return pos.reshape(-1, 3)
 
 
-def test_bound_splats_follow_the_evaluated_mesh_at_every_frame(tmp_path):
-    source = rigged_grid(n=6, frame_start=1, frame_end=6)
-    numbers = frame_numbers(1, 6)
+def _evaluated(obj, name: str, prop: str, width: int) -> np.ndarray:
+    """[N, width] a point attribute of the splats' evaluated point cloud (what the display draws)."""
+    geometry = obj.evaluated_get(bpy.context.evaluated_depsgraph_get()).evaluated_geometry()
+    cloud = geometry.pointcloud  # valid while `geometry` lives
+    assert cloud is not None and name in cloud.attributes, f"the splats evaluate to a point cloud with {name!r}"
+    values = np.empty(len(cloud.points) * width, np.float32)
+    cloud.attributes[name].data.foreach_get(prop, values)
+    return values.reshape(-1, width)
+
+
+@pytest.mark.parametrize("build", [rigged_grid, shape_key_grid, turning_cube],
+                         ids=["armature", "shape_key_constraint", "turning_cube"])
+def test_bound_splats_follow_the_evaluated_mesh_at_every_frame(tmp_path, build):
+    """Centre, rotation and scale of every bound splat, evaluated by Blender at each frame, equal the backend's
+    own posing of the same binding (its splats/frame_NNNN.ply)."""
+    source = build()
+    numbers = frame_numbers(1, bpy.context.scene.frame_end)
     anim, rest = _gathered(source, numbers)
     pc2 = write_contract_pc2(tmp_path / "animation.pc2", anim.frames, start=1, sampling=1)
-    fields = bound_splat_fields(rest.vertices, rest.faces, 300, seed=4)
-    ply = write_ply(tmp_path / "splats.ply", fields)
+    ply = backend_bound_splats(tmp_path, rest.vertices, rest.faces, anim.frames, numbers, 300, seed=4)
     copy, splats = import_result([_glb_of(tmp_path, rest), pc2, ply], source)
     assert splats.modifiers[0].name == BIND_MODIFIER and len(splats.modifiers) == 2
     attrs = splats.data.attributes
     assert attrs["bind_v0"].data_type == "INT" and attrs["bind_face"].data_type == "INT"
+    face, cases = read_splats(ply).column("bind_face"), set()
     for i, n in enumerate(numbers.tolist()):
         bpy.context.scene.frame_set(n)
+        want = read_splats(tmp_path / "splats" / f"frame_{n:04d}.ply")  # the backend's posed splats
         points = anim.frames[i]
-        want = bound_centres(points, rest.faces, fields["bind_face"], fields["bind_u"].astype(np.float64),
-                             fields["bind_v"].astype(np.float64), fields["bind_offset"].astype(np.float64))
+        cases |= shepperd_cases(points, rest.faces[face])
         diag = float(np.linalg.norm(points.max(0) - points.min(0)))
-        got = _splat_centres(splats)
-        assert got.shape == want.shape
-        np.testing.assert_allclose(got, want, atol=1e-4 * diag, err_msg=f"frame {n}")
+        np.testing.assert_allclose(_evaluated(splats, "position", "vector", 3), want.positions,
+                                   atol=1e-4 * diag, err_msg=f"centres at frame {n}")
+        got = _evaluated(splats, "rotation", "value", 4)
+        q = want.rotations / np.linalg.norm(want.rotations, axis=1, keepdims=True)
+        dot = np.abs((got.astype(np.float64) * q).sum(1))
+        assert dot.min() > 1 - 1e-4, f"frame {n}: splat {int(dot.argmin())} is turned {got[dot.argmin()]} " \
+                                     f"where the backend has {q[dot.argmin()]} (|dot| {dot.min():.6f})"
+        np.testing.assert_allclose(_evaluated(splats, "scale", "vector", 3), want.scales, atol=1e-6,
+                                   err_msg=f"log scales at frame {n}")
     assert np.abs(anim.frames[-1] - anim.frames[0]).max() > 0.1  # they did move
+    if build is turning_cube:
+        assert cases == {0, 1, 2, 3}, f"the cube's frames reach quaternion branches {sorted(cases)}, not all four"
+
+
+def test_pose_rotations_off_keeps_the_imported_rotations_and_still_moves_the_centres(tmp_path):
+    source = rigged_grid(n=4)
+    numbers = frame_numbers(1, 5)
+    anim, rest = _gathered(source, numbers)
+    pc2 = write_contract_pc2(tmp_path / "animation.pc2", anim.frames, start=1, sampling=1)
+    ply = backend_bound_splats(tmp_path, rest.vertices, rest.faces, anim.frames, numbers, 80, seed=5)
+    copy, splats = import_result([_glb_of(tmp_path, rest), pc2, ply], source)
+    mod = splats.modifiers[BIND_MODIFIER]
+    mod[next(i.identifier for i in mod.node_group.interface.items_tree if i.name == POSE_ROTATIONS)] = False
+    splats.update_tag()
+    bpy.context.scene.frame_set(5)
+    want = read_splats(tmp_path / "splats" / "frame_0005.ply")
+    diag = float(np.linalg.norm(anim.frames[-1].max(0) - anim.frames[-1].min(0)))
+    np.testing.assert_allclose(_evaluated(splats, "position", "vector", 3), want.positions, atol=1e-4 * diag)
+    np.testing.assert_allclose(_evaluated(splats, "rotation", "value", 4), read_splats(ply).rotations, atol=1e-7)
+    assert np.abs((want.rotations * read_splats(ply).rotations).sum(1)).min() < 0.99  # posing would turn them
+
+
+@pytest.mark.parametrize("damage, match", [
+    ("drop", r"have no bind_rot_0, bind_rot_1, bind_rot_2, bind_rot_3"),
+    ("zero", r"bind_rot of splat 7 is \[0.0, 0.0, 0.0, 0.0\], not a rotation"),
+])
+def test_bound_splats_without_a_usable_bind_rot_are_invalid_asset(tmp_path, damage, match):
+    source = rigged_grid(n=3)
+    anim, rest = _gathered(source, frame_numbers(1, 3))
+    pc2 = write_contract_pc2(tmp_path / "animation.pc2", anim.frames, start=1, sampling=1)
+    fields = bound_splat_fields(rest.vertices, rest.faces, 20, seed=2)
+    for k in range(4):
+        if damage == "drop":
+            del fields[f"bind_rot_{k}"]
+        else:
+            fields[f"bind_rot_{k}"][7] = 0.0
+    with pytest.raises(InvalidAsset, match=match) as info:
+        import_result([_glb_of(tmp_path, rest), pc2, write_ply(tmp_path / "splats.ply", fields)], source)
+    assert info.value.field == "splats.ply"
 
 
 def test_bound_splats_follow_an_edited_animation(tmp_path):

@@ -209,3 +209,20 @@ def test_import_from_file_routes_plys(tmp_path):
     assert len(mesh_obj.data.vertices) == 3 and "f_dc" not in mesh_obj.data.attributes
     with pytest.raises(ValueError, match="expected a .glb, .gltf or .ply"):
         import_file(tmp_path / "notes.txt")
+
+
+def test_display_shows_every_point_up_to_max_points_and_every_kth_above(tmp_path):
+    """Up to Max Points the selection is constant (Mesh to Points shares the arrays); above it, every k-th."""
+    fields = random_splats(60, 0, seed=2)
+    obj = import_splat_file(write_ply(tmp_path / "splats.ply", fields), display_cap=60)
+    cloud = _evaluated_pointcloud(obj)
+    pos = np.empty(60 * 3, np.float32)
+    cloud.attributes["position"].data.foreach_get("vector", pos)
+    np.testing.assert_array_equal(pos.reshape(-1, 3), np.column_stack([fields[k] for k in "xyz"]))
+    assert "splat_color" in cloud.attributes and "rotation" in cloud.attributes
+    mod = obj.modifiers["Likeness3D Splats"]
+    ident = next(i.identifier for i in mod.node_group.interface.items_tree
+                 if i.item_type == "SOCKET" and i.in_out == "INPUT" and i.name == "Max Points")
+    mod[ident] = 59
+    obj.update_tag()
+    assert len(_evaluated_pointcloud(obj).points) == 30  # k = ceil(60 / 59) = 2
