@@ -215,7 +215,8 @@ def cmd_refine(args) -> int:
         if args.mesh or args.cache:
             raise BadMessage("--splats is a splat-only asset: give it without --mesh and --cache", field="--splats")
         report = refine_splats(args.splats, Path(args.refs), args.class_word, Path(args.out),
-                               eval_views=args.eval_views, device=args.device)
+                               eval_views=args.eval_views, device=args.device, models=args.models, preset=args.preset,
+                               overrides=_parse_set(args.set))
         print_report(report, Path(args.out))
         return 0
     if not args.mesh:

@@ -88,3 +88,28 @@ def test_bad_sequences_are_named(tmp_path):
     run = _cli("--splats", str(folder / "frame_0001.ply"), "--refs", str(tmp_path / "refs" / "transforms.json"),
                "--class", "pebble", "--out", str(tmp_path / "o"))
     assert run.returncode == 2 and "gives frames or times but the asset is static" in run.stderr
+
+
+def test_with_models_the_views_no_photo_sees_are_inpainted(tmp_path):
+    """--models: the subject-personalised inpainter fills target views of the Gaussians and the Gaussians no photo
+    sees take the filled views' colours (tiny random models: the wiring and the report, not the colours)."""
+    folder, _, _ = _sequence(tmp_path)
+    out = tmp_path / "out"
+    run = _cli("--splats", str(folder / "frame_*.ply"), "--refs", str(tmp_path / "refs" / "transforms.json"),
+               "--class", "pebble", "--out", str(out), "--device", "cpu", "--models", "tiny", "--preset", "fast",
+               "--set", "lora.steps=4", "--set", "azimuths=6", "--set", "resolution=64")
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((out / "report.json").read_text())
+    assert report["personalised"] is True and "subject-LoRA" in report["inpainter"]
+    inp = report["inpainting"]
+    assert inp["views"] == 12 and inp["resolution"] == 64 and inp["pixels_inpainted"] > 0
+    assert 0 < inp["from_inpainted_views"] <= report["mapped"]
+    assert inp["from_inpainted_views"] + inp["unobserved_not_in_any_view"] == report["mapped"]
+    assert "inpainted" in run.stdout and (out / "splats" / "frame_0002.ply").is_file()
+    bad = _cli("--splats", str(folder / "frame_*.ply"), "--refs", str(tmp_path / "refs" / "transforms.json"),
+               "--class", "pebble", "--out", str(tmp_path / "out2"), "--set", "azimuths=0")
+    assert bad.returncode != 0 and "azimuths" in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+    before = read_ply(folder / "frame_0001.ply").sh
+    after = read_ply(out / "splats" / "frame_0001.ply").sh
+    changed = np.abs(after[:, 0] - before[:, 0]).max(axis=1) > 1e-6
+    assert changed.sum() >= report["observed"]  # photos' colours and the inpainted ones

@@ -36,14 +36,23 @@ class SplatObservation:
 def observe_gaussians(frames: list[dict], references: list[Reference], depth_tolerance: float = 0.03) -> SplatObservation:
     """frames[i]: the write_ply arrays of the Gaussians at reference i's frame (means, quats, log_scales,
     logit_opacities, sh)."""
-    n = len(frames[0]["means"])
+    views = [(Gaussians.from_arrays(arrays), Cameras.from_protocol([ref.camera]), float_tensor(ref.image))
+             for arrays, ref in zip(frames, references)]
+    return observe_in_views(views, depth_tolerance)
+
+
+def observe_in_views(views: list[tuple[Gaussians, Cameras, torch.Tensor]], depth_tolerance: float = 0.03,
+                     device: str | torch.device = "cpu") -> SplatObservation:
+    """Each (Gaussians posed as the image saw them, one camera, [H, W, 4] RGBA image in [0, 1]): the colour the
+    images give each Gaussian they see (its centre in front of the rendered depth, both covering the pixel),
+    rendered and looked up on `device`."""
+    n = len(views[0][0].means)
     acc, wsum, counts = np.zeros((n, 3)), np.zeros(n), []
-    for arrays, ref in zip(frames, references):
-        cam = Cameras.from_protocol([ref.camera])
-        g = Gaussians.from_arrays(arrays)
+    for g, cam, photo in views:
+        g, cam = g.to(device), cam.to(device)
         with torch.no_grad():
             out = render(g, cam, with_depth=True)
-        photo = float_tensor(ref.image)
+        photo = photo.float().to(device)
         uv, z = project(g.means, cam)
         uv, z = uv[0], z[0]
         H, W = cam.height, cam.width
@@ -53,9 +62,9 @@ def observe_gaussians(frames: list[dict], references: list[Reference], depth_tol
         alpha = sample_image(out.alpha[0][..., None], uv[sel], "nearest")[:, 0]
         rgba = sample_image(photo, uv[sel], "bilinear")
         seen = (alpha > 0.5) & (rgba[:, 3] > 0.5) & (z[sel] <= depth * (1 + depth_tolerance))
-        idx = sel[seen].numpy()
-        w = (1.0 / z[sel][seen] ** 2).double().numpy()
-        np.add.at(acc, idx, w[:, None] * rgba[seen, :3].double().numpy())
+        idx = sel[seen].cpu().numpy()
+        w = (1.0 / z[sel][seen] ** 2).double().cpu().numpy()
+        np.add.at(acc, idx, w[:, None] * rgba[seen, :3].double().cpu().numpy())
         np.add.at(wsum, idx, w)
         counts.append(int(len(idx)))
     colour = np.where(wsum[:, None] > 0, acc / np.maximum(wsum[:, None], 1e-30), 0.0)
