@@ -10,7 +10,7 @@ and an infill, whose texels no view saw filled on the surface.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -19,7 +19,9 @@ from ..common.images import to_u8, unit_float
 from ..views.meshes import sample_texture
 from .compose import Composed, compose_texture, fill_on_surface
 from .config import FidelityConfig
-from .observe import Observation, PreparedReference, observe_texels, prepare_reference
+from .evidence import agreeing_beyond, counterpart_weight
+from .formation import beyond_texture, candidate_texture, confirmation
+from .observe import Observation, PreparedReference, difference, observe_texels, prepare_reference
 from .regions import RegionMap, learn_regions
 from .texels import TexelSurface, texel_geometry
 
@@ -80,11 +82,31 @@ def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tup
     prepared = [prepare_reference(ref, poses[i][0] if poses else caster, config) for i, ref in enumerate(references)]
     obs = observe_texels(surface, prepared, config, [p[1:] for p in poses] if poses else None)
     init_f = unit_float(initial[..., :3])
+    # the same photos down to grazing angles (what they show beyond min_cosine)
+    wide = observe_texels(surface, prepared, replace(config, min_cosine=0.02, full_cosine=0.02),
+                          [p[1:] for p in poses] if poses else None)
+    if config.confirm_reduction > 0 and float(obs.disagreement.max()) > 0 and all(r.formation for r in prepared):
+        # analysis by synthesis: keep a disagreement only where the photos' colour, rendered back, explains them
+        # (and not what the texels the photos show beyond min_cosine explain already)
+        candidate = torch.as_tensor(candidate_texture(init_f, surface, obs))
+        beyond = torch.as_tensor(beyond_texture(init_f, surface, obs, wide))
+        blur = config.compare_blur_px
+        prepared = [replace(r, disagree=r.disagree * confirmation(
+            r, candidate, lambda im, rd, inn: difference(im, rd, inn, blur), config.confirm_reduction, beyond))
+            for r in prepared]
+        obs = observe_texels(surface, prepared, config, [p[1:] for p in poses] if poses else None)
     init_t = surface.gather(init_f)
     weight = (obs.confidence.numpy() ** 2).astype(np.float64)
     regions = learn_regions(init_t, obs.colour.numpy(), weight, config.regions, config.region_min_texels,
                             edge=surface.gather(_edges(init_f)), seed=config.seed)
     mapped = regions.apply(init_t)
+    # the maps move a texel only as far as the photos give evidence for (stages.texture.evidence)
+    keep = obs.observed.numpy() & (obs.disagreement.numpy() <= 0)
+    if config.keep_agreeing_beyond:
+        keep |= agreeing_beyond(obs, wide, init_t, mapped)
+    w = counterpart_weight(init_t, obs.observed.numpy(), config.counterpart_de, seed=config.seed)
+    w = np.where(keep, 0.0, w)[:, None]
+    mapped = (init_t + w * (mapped - init_t)).astype(np.float32)
     palette = {"islands_recoloured": 0, "texels_recoloured": 0}
     if config.island_palette:
         from .islands import island_labels, island_palette
