@@ -74,9 +74,9 @@ class FidelityConfig:
     morphological opening): one- and two-pixel outline residuals of right strokes are not disagreements."""
     agree_min_pixels: int = 1
     """...and only on connected areas of at least this many photo pixels."""
-    keep_grazing: bool = True
+    keep_grazing: bool = False
     """An agreement seen only at a grazing angle (below full_cosine) keeps the texel bit for bit too; off: it
-    blends with the infill by its confidence (the fidelity bench's observed side moved by it: docs/BENCHMARKS.md)."""
+    blends with the infill by its confidence."""
     feather_px: float = 1.5
     """Sigma, in texels, of the feathering of the change between kept and replaced texels."""
     lighting: bool = True
@@ -90,9 +90,16 @@ class FidelityConfig:
     region_min_texels: int = 20
     """Observed texels a region needs before its mapping is trusted fully; below, it shrinks toward the
     identity (a region nobody observes keeps its own colours)."""
+    shading_chroma: float = 0.3
+    """On a lit photo (its lighting removed), an area of disagreement that differs from the initial asset by a
+    brightness only (its per-channel log ratios spread by at most this fraction of their mean) is the lighting's
+    residual, not a wrong colour: it is not taken (stages.texture.formation). 0: off."""
     keep_agreeing_beyond: bool = True
     """A texel a photo shows only beyond min_cosine (too grazing to take its colour from) that agrees with it keeps its
     initial colour: no region map, no feathering (stages.texture.evidence)."""
+    agreeing_identity: bool = True
+    """The region maps learn, on a texel where the photos agree with the initial asset, the identity (their
+    difference there is within their noise or their lighting residual: no evidence of a colour change)."""
     counterpart_de: float = 0.0
     """A hidden texel whose initial colour is this far (Lab) from every observed texel's keeps its own colour (the
     region maps learned nothing about it), fading in below; 0: off."""
@@ -135,7 +142,9 @@ class FidelityConfig:
             (whole(self.regions, 1, 64), "regions", "must be an integer in [1, 64]"),
             (whole(self.region_min_texels, 1), "region_min_texels", "must be an integer >= 1"),
             (number(self.map_min_change, 0, 1), "map_min_change", "must be in [0, 1]"),
+            (number(self.shading_chroma, 0, 10), "shading_chroma", "must be in [0, 10] (0: off)"),
             (isinstance(self.keep_agreeing_beyond, bool), "keep_agreeing_beyond", "must be true or false"),
+            (isinstance(self.agreeing_identity, bool), "agreeing_identity", "must be true or false"),
             (number(self.counterpart_de, 0, 100), "counterpart_de", "must be in [0, 100] (0: off)"),
             (isinstance(self.continuation, bool), "continuation", "must be true or false"),
             (number(self.continuation_edge_de, 0, 100), "continuation_edge_de", "must be in [0, 100]"),

@@ -3,6 +3,8 @@
 The region maps (stages.texture.regions) learn initial -> references on the observed surface and carry the
 correction to the unobserved texels of the same colours. Two limits keep what the photos do not contradict:
 
+- `nearer_photo`: an observed texel that agrees with the photos and is nearer their colour than the mapped one
+  keeps it where a grazing view would blend it with the infill;
 - `agreeing_beyond`: a texel a photo shows only beyond FidelityConfig.min_cosine (too grazing to take its colour
   from) but with which it agrees is confirmed as it is: it keeps its initial colour (no map, no feathering) where it is nearer the photo's colour than the mapped one;
 - `counterpart_weight`: a map is a statement about the colours it learned from; a hidden texel whose initial
@@ -16,6 +18,15 @@ from __future__ import annotations
 import numpy as np
 
 from .regions import rgb_to_lab
+
+
+def nearer_photo(obs, initial: np.ndarray, mapped: np.ndarray) -> np.ndarray:
+    """[T] bool: observed texels with no disagreement whose initial colour [T, 3] is nearer the photos' than the
+    mapped one [T, 3] is (the map has no evidence there: the texel keeps its colour, also where a grazing view
+    blends it with the infill)."""
+    seen = obs.observed.numpy() & (obs.disagreement.numpy() <= 0)
+    photo = obs.colour.numpy()
+    return seen & (np.abs(photo - initial).mean(1) <= np.abs(photo - mapped).mean(1))
 
 
 def agreeing_beyond(obs, wide, initial: np.ndarray, mapped: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from ..common.images import to_u8, unit_float
 from ..views.meshes import sample_texture
 from .compose import Composed, compose_texture, fill_on_surface
 from .config import FidelityConfig
-from .evidence import agreeing_beyond, counterpart_weight
+from .evidence import agreeing_beyond, counterpart_weight, nearer_photo
 from .formation import beyond_texture, candidate_texture, confirmation
 from .observe import Observation, PreparedReference, difference, observe_texels, prepare_reference
 from .regions import RegionMap, learn_regions
@@ -92,16 +92,20 @@ def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tup
         beyond = torch.as_tensor(beyond_texture(init_f, surface, obs, wide))
         blur = config.compare_blur_px
         prepared = [replace(r, disagree=r.disagree * confirmation(
-            r, candidate, lambda im, rd, inn: difference(im, rd, inn, blur), config.confirm_reduction, beyond))
+            r, candidate, lambda im, rd, inn: difference(im, rd, inn, blur), config.confirm_reduction, beyond,
+            torch.as_tensor(init_f), config.shading_chroma))
             for r in prepared]
         obs = observe_texels(surface, prepared, config, [p[1:] for p in poses] if poses else None)
     init_t = surface.gather(init_f)
     weight = (obs.confidence.numpy() ** 2).astype(np.float64)
-    regions = learn_regions(init_t, obs.colour.numpy(), weight, config.regions, config.region_min_texels,
+    # where a photo agrees with the initial texel, its difference is within its noise: no evidence for a map
+    agree = (obs.observed & (obs.disagreement <= 0)).numpy()
+    target = np.where(agree[:, None], init_t, obs.colour.numpy()) if config.agreeing_identity else obs.colour.numpy()
+    regions = learn_regions(init_t, target, weight, config.regions, config.region_min_texels,
                             edge=surface.gather(_edges(init_f)), seed=config.seed)
     mapped = regions.apply(init_t)
     # the maps move a texel only as far as the photos give evidence for (stages.texture.evidence)
-    keep = obs.observed.numpy() & (obs.disagreement.numpy() <= 0)
+    keep = nearer_photo(obs, init_t, mapped)
     if config.keep_agreeing_beyond:
         keep |= agreeing_beyond(obs, wide, init_t, mapped)
     w = counterpart_weight(init_t, obs.observed.numpy(), config.counterpart_de, seed=config.seed)

@@ -110,7 +110,8 @@ def beyond_texture(initial: np.ndarray, surface, obs, wide) -> np.ndarray:
     return out
 
 
-def confirmation(ref, candidate: Tensor, compare, reduction: float, beyond: Tensor | None = None) -> Tensor:
+def confirmation(ref, candidate: Tensor, compare, reduction: float, beyond: Tensor | None = None,
+                 initial: Tensor | None = None, shading_chroma: float = 0.0) -> Tensor:
     """[H, W] in [0, 1] for one prepared reference: per connected area of disagreement (8-connected photo pixels),
     1 where the candidate texture's render explains the photo better than the initial asset's by at least
     `reduction` (the area's summed residual, relative), 0 where by less than half of it. `compare(image, render,
@@ -120,6 +121,11 @@ def confirmation(ref, candidate: Tensor, compare, reduction: float, beyond: Tens
     beyond min_cosine) moved to the photos' colour. The simplest explanation wins: an area that changing those
     texels already explains (a pixel mixing right observed texels with wrong ones just beyond the photos' reach)
     is not confirmed unless changing the observed ones explains clearly more (by `reduction` of what is left).
+
+    `initial` [Ht, Wt, 3] with `shading_chroma` > 0, on a photo whose lighting was removed: an area where the photo
+    differs from the initial asset's render by a brightness only (the per-channel log ratios' spread is at most
+    `shading_chroma` of their mean) is the lighting's residual (a clamped or local light the low-order fit left),
+    not a colour the texture has wrong, and is not confirmed either.
 
     The asset's pixels whose residual was not measured (near the silhouette, nothing measured near) keep their
     disagreement; the background's (no texel is seen there) is dropped, so a texel on the silhouette does not
@@ -149,5 +155,12 @@ def confirmation(ref, candidate: Tensor, compare, reduction: float, beyond: Tens
     if beyond is not None:
         a0 = summed(beyond)
         c = c * ramp((a0 - a) / np.maximum(a0, 1e-9))
+    if initial is not None and shading_chroma > 0 and ref.lighting.applied:
+        own = ref.formation.render(initial)[..., :3].clamp_min(1e-3).log()
+        ratio = (ref.image[..., :3].clamp_min(1e-3).log() - own).numpy()
+        per = np.stack([ndimage.mean(ratio[..., k], labels, idx) for k in range(3)], 1)  # [n, 3]
+        lum = per.mean(1)
+        chroma = np.abs(per - lum[:, None]).max(1)
+        c = c * (chroma > shading_chroma * np.abs(lum))
     c = np.concatenate([[0.0], c]).astype(np.float32)
     return torch.maximum(out, torch.as_tensor(c[labels]))
