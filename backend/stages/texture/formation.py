@@ -76,7 +76,7 @@ def trimmed_residual(image: Tensor, render: Tensor, valid: Tensor, keep: float =
 
 
 def estimate_formation(formation: Formation, texture: Tensor, image: Tensor, valid: Tensor,
-                       candidates=CANDIDATES_PX, prefer: float = 0.02) -> Tensor:
+                       candidates=CANDIDATES_PX, prefer: float = 0.005) -> Tensor:
     """Choose the candidate filter whose render of `texture` is nearest `image` [H, W, 3|4] on `valid` [H, W];
     a wider filter must beat the narrower ones by `prefer` (relative) to be chosen. Sets formation.filter_px and
     .scores; returns the chosen render [H, W, 4]."""
