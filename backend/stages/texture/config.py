@@ -90,7 +90,7 @@ class FidelityConfig:
     region_min_texels: int = 20
     """Observed texels a region needs before its mapping is trusted fully; below, it shrinks toward the
     identity (a region nobody observes keeps its own colours)."""
-    shading_chroma: float = 0.3
+    shading_chroma: float = 0.5
     """On a lit photo (its lighting removed), an area of disagreement that differs from the initial asset by a
     brightness only (its per-channel log ratios spread by at most this fraction of their mean) is the lighting's
     residual, not a wrong colour: it is not taken (stages.texture.formation). 0: off."""

@@ -63,11 +63,22 @@ def _z_quantiles(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return np.quantile((x - mu) / sd, QUANTILES, axis=0)
 
 
+def _hue_gap(a: np.ndarray, b: np.ndarray, grey_chroma: float) -> float:
+    """Degrees between the hues of two Lab colours; 0 when either is (nearly) grey (no hue to keep)."""
+    ca, cb = np.hypot(a[1], a[2]), np.hypot(b[1], b[2])
+    if min(ca, cb) < grey_chroma:
+        return 0.0
+    d = abs(np.degrees(np.arctan2(a[2], a[1]) - np.arctan2(b[2], b[1]))) % 360
+    return float(min(d, 360 - d))
+
+
 def continue_colours(surface, initial: np.ndarray, infill: np.ndarray, target: np.ndarray, observed: np.ndarray,
                      edge_de: float = 6.0, bands: int = 6, min_texels: int = 100, shape_tol: float = 0.35,
-                     min_shift_de: float = 2.0) -> tuple[np.ndarray, dict]:
+                     min_shift_de: float = 2.0, max_hue_deg: float = 45.0, grey_chroma: float = 10.0) -> tuple[np.ndarray, dict]:
     """initial, infill, target: [T, 3] RGB (the initial texture, the current infill, the references' colour);
-    observed [T] bool. Returns (the infill with the hidden bands that continue an observed region moved,
+    observed [T] bool. A band whose mean hue is more than `max_hue_deg` from the observed mean's (both chromas
+    above `grey_chroma`) is another colour, not a cast of it (a cast, a wash-out, a tint keeps the hue or turns
+    it grey), and is left alone. Returns (the infill with the hidden bands that continue an observed region moved,
     report)."""
     from scipy.spatial import cKDTree
 
@@ -99,14 +110,16 @@ def continue_colours(surface, initial: np.ndarray, infill: np.ndarray, target: n
             mu_b, sd_b = x.mean(0), np.maximum(x.std(0), 1.0)
             shape = float(np.abs(_z_quantiles(x, mu_b, sd_b) - q_o).mean())
             shift = float(np.linalg.norm(mu_b - mu_o))
-            ok = shape <= shape_tol and shift >= min_shift_de
+            hue = _hue_gap(mu_b, mu_o, grey_chroma)
+            ok = shape <= shape_tol and shift >= min_shift_de and hue <= max_hue_deg
             gain = np.clip(sd_o / sd_b, 1 / 3, 3) if ok else np.ones(3)
             offset = (mu_o - gain * mu_b) if ok else np.zeros(3)
             centres.append(float(np.median(dist[which == b])))
             gains.append(gain)
             offsets.append(offset)
             rows.append({"band": b, "texels": int(len(sel)), "distance_m": round(centres[-1], 4),
-                         "shift_de": round(shift, 2), "shape": round(shape, 3), "moved": bool(ok)})
+                         "shift_de": round(shift, 2), "shape": round(shape, 3), "hue_gap_deg": round(hue, 1),
+                         "moved": bool(ok)})
         if not any(r["moved"] for r in rows):
             per_region.append({"texels": int(len(members)), "observed": int(len(obs)), "hidden": int(len(hid)),
                                "moved": 0, "bands": rows})

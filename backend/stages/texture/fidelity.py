@@ -119,10 +119,13 @@ def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tup
                                          surface.gather(island_labels(surface.covered)))
     # mapped changes smaller than the photos' agreement floor are not evidence of anything: shrunk away (soft,
     # so no step), the initial colour kept exactly
-    if config.map_min_change > 0:
+    # a map learned from lit photos is no surer than their lighting correction: on lit references its changes
+    # within the agreement floor are shrunk away too
+    shrink = max(config.map_min_change, config.agree_floor if any(r.lighting.applied for r in prepared) else 0.0)
+    if shrink > 0:
         delta = mapped - init_t
         size = np.abs(delta).max(1, keepdims=True)
-        mapped = (init_t + delta * np.clip(1 - config.map_min_change / np.maximum(size, 1e-9), 0, 1)).astype(np.float32)
+        mapped = (init_t + delta * np.clip(1 - shrink / np.maximum(size, 1e-9), 0, 1)).astype(np.float32)
     continuation = {"method": "off", "texels_moved": 0}
     if config.continuation:
         from .continuation import continue_colours

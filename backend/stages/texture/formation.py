@@ -28,6 +28,10 @@ from .agreement import filter_samples
 CANDIDATES_PX = (0.0, 1.5, 2.0, 2.5, 3.0, 4.0)
 """Pixel filters tried per photo: 0 = a one-pixel box (the product's own renders), else Blackman-Harris this wide."""
 
+SHADING_CHROMA_FLOOR = 0.08
+"""On a lit photo, a colour imbalance below this (8 % between channels, in log) is within what a white balance and
+a low-order light leave: brightness-and-slight-tint areas are the light's residual, not a wrong colour."""
+
 
 @dataclass
 class Formation:
@@ -124,8 +128,8 @@ def confirmation(ref, candidate: Tensor, compare, reduction: float, beyond: Tens
 
     `initial` [Ht, Wt, 3] with `shading_chroma` > 0, on a photo whose lighting was removed: an area where the photo
     differs from the initial asset's render by a brightness only (the per-channel log ratios' spread is at most
-    `shading_chroma` of their mean) is the lighting's residual (a clamped or local light the low-order fit left),
-    not a colour the texture has wrong, and is not confirmed either.
+    `shading_chroma` of their mean, or SHADING_CHROMA_FLOOR) is the lighting's residual (a clamped or local light the low-order fit left),
+    not a colour the texture has wrong, and is not confirmed either; nor is an unmeasured pixel of such a photo.
 
     The asset's pixels whose residual was not measured (near the silhouette, nothing measured near) keep their
     disagreement; the background's (no texel is seen there) is dropped, so a texel on the silhouette does not
@@ -136,7 +140,9 @@ def confirmation(ref, candidate: Tensor, compare, reduction: float, beyond: Tens
     unmeasured = (before >= 1.0) & ref.mask
     area = (ref.disagree > 0) & ref.mask & ~unmeasured
     labels, n = ndimage.label(area.numpy(), structure=np.ones((3, 3), bool))
-    out = unmeasured.float()
+    lit = initial is not None and shading_chroma > 0 and ref.lighting.applied
+    # on a lit photo an unmeasured difference may as well be the light's: not evidence either
+    out = unmeasured.float() * (not lit)
     if n == 0:
         return out
     idx = np.arange(1, n + 1)
@@ -155,12 +161,13 @@ def confirmation(ref, candidate: Tensor, compare, reduction: float, beyond: Tens
     if beyond is not None:
         a0 = summed(beyond)
         c = c * ramp((a0 - a) / np.maximum(a0, 1e-9))
-    if initial is not None and shading_chroma > 0 and ref.lighting.applied:
-        own = ref.formation.render(initial)[..., :3].clamp_min(1e-3).log()
-        ratio = (ref.image[..., :3].clamp_min(1e-3).log() - own).numpy()
-        per = np.stack([ndimage.mean(ratio[..., k], labels, idx) for k in range(3)], 1)  # [n, 3]
+    if lit:
+        own, img = ref.formation.render(initial)[..., :3].numpy(), ref.image[..., :3].numpy()
+        # per channel, the log of the area's summed photo over its summed render (dark pixels weigh less)
+        per = np.log(np.stack([np.maximum(ndimage.sum(img[..., k], labels, idx), 1e-6)
+                               / np.maximum(ndimage.sum(own[..., k], labels, idx), 1e-6) for k in range(3)], 1))
         lum = per.mean(1)
         chroma = np.abs(per - lum[:, None]).max(1)
-        c = c * (chroma > shading_chroma * np.abs(lum))
+        c = c * (chroma > np.maximum(shading_chroma * np.abs(lum), SHADING_CHROMA_FLOOR))
     c = np.concatenate([[0.0], c]).astype(np.float32)
     return torch.maximum(out, torch.as_tensor(c[labels]))
