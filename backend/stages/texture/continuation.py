@@ -85,6 +85,7 @@ def continue_colours(surface, initial: np.ndarray, infill: np.ndarray, target: n
     lab = rgb_to_lab(initial)
     labels = material_regions(surface, lab, edge_de)
     tlab = rgb_to_lab(target)
+    flab = rgb_to_lab(infill)  # the bands continue from the current infill (the region maps' correction kept)
     out = infill.copy()
     pts = surface.points.numpy().astype(np.float64)
     per_region, moved = [], 0
@@ -106,7 +107,7 @@ def continue_colours(surface, initial: np.ndarray, infill: np.ndarray, target: n
             sel = hid[which == b]
             if len(sel) < min_texels // 2:
                 continue
-            x = lab[sel]
+            x = flab[sel]
             mu_b, sd_b = x.mean(0), np.maximum(x.std(0), 1.0)
             shape = float(np.abs(_z_quantiles(x, mu_b, sd_b) - q_o).mean())
             shift = float(np.linalg.norm(mu_b - mu_o))
@@ -129,7 +130,7 @@ def continue_colours(surface, initial: np.ndarray, infill: np.ndarray, target: n
         gains, offsets = np.asarray([np.ones(3)] + gains), np.asarray([np.zeros(3)] + offsets)
         g = np.stack([np.interp(dist, centres, gains[:, c]) for c in range(3)], 1)
         o = np.stack([np.interp(dist, centres, offsets[:, c]) for c in range(3)], 1)
-        new = lab_to_rgb(lab[hid] * g + o)
+        new = lab_to_rgb(flab[hid] * g + o)
         out[hid] = np.clip(new, 0, 1)
         n = int(sum(r["texels"] for r in rows if r["moved"]))
         moved += n

@@ -127,11 +127,20 @@ def prepare_fidelity(mesh, references, caster, config: FidelityConfig, size: tup
         size = np.abs(delta).max(1, keepdims=True)
         mapped = (init_t + delta * np.clip(1 - shrink / np.maximum(size, 1e-9), 0, 1)).astype(np.float32)
     continuation = {"method": "off", "texels_moved": 0}
-    if config.continuation:
+    lit = [r.name for r in prepared if r.lighting.applied]
+    if config.continuation and lit:
+        continuation = {"method": "not applied: the references " + ", ".join(lit) + " are lit (their colours are only "
+                        "as sure as the lighting correction)", "texels_moved": 0}
+    elif config.continuation:
         from .continuation import continue_colours
 
         mapped, continuation = continue_colours(surface, init_t, mapped, obs.colour.numpy(), obs.observed.numpy(),
                                                 edge_de=config.continuation_edge_de, shape_tol=config.continuation_shape)
+        # what the photos confirm as it is stays so (the same evidence rule as for the maps)
+        keep = nearer_photo(obs, init_t, mapped) | (agreeing_beyond(obs, wide, init_t, mapped)
+                                                     if config.keep_agreeing_beyond else False)
+        continuation["texels_kept_by_the_photos"] = int((keep & (np.abs(mapped - init_t).max(1) > 0)).sum())
+        mapped = np.where(keep[:, None], init_t, mapped).astype(np.float32)
     mapped_image = init_f.copy()
     mapped_image[surface.rows, surface.cols] = mapped
     return Fidelity(surface, prepared, obs, regions, initial, mapped, mapped_image, palette, continuation)
