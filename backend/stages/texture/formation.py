@@ -96,10 +96,10 @@ def estimate_formation(formation: Formation, texture: Tensor, image: Tensor, val
 
 
 def candidate_texture(initial: np.ndarray, surface, obs) -> np.ndarray:
-    """[Ht, Wt, 3] float: the initial texture with each observed texel moved toward the photos' colour by its
-    disagreement (what the references would make of the texture if every disagreement were right)."""
+    """[Ht, Wt, 3] float: the initial texture with each disagreeing observed texel moved to the photos' colour (the
+    hypothesis under test: what the references would make of the texture if every disagreement were right)."""
     init_t = surface.gather(initial)
-    a = obs.disagreement.numpy()[:, None] * (obs.confidence.numpy()[:, None] > 0)
+    a = ((obs.disagreement.numpy() > 0) & (obs.confidence.numpy() > 0))[:, None]
     out = initial.astype(np.float32).copy()
     out[surface.rows, surface.cols] = init_t + a * (obs.colour.numpy() - init_t)
     return out
