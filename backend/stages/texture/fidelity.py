@@ -162,4 +162,8 @@ def finish_fidelity(fid: Fidelity, config: FidelityConfig, dilate_px: int, infil
         source = "the inpainted target views, baked"
     composed = compose_texture(fid.initial, s, fid.observation, infill, config.feather_px, dilate_px,
                                keep_grazing=config.keep_grazing)
+    # kept = the artist's bytes exactly (a grazing texel blended with an infill that equals it is kept too)
+    same = (s.gather(composed.texture)[:, :3] == s.gather(fid.initial)[:, :3]).all(1)
+    observed = ~composed.infilled
+    composed = replace(composed, kept=observed & same, from_references=observed & ~same)
     return composed, {"infill_source": source, "texels_filled_on_surface": int(filled), "texels_unseen": missing}
