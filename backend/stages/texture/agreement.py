@@ -29,6 +29,30 @@ def _blackman_harris(x: np.ndarray, width: float) -> np.ndarray:
     return np.where(np.abs(x) <= width / 2, w, 0.0)
 
 
+def filter_samples(premult: Tensor, s: int, filter_px: float, height: int, width: int) -> Tensor:
+    """[1, 4, H*s, W*s] premultiplied RGB + coverage samples (s x s a pixel) -> [H, W, 4] straight-alpha RGBA under
+    a pixel filter: `filter_px` = 0: a one-pixel box (the mean of each pixel's samples); else a separable
+    Blackman-Harris window that many pixels wide around each pixel's centre."""
+    if filter_px <= 0:
+        x = premult[0].reshape(4, height, s, width, s).mean(dim=(2, 4))
+    else:
+        r = int(np.ceil(filter_px / 2 * s - 0.5))  # taps each side of a pixel's centre (half-integer sample offsets)
+        offsets = np.arange(-r, r) + 0.5  # in samples, from the centre (s - 1) / 2 of the pixel's own samples
+        k = _blackman_harris(offsets / s, filter_px)
+        k = torch.as_tensor(k / k.sum(), dtype=torch.float32)
+        first = (s - 1) / 2 - (r - 0.5)  # the first tap's sample index for pixel 0
+        pad = int(max(0, -first))
+        n = len(k)
+        x = F.pad(premult, (pad, pad + n, pad, pad + n), mode="replicate")
+        start = int(first + pad)
+        x = F.conv2d(x[..., start:, :], k.view(1, 1, n, 1).expand(4, 1, n, 1), stride=(s, 1), groups=4)
+        x = F.conv2d(x[..., start:], k.view(1, 1, 1, n).expand(4, 1, 1, n), stride=(1, s), groups=4)
+        x = x[0, :, :height, :width]
+    cov = x[3].clamp(0, 1)
+    rgb = x[:3] / x[3].clamp_min(1e-8)
+    return torch.cat([rgb.permute(1, 2, 0), cov[..., None]], -1)
+
+
 def formed_render(caster, camera, supersample: int = 4, filter_px: float = 1.5) -> Tensor:
     """[H, W, 4] straight-alpha RGBA of `caster`'s textured mesh from one camera: supersample^2 rays a pixel,
     weighted by a Blackman-Harris filter `filter_px` pixels wide (separable) around each pixel's centre."""
@@ -36,21 +60,7 @@ def formed_render(caster, camera, supersample: int = 4, filter_px: float = 1.5) 
     hi = caster.passes(camera.resized(camera.width * s, camera.height * s))
     cover = hi.mask[0].float()
     premult = torch.cat([hi.rgb[0] * cover[..., None], cover[..., None]], -1).permute(2, 0, 1)[None]  # [1, 4, Hs, Ws]
-    r = int(np.ceil(filter_px / 2 * s - 0.5))  # taps each side of a pixel's centre (half-integer sample offsets)
-    offsets = np.arange(-r, r) + 0.5  # in samples, from the centre (s - 1) / 2 of the pixel's own samples
-    k = _blackman_harris(offsets / s, filter_px)
-    k = torch.as_tensor(k / k.sum(), dtype=torch.float32)
-    first = (s - 1) / 2 - (r - 0.5)  # the first tap's sample index for pixel 0
-    pad = int(max(0, -first))
-    n = len(k)
-    x = F.pad(premult, (pad, pad + n, pad, pad + n), mode="replicate")
-    start = int(first + pad)
-    x = F.conv2d(x[..., start:, :], k.view(1, 1, n, 1).expand(4, 1, n, 1), stride=(s, 1), groups=4)
-    x = F.conv2d(x[..., start:], k.view(1, 1, 1, n).expand(4, 1, 1, n), stride=(1, s), groups=4)
-    x = x[0, :, :camera.height, :camera.width]
-    cov = x[3].clamp(0, 1)
-    rgb = x[:3] / x[3].clamp_min(1e-8)
-    return torch.cat([rgb.permute(1, 2, 0), cov[..., None]], -1)
+    return filter_samples(premult, s, filter_px, camera.height, camera.width)
 
 
 def _pool(x: Tensor, r: int) -> Tensor:

@@ -56,9 +56,15 @@ class FidelityConfig:
     compare_blur_px: float = 1.5
     """Photo and initial render are compared after a Gaussian blur of this sigma (photo pixels), so a
     half-pixel misregistration or a different antialiasing at an edge is not a disagreement."""
-    render_filter_px: float = 0.0
-    """The initial asset is rendered for the comparison as cameras and renderers form pixels: 16 rays a pixel
-    weighted by a Blackman-Harris filter this wide (pixels); 0 = 4 rays a pixel, box-filtered."""
+    render_filter_px: float = -1.0
+    """The initial asset is rendered for the comparison as the photo's pixels were formed: 16 rays a pixel
+    weighted by a Blackman-Harris filter this wide (pixels), 0 = a one-pixel box (the product's own renders);
+    -1 (the default): the filter is estimated per photo, the candidate whose render is nearest the photo
+    (stages.texture.formation; reported per reference as `pixel_filter`)."""
+    confirm_reduction: float = 0.4
+    """Analysis by synthesis: a disagreement is taken from the photos only where the candidate texture (the
+    disagreeing texels moved to the photos' colour), rendered the same way, reduces the residual to the photo by
+    at least this fraction (fading out at half of it); elsewhere the texel keeps its initial value. 0: off."""
     agree_edge: float = 0.0
     """The tolerance grows by this fraction of the initial render's local contrast (its range over 3 x 3 photo
     pixels): another renderer's pixel filter moves a right edge by a fraction of its contrast
@@ -84,6 +90,19 @@ class FidelityConfig:
     region_min_texels: int = 20
     """Observed texels a region needs before its mapping is trusted fully; below, it shrinks toward the
     identity (a region nobody observes keeps its own colours)."""
+    shading_chroma: float = 0.5
+    """On a lit photo (its lighting removed), an area of disagreement that differs from the initial asset by a
+    brightness only (its per-channel log ratios spread by at most this fraction of their mean) is the lighting's
+    residual, not a wrong colour: it is not taken (stages.texture.formation). 0: off."""
+    keep_agreeing_beyond: bool = True
+    """A texel a photo shows only beyond min_cosine (too grazing to take its colour from) that agrees with it keeps its
+    initial colour: no region map, no feathering (stages.texture.evidence)."""
+    agreeing_identity: bool = True
+    """The region maps learn, on a texel where the photos agree with the initial asset, the identity (their
+    difference there is within their noise or their lighting residual: no evidence of a colour change)."""
+    counterpart_de: float = 0.0
+    """A hidden texel whose initial colour is this far (Lab) from every observed texel's keeps its own colour (the
+    region maps learned nothing about it), fading in below; 0: off."""
     map_min_change: float = 0.0
     """A region map's change to a texel smaller than this (max over RGB) is not applied, larger ones are shrunk by
     it (soft): a map learned from agreeing photos is the identity within their noise, and the texel keeps its value."""
@@ -111,7 +130,9 @@ class FidelityConfig:
             (number(self.agree_sigmas, 0), "agree_sigmas", "must be >= 0"),
             (number(self.agree_floor, 0, 1), "agree_floor", "must be in [0, 1]"),
             (number(self.compare_blur_px, 0, 16), "compare_blur_px", "must be in [0, 16]"),
-            (number(self.render_filter_px, 0, 4), "render_filter_px", "must be in [0, 4] (0: box filter)"),
+            (number(self.render_filter_px, -1, 4) and (self.render_filter_px >= 0 or self.render_filter_px == -1),
+             "render_filter_px", "must be -1 (estimated per photo) or in [0, 4] (0: box filter)"),
+            (number(self.confirm_reduction, 0, 1), "confirm_reduction", "must be in [0, 1] (0: off)"),
             (number(self.agree_edge, 0, 4), "agree_edge", "must be in [0, 4]"),
             (whole(self.agree_area_px, 0, 16), "agree_area_px", "must be an integer in [0, 16]"),
             (whole(self.agree_min_pixels, 1), "agree_min_pixels", "must be an integer >= 1"),
@@ -121,6 +142,10 @@ class FidelityConfig:
             (whole(self.regions, 1, 64), "regions", "must be an integer in [1, 64]"),
             (whole(self.region_min_texels, 1), "region_min_texels", "must be an integer >= 1"),
             (number(self.map_min_change, 0, 1), "map_min_change", "must be in [0, 1]"),
+            (number(self.shading_chroma, 0, 10), "shading_chroma", "must be in [0, 10] (0: off)"),
+            (isinstance(self.keep_agreeing_beyond, bool), "keep_agreeing_beyond", "must be true or false"),
+            (isinstance(self.agreeing_identity, bool), "agreeing_identity", "must be true or false"),
+            (number(self.counterpart_de, 0, 100), "counterpart_de", "must be in [0, 100] (0: off)"),
             (isinstance(self.continuation, bool), "continuation", "must be true or false"),
             (number(self.continuation_edge_de, 0, 100), "continuation_edge_de", "must be in [0, 100]"),
             (number(self.continuation_shape, 0, 10), "continuation_shape", "must be in [0, 10]"),

@@ -63,17 +63,29 @@ def _z_quantiles(x: np.ndarray, mu: np.ndarray, sd: np.ndarray) -> np.ndarray:
     return np.quantile((x - mu) / sd, QUANTILES, axis=0)
 
 
+def _hue_gap(a: np.ndarray, b: np.ndarray, grey_chroma: float) -> float:
+    """Degrees between the hues of two Lab colours; 0 when either is (nearly) grey (no hue to keep)."""
+    ca, cb = np.hypot(a[1], a[2]), np.hypot(b[1], b[2])
+    if min(ca, cb) < grey_chroma:
+        return 0.0
+    d = abs(np.degrees(np.arctan2(a[2], a[1]) - np.arctan2(b[2], b[1]))) % 360
+    return float(min(d, 360 - d))
+
+
 def continue_colours(surface, initial: np.ndarray, infill: np.ndarray, target: np.ndarray, observed: np.ndarray,
                      edge_de: float = 6.0, bands: int = 6, min_texels: int = 100, shape_tol: float = 0.35,
-                     min_shift_de: float = 2.0) -> tuple[np.ndarray, dict]:
+                     min_shift_de: float = 2.0, max_hue_deg: float = 45.0, grey_chroma: float = 10.0) -> tuple[np.ndarray, dict]:
     """initial, infill, target: [T, 3] RGB (the initial texture, the current infill, the references' colour);
-    observed [T] bool. Returns (the infill with the hidden bands that continue an observed region moved,
+    observed [T] bool. A band whose mean hue is more than `max_hue_deg` from the observed mean's (both chromas
+    above `grey_chroma`) is another colour, not a cast of it (a cast, a wash-out, a tint keeps the hue or turns
+    it grey), and is left alone. Returns (the infill with the hidden bands that continue an observed region moved,
     report)."""
     from scipy.spatial import cKDTree
 
     lab = rgb_to_lab(initial)
     labels = material_regions(surface, lab, edge_de)
     tlab = rgb_to_lab(target)
+    flab = rgb_to_lab(infill)  # the bands continue from the current infill (the region maps' correction kept)
     out = infill.copy()
     pts = surface.points.numpy().astype(np.float64)
     per_region, moved = [], 0
@@ -95,18 +107,20 @@ def continue_colours(surface, initial: np.ndarray, infill: np.ndarray, target: n
             sel = hid[which == b]
             if len(sel) < min_texels // 2:
                 continue
-            x = lab[sel]
+            x = flab[sel]
             mu_b, sd_b = x.mean(0), np.maximum(x.std(0), 1.0)
             shape = float(np.abs(_z_quantiles(x, mu_b, sd_b) - q_o).mean())
             shift = float(np.linalg.norm(mu_b - mu_o))
-            ok = shape <= shape_tol and shift >= min_shift_de
+            hue = _hue_gap(mu_b, mu_o, grey_chroma)
+            ok = shape <= shape_tol and shift >= min_shift_de and hue <= max_hue_deg
             gain = np.clip(sd_o / sd_b, 1 / 3, 3) if ok else np.ones(3)
             offset = (mu_o - gain * mu_b) if ok else np.zeros(3)
             centres.append(float(np.median(dist[which == b])))
             gains.append(gain)
             offsets.append(offset)
             rows.append({"band": b, "texels": int(len(sel)), "distance_m": round(centres[-1], 4),
-                         "shift_de": round(shift, 2), "shape": round(shape, 3), "moved": bool(ok)})
+                         "shift_de": round(shift, 2), "shape": round(shape, 3), "hue_gap_deg": round(hue, 1),
+                         "moved": bool(ok)})
         if not any(r["moved"] for r in rows):
             per_region.append({"texels": int(len(members)), "observed": int(len(obs)), "hidden": int(len(hid)),
                                "moved": 0, "bands": rows})
@@ -116,7 +130,7 @@ def continue_colours(surface, initial: np.ndarray, infill: np.ndarray, target: n
         gains, offsets = np.asarray([np.ones(3)] + gains), np.asarray([np.zeros(3)] + offsets)
         g = np.stack([np.interp(dist, centres, gains[:, c]) for c in range(3)], 1)
         o = np.stack([np.interp(dist, centres, offsets[:, c]) for c in range(3)], 1)
-        new = lab_to_rgb(lab[hid] * g + o)
+        new = lab_to_rgb(flab[hid] * g + o)
         out[hid] = np.clip(new, 0, 1)
         n = int(sum(r["texels"] for r in rows if r["moved"]))
         moved += n

@@ -22,6 +22,7 @@ from ..views.cameras import Cameras
 from ..views.mesh_passes import Raycaster, mesh_rgba
 from ..views.visibility import sample_bilinear, seen_by
 from .agreement import formed_render, local_tolerance, persistent, persistent_area
+from .formation import Formation, cast_formation, estimate_formation
 from .config import FidelityConfig
 from .lighting import Lighting, estimate_lighting, remove_lighting
 from .texels import TexelSurface
@@ -54,10 +55,16 @@ class PreparedReference:
     disagree: Tensor
     """[H, W] in [0, 1]: how far the difference exceeds the local tolerance, kept only where it persists over
     an area (`persistent`): 0 = the initial asset agrees with the photo there."""
+    formation: Formation | None = None
+    """The initial asset's rays through the photo's pixels and the pixel filter the photo was found formed with
+    (None: the mesh has no texture, or a fixed filter other than these was asked for)."""
 
     def report(self) -> dict:
-        return {"name": self.name, "lighting": self.lighting.report(), "noise": round(self.noise, 5),
-                "agree_threshold": round(self.threshold, 5)}
+        out = {"name": self.name, "lighting": self.lighting.report(), "noise": round(self.noise, 5),
+               "agree_threshold": round(self.threshold, 5)}
+        if self.formation is not None:
+            out["pixel_filter"] = self.formation.report()
+        return out
 
 
 def _blur(img: Tensor, weight: Tensor, sigma: float) -> Tensor:
@@ -92,36 +99,34 @@ def prepare_reference(ref, caster: Raycaster, config: FidelityConfig = FidelityC
     cam = Cameras.from_protocol([ref.camera])
     passes = caster.passes(cam, normals="smooth")
     photo = float_tensor(ref.image)
-    render = formed_render(caster, cam, 4, config.render_filter_px) if config.render_filter_px > 0 else mesh_rgba(caster, cam, supersample=2)[0]
+    formation, texture = None, None
+    if caster.texture is not None:
+        # the initial asset formed as the photo was: its rays cast once, 4 x 4 a pixel, filtered per candidate
+        formation, texture = cast_formation(caster, cam, 4), torch.as_tensor(caster.texture, dtype=torch.float32)
+        formation.filter_px = max(0.0, config.render_filter_px)
+        render = formation.render(texture, 0.0 if config.render_filter_px < 0 else None)
+    else:
+        render = formed_render(caster, cam, 4, config.render_filter_px) if config.render_filter_px > 0 else mesh_rgba(caster, cam, supersample=2)[0]
     mask, normals = passes.mask[0], passes.normal[0]
     # both show the subject, away from its silhouette (mixed pixels there)
     inner = (-F.max_pool2d(-(mask & (photo[..., 3] >= 0.5) & (render[..., 3] >= 0.99)).float()[None, None], 3, 1, 1))[0, 0] > 0
     light = estimate_lighting(photo[..., :3], render[..., :3], inner, normals, config.lighting_min_change,
                               seed=config.seed) if config.lighting else Lighting(np.ones(3), np.zeros(9), 0, 0.0, False)
     image = remove_lighting(photo, normals, mask, light)
+    if formation is not None and config.render_filter_px < 0:
+        render = estimate_formation(formation, texture, image[..., :3], inner)
     diff, noise, threshold, disagree = _compare(image.to(dev), render.to(dev), inner.to(dev), config)
     return PreparedReference(ref.name, image, cam, passes.depth[0], mask, normals, inner, diff, noise, threshold, light,
-                             disagree)
+                             disagree, formation)
 
 
 def _compare(image: Tensor, render: Tensor, inner: Tensor, config: FidelityConfig) -> tuple[Tensor, float, float, Tensor]:
     """The lit-corrected photo [H, W, 4] against the render [H, W, 4] where `inner` [H, W] (one device) ->
     (difference [H, W], noise, threshold, disagreement [H, W]); the maps on the CPU."""
     weight = inner.float()
-    a = _blur(image[..., :3], weight, config.compare_blur_px)
-    b = _blur(render[..., :3], weight, config.compare_blur_px)
-    # the smallest difference over one-pixel shifts: a renderer's half-pixel offset or another antialiasing
-    # at a sharp edge is not a disagreement; a wrong patch wider than a pixel still is
-    bp = F.pad(b.permute(2, 0, 1)[None], (1, 1, 1, 1), mode="replicate")[0].permute(1, 2, 0)
-    H, W = a.shape[:2]
-    diff = torch.stack([(a - bp[dy:dy + H, dx:dx + W]).abs().mean(-1) for dy in range(3) for dx in range(3)]).min(0).values
-    diff = diff * inner
-    tolerance = local_tolerance(b, inner, config.agree_edge).to(diff.device)
-    # near the silhouette (mixed pixels) the difference is not measured: take the nearest measured pixels',
-    # and where none is near, call it a disagreement (the photo's colour is taken)
-    reach = _blur(weight[..., None], torch.ones_like(weight), 2.0)[..., 0]
-    spread = _blur(diff[..., None], weight, 2.0)[..., 0]
-    diff = torch.where(inner, diff, torch.where(reach > 0.05, spread, torch.ones_like(diff)))
+    diff = difference(image, render, inner, config.compare_blur_px)
+    tolerance = local_tolerance(_blur(render[..., :3], weight, config.compare_blur_px), inner,
+                                config.agree_edge).to(diff.device)
     # noise: the high frequencies of the signed difference, robustly (edges and disagreements are outliers)
     signed = (image[..., :3] - render[..., :3]).mean(-1, keepdim=True)
     high = (signed - _blur(signed, weight, 2.0))[..., 0][inner]
@@ -130,6 +135,24 @@ def _compare(image: Tensor, render: Tensor, inner: Tensor, config: FidelityConfi
     opened = persistent(((diff - threshold - tolerance) / threshold).clamp(0, 1), config.agree_area_px)
     disagree = persistent_area(opened.cpu(), config.agree_min_pixels)
     return diff.cpu(), noise, threshold, disagree
+
+
+def difference(image: Tensor, render: Tensor, inner: Tensor, blur_px: float) -> Tensor:
+    """[H, W] mean absolute RGB difference of a (corrected) photo and a render [H, W, 3|4], both blurred by
+    `blur_px` over the `inner` pixels [H, W]; near the silhouette (mixed pixels) the nearest measured pixels'
+    difference, and 1 where none is near (the photo's colour is taken there)."""
+    weight = inner.float()
+    a = _blur(image[..., :3], weight, blur_px)
+    b = _blur(render[..., :3], weight, blur_px)
+    # the smallest difference over one-pixel shifts: a renderer's half-pixel offset or another antialiasing
+    # at a sharp edge is not a disagreement; a wrong patch wider than a pixel still is
+    bp = F.pad(b.permute(2, 0, 1)[None], (1, 1, 1, 1), mode="replicate")[0].permute(1, 2, 0)
+    H, W = a.shape[:2]
+    diff = torch.stack([(a - bp[dy:dy + H, dx:dx + W]).abs().mean(-1) for dy in range(3) for dx in range(3)]).min(0).values
+    diff = diff * inner
+    reach = _blur(weight[..., None], torch.ones_like(weight), 2.0)[..., 0]
+    spread = _blur(diff[..., None], weight, 2.0)[..., 0]
+    return torch.where(inner, diff, torch.where(reach > 0.05, spread, torch.ones_like(diff)))
 
 
 @dataclass
@@ -161,7 +184,7 @@ def observe_texels(surface: TexelSurface, references: list[PreparedReference],
     dev = torch.device(device)
     T = len(surface)
     acc, wsum = torch.zeros(T, 3, device=dev), torch.zeros(T, device=dev)
-    dis, conf = torch.zeros(T, device=dev), torch.zeros(T, device=dev)
+    dis, dsum, conf = torch.zeros(T, device=dev), torch.zeros(T, device=dev), torch.zeros(T, device=dev)
     counts = []
     span = max(config.full_cosine - config.min_cosine, 1e-6)
     for i, ref in enumerate(references):
@@ -182,11 +205,14 @@ def observe_texels(surface: TexelSurface, references: list[PreparedReference],
         w = (f * seen.cos / seen.z) ** 2 * c.clamp_min(1e-3)
         acc.index_add_(0, seen.index, w[:, None] * colour)
         wsum.index_add_(0, seen.index, w)
-        dis.index_add_(0, seen.index, w * a)
+        # the disagreement is the sharpest views' (weights squared): a photo seeing the texel at a grazing angle
+        # mixes it with its neighbours beyond, and must not overrule a frontal photo that agrees
+        dis.index_add_(0, seen.index, w * w * a)
+        dsum.index_add_(0, seen.index, w * w)
         conf[seen.index] = torch.maximum(conf[seen.index], c.clamp_min(1e-3))
     have = wsum > 0
     colour = torch.zeros(T, 3, device=dev)
     colour[have] = acc[have] / wsum[have, None]
     disagreement = torch.zeros(T, device=dev)
-    disagreement[have] = dis[have] / wsum[have]
+    disagreement[have] = dis[have] / dsum[have].clamp_min(1e-30)
     return Observation(colour.cpu(), (conf * have).cpu(), disagreement.cpu(), counts)

@@ -71,3 +71,16 @@ def test_a_hidden_side_of_another_shape_is_left_alone():
                                    edge_de=8.0)
     far = s.points.numpy()[:, 0] > 0.6
     assert np.array_equal(out[far], initial[far])
+
+
+def test_a_hidden_side_of_another_hue_is_not_taken_for_a_cast():
+    # the same pattern and spread, but green where the observed side is pink: another colour, not a cast
+    s, truth, initial, observed = _sphere_case(lambda t: np.clip(t[:, [1, 0, 2]] * [0.7, 1.4, 0.8], 0, 1))
+    out, report = continue_colours(s, initial, initial.copy(), np.where(observed[:, None], truth, 0), observed,
+                                   edge_de=16.0)
+    far = s.points.numpy()[:, 0] > 0.6
+    assert np.abs(out[far] - initial[far]).max() < 2e-3  # (the Lab round trip of an identity band)
+    bands = [b for r in report["per_region"] for b in r["bands"]]
+    # the far bands' shapes agree (a per-channel transform would map them), their hue does not
+    far_bands = [b for b in bands if b["hue_gap_deg"] > 45]
+    assert far_bands and all(b["shape"] <= 0.35 and not b["moved"] for b in far_bands)
