@@ -50,5 +50,5 @@ class SDSGraphs:
         if not self.enabled:
             return {"cuda_graphs": False, "graph_note": "not on CUDA: eager"}
         (ok_e, why_e), (ok_u, why_u) = self.encoder.outcome(), self.unet.outcome()
-        notes = [f"encoder: {why_e}" for _ in [0] if why_e] + [f"UNet: {why_u}" for _ in [0] if why_u]
+        notes = [f"{what}: {why}" for what, why in (("encoder", why_e), ("UNet", why_u)) if why]
         return {"cuda_graphs": ok_e and ok_u, "graph_note": "; ".join(notes)}
